@@ -1,0 +1,181 @@
+"""Metrics and reports: per-label scores, confusion summaries, calibration, worst errors.
+
+Pure functions over arrays and lists; the Markdown report and its plots are built from the
+metrics dict, so the JSON and the Markdown never disagree.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import f1_score, precision_recall_fscore_support
+
+from triage.text import mask_personal
+
+
+def multilabel_metrics(Y: np.ndarray, D: np.ndarray, labels: list[str]) -> dict[str, Any]:
+    """Per-label precision/recall/F1/support and micro/macro F1 over labels present in Y."""
+    present = Y.sum(axis=0) > 0
+    p, r, f, s = precision_recall_fscore_support(Y, D, average=None, zero_division=0)
+    per_label = {
+        lab: {"precision": round(float(p[k]), 4), "recall": round(float(r[k]), 4), "f1": round(float(f[k]), 4),
+              "support": int(s[k]), "predicted": int(D[:, k].sum())}
+        for k, lab in enumerate(labels)
+    }
+    return {
+        "micro_f1": round(float(f1_score(Y[:, present], D[:, present], average="micro", zero_division=0)), 4),
+        "macro_f1": round(float(f1_score(Y[:, present], D[:, present], average="macro", zero_division=0)), 4),
+        "labels_scored": int(present.sum()),
+        "rows": int(len(Y)),
+        "per_label": per_label,
+    }
+
+
+def label_confusions(Y: np.ndarray, D: np.ndarray, labels: list[str], top: int = 10) -> list[dict[str, Any]]:
+    """The most frequent (true label missed -> wrong label predicted instead) pairs."""
+    counts: dict[tuple[str, str], int] = {}
+    for y, d in zip(Y.astype(bool), D.astype(bool)):
+        missed, extra = np.flatnonzero(y & ~d), np.flatnonzero(d & ~y)
+        for m in missed:
+            for e in extra:
+                key = (labels[m], labels[e])
+                counts[key] = counts.get(key, 0) + 1
+    ranked = sorted(counts.items(), key=lambda kv: -kv[1])[:top]
+    return [{"true": t, "predicted": p, "count": n} for (t, p), n in ranked]
+
+
+def calibration(Y: np.ndarray, P: np.ndarray, bins: int = 10) -> dict[str, Any]:
+    """Reliability of label probabilities: per bin, mean predicted vs observed rate, and the ECE."""
+    y, p = Y.ravel().astype(float), P.ravel()
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(p, edges) - 1, 0, bins - 1)
+    rows, ece = [], 0.0
+    for b in range(bins):
+        mask = which == b
+        if mask.sum() == 0:
+            continue
+        mean_p, rate = float(p[mask].mean()), float(y[mask].mean())
+        ece += mask.mean() * abs(mean_p - rate)
+        rows.append({"bin": f"{edges[b]:.1f}-{edges[b + 1]:.1f}", "n": int(mask.sum()),
+                     "mean_predicted": round(mean_p, 4), "observed": round(rate, 4)})
+    return {"ece": round(float(ece), 4), "bins": rows}
+
+
+def worst_errors(texts: list[str], Y: np.ndarray, P: np.ndarray, D: np.ndarray, labels: list[str],
+                 top: int = 15) -> list[dict[str, Any]]:
+    """Test rows whose wrong decision was most confident; text masked and cut for the report."""
+    wrong_conf = np.where(D.astype(bool) & ~Y.astype(bool), P, 0).max(axis=1)
+    order = np.argsort(-wrong_conf)[:top]
+    return [
+        {"text": mask_personal(texts[i])[:160], "true": [labels[k] for k in np.flatnonzero(Y[i])],
+         "predicted": [labels[k] for k in np.flatnonzero(D[i])], "confidence": round(float(wrong_conf[i]), 3)}
+        for i in order if wrong_conf[i] > 0
+    ]
+
+
+def single_label_metrics(y_true: list[str], y_pred: list[str], labels: list[str]) -> dict[str, Any]:
+    """Accuracy, macro F1, per-class scores and confusion matrix for a single-label head."""
+    p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, average=None, zero_division=0)
+    matrix = {t: {q: 0 for q in labels} for t in labels}
+    for t, q in zip(y_true, y_pred):
+        if t in matrix and q in matrix[t]:
+            matrix[t][q] += 1
+    return {
+        "accuracy": round(float(np.mean(np.array(y_true) == np.array(y_pred))), 4),
+        "macro_f1": round(float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)), 4),
+        "per_label": {lab: {"precision": round(float(p[k]), 4), "recall": round(float(r[k]), 4),
+                            "f1": round(float(f[k]), 4), "support": int(s[k])} for k, lab in enumerate(labels)},
+        "confusion": matrix,
+        "rows": len(y_true),
+    }
+
+
+def _plot_png(draw: Any) -> bytes:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    draw(ax)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90)
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def plots(metrics: dict[str, Any]) -> dict[str, bytes]:
+    """PNG plots for the report: per-label F1 and topic calibration."""
+    out: dict[str, bytes] = {}
+    topic = metrics.get("topic", {}).get("test")
+    if topic:
+        per = sorted(topic["per_label"].items(), key=lambda kv: -kv[1]["support"])
+        per = [(k, v) for k, v in per if v["support"] > 0]
+
+        def f1_bars(ax: Any) -> None:
+            ax.bar(range(len(per)), [v["f1"] for _, v in per], color="#3a7")
+            ax.set_xticks(range(len(per)))
+            ax.set_xticklabels([f"T{i}" for i in range(len(per))], fontsize=7)
+            ax.set_ylim(0, 1)
+            ax.set_ylabel("F1 on test")
+            ax.set_title("Topic F1 per label, by support (T-numbers: see table)")
+
+        out["topic_f1.png"] = _plot_png(f1_bars)
+    cal = metrics.get("topic", {}).get("calibration")
+    if cal:
+
+        def reliability(ax: Any) -> None:
+            xs = [b["mean_predicted"] for b in cal["bins"]]
+            ys = [b["observed"] for b in cal["bins"]]
+            ax.plot([0, 1], [0, 1], "--", color="grey")
+            ax.plot(xs, ys, "o-", color="#37a")
+            ax.set_xlabel("predicted probability")
+            ax.set_ylabel("observed frequency")
+            ax.set_title(f"Topic calibration on test (ECE {cal['ece']})")
+
+        out["topic_calibration.png"] = _plot_png(reliability)
+    return out
+
+
+def markdown_report(metrics: dict[str, Any]) -> str:
+    """A human-readable report of a training run's held-out metrics."""
+    lines = [f"# Model {metrics['version']}", "", f"Dataset `{metrics['dataset']}`, split: {metrics['split']}.", ""]
+    topic = metrics.get("topic")
+    if topic:
+        t = topic["test"]
+        lines += ["## Topic (held-out test)", "",
+                  f"micro-F1 **{t['micro_f1']}**, macro-F1 **{t['macro_f1']}** over {t['labels_scored']} labels "
+                  f"present in {t['rows']} test rows; calibration ECE {topic['calibration']['ece']}.", ""]
+        if "baseline" in topic:
+            b = topic["baseline"]
+            lines += [f"Plain baseline on the same split ({b['name']}): micro-F1 {b['micro_f1']}, macro-F1 {b['macro_f1']}.", ""]
+        lines += ["![F1 per label](topic_f1.png) ![calibration](topic_calibration.png)", "",
+                  "| # | label | precision | recall | F1 | support | predicted | threshold |", "|---|---|---|---|---|---|---|---|"]
+        per = sorted(t["per_label"].items(), key=lambda kv: -kv[1]["support"])
+        for i, (lab, v) in enumerate([kv for kv in per if kv[1]["support"] > 0]):
+            lines.append(f"| T{i} | {lab} | {v['precision']} | {v['recall']} | {v['f1']} | {v['support']} | "
+                         f"{v['predicted']} | {topic['thresholds'].get(lab, '')} |")
+        lines += ["", "### Most frequent confusions (true label missed, other label predicted)", ""]
+        lines += [f"- {c['true']} -> {c['predicted']}: {c['count']}" for c in topic["confusions"]]
+        lines += ["", "### Most confident errors (text masked)", ""]
+        lines += [f"- `{e['text']}` true {e['true']}, predicted {e['predicted']} ({e['confidence']})" for e in topic["worst_errors"]]
+        lines.append("")
+    urgency = metrics.get("urgency")
+    if urgency:
+        lines += ["## Urgency", "", f"high threshold {urgency['high_threshold']} (a missed high costs "
+                  f"{urgency['high_miss_cost']} false alarms).", "",
+                  "| evaluation | rows | recall(high) | precision(high) | flagged high | macro-F1 |", "|---|---|---|---|---|---|"]
+        for name in ("cross_validated", "time_ordered"):
+            u = urgency.get(name)
+            if u:
+                lines.append(f"| {name} | {u['rows']} | {u['high_recall']} | {u['high_precision']} | "
+                             f"{u['flagged_high_share']} | {u['macro_f1']} |")
+        lines.append("")
+    agency = metrics.get("agency")
+    if agency:
+        lines += ["## Agency routing", "", "```", str(agency.get("summary", agency)), "```", ""]
+    lines += ["## Data", "", "```", metrics.get("data_report", ""), "```", ""]
+    return "\n".join(lines)

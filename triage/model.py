@@ -1,0 +1,319 @@
+"""The triage model: features, the topic head, the urgency head, prediction and explanations.
+
+Pure core: takes and returns values; saving and loading live in ``triage.registry``.
+
+- Features: TF-IDF over character 2-4-grams (inside word boundaries) and newmm word 1-2-grams
+  of normalised text (``triage.text``); see README for the measurement behind this choice.
+- Topic head: one-vs-rest LinearSVC; each label's score is calibrated to a probability with
+  Platt scaling fitted on a validation split, and each label has its own decision threshold
+  tuned on that split. Every complaint gets at least its most likely label. A dataset whose rows
+  all carry one label is treated as single-label (argmax).
+- Urgency head: a class-weighted logistic regression over the rubric's hazard and low-urgency
+  cues (``resources/urgency_lexicon.toml``), the topic head's probabilities, length, and word
+  TF-IDF. ``high`` is decided by its own threshold, chosen by cross-validation so that few high
+  cases are missed (a missed ``high`` costs ``HIGH_MISS_COST`` times a false alarm).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from scipy import sparse
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+from sklearn.multiclass import OneVsRestClassifier
+from sklearn.pipeline import FeatureUnion
+from sklearn.svm import LinearSVC
+
+from triage.text import normalize, word_analyzer
+
+LEXICON_PATH = Path(__file__).parent / "resources" / "urgency_lexicon.toml"
+HIGH_MISS_COST = 8.0
+"""How many false ``high`` alarms one missed ``high`` is worth when choosing its threshold."""
+URGENCY_LEVELS = ("high", "medium", "low")
+
+
+FEATURE_KINDS = ("word", "char", "both")
+
+
+def make_featurizer(kind: str = "word") -> FeatureUnion:
+    """Sublinear TF-IDF over newmm word 1-2-grams ("word"), character 2-4-grams ("char"), or both.
+
+    "word" is the default: on Traffy it scores as well as "both" at a third of the time
+    (``bench/features.py``).
+    """
+    parts: list[tuple[str, TfidfVectorizer]] = []
+    if kind in ("char", "both"):
+        parts.append(("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), min_df=2, sublinear_tf=True,
+                                              max_features=300_000, dtype=np.float32)))
+    if kind in ("word", "both"):
+        parts.append(("word", TfidfVectorizer(analyzer=word_analyzer, min_df=2, sublinear_tf=True, dtype=np.float32)))
+    if not parts:
+        raise ValueError(f"feature kind {kind!r} is not one of: {', '.join(FEATURE_KINDS)}")
+    return FeatureUnion(parts, n_jobs=len(parts))
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -30, 30)))
+
+
+def _best_f1_threshold(y: np.ndarray, p: np.ndarray, default: float) -> float:
+    """The probability threshold with the best F1 on (y, p); ``default`` when y has few positives."""
+    if y.sum() < 5:
+        return default
+    grid = np.linspace(0.05, 0.9, 35)
+    f1 = []
+    for t in grid:
+        pred = p >= t
+        tp = float((pred & (y == 1)).sum())
+        f1.append(2 * tp / max(pred.sum() + y.sum(), 1))
+    return float(grid[int(np.argmax(f1))])
+
+
+@dataclass
+class TopicHead:
+    """One-vs-rest linear topic classifier with calibrated probabilities and per-label thresholds."""
+
+    labels: list[str]
+    multi_label: bool
+    C: float = 0.5
+    clf_: OneVsRestClassifier | None = None
+    calibration_: np.ndarray | None = None  # (K, 2): Platt a, b per label
+    thresholds_: np.ndarray | None = None
+
+    def fit(self, X: sparse.csr_matrix, Y: np.ndarray) -> TopicHead:
+        self.clf_ = OneVsRestClassifier(LinearSVC(C=self.C), n_jobs=2).fit(X, Y)
+        if self.calibration_ is None:
+            self.calibration_ = np.tile([2.0, 0.0], (len(self.labels), 1))
+            self.thresholds_ = np.full(len(self.labels), 0.5)
+        return self
+
+    def decision(self, X: sparse.csr_matrix) -> np.ndarray:
+        assert self.clf_ is not None
+        scores = self.clf_.decision_function(X)
+        return scores.reshape(-1, 1) if scores.ndim == 1 else scores
+
+    def calibrate(self, X: sparse.csr_matrix, Y: np.ndarray) -> None:
+        """Fit Platt scaling and thresholds per label on a validation split (never the test split)."""
+        S = self.decision(X)
+        pooled = LogisticRegression(C=1e4).fit(S.ravel().reshape(-1, 1), Y.ravel())
+        base = [float(pooled.coef_[0, 0]), float(pooled.intercept_[0])]
+        calib = np.tile(base, (len(self.labels), 1))
+        for k in range(len(self.labels)):
+            if 5 <= Y[:, k].sum() < len(Y) - 5:
+                lr = LogisticRegression(C=1e4).fit(S[:, k : k + 1], Y[:, k])
+                calib[k] = [float(lr.coef_[0, 0]), float(lr.intercept_[0])]
+        self.calibration_ = calib
+        P = self._proba_from_scores(S)
+        default = _best_f1_threshold(Y.ravel(), P.ravel(), 0.5)
+        self.thresholds_ = np.array([_best_f1_threshold(Y[:, k], P[:, k], default) for k in range(len(self.labels))])
+
+    def _proba_from_scores(self, S: np.ndarray) -> np.ndarray:
+        assert self.calibration_ is not None
+        P = _sigmoid(S * self.calibration_[:, 0] + self.calibration_[:, 1])
+        if not self.multi_label:
+            P = P / np.maximum(P.sum(axis=1, keepdims=True), 1e-9)
+        return P
+
+    def proba(self, X: sparse.csr_matrix) -> np.ndarray:
+        return self._proba_from_scores(self.decision(X))
+
+    def decide(self, P: np.ndarray) -> np.ndarray:
+        """Boolean (n, K) decisions: above threshold, and always the most likely label."""
+        assert self.thresholds_ is not None
+        top = P.argmax(axis=1)
+        D = (P >= self.thresholds_) if self.multi_label else np.zeros_like(P, dtype=bool)
+        D[np.arange(len(P)), top] = True
+        return D
+
+
+@dataclass
+class Lexicon:
+    """Regex groups of urgency cues read from a TOML file."""
+
+    groups: dict[str, list[str]]
+    kinds: dict[str, str]
+
+    @classmethod
+    def load(cls, path: Path = LEXICON_PATH) -> Lexicon:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))["groups"]
+        return cls({g: list(v["patterns"]) for g, v in raw.items()}, {g: v["kind"] for g, v in raw.items()})
+
+    @cached_property
+    def compiled(self) -> list[re.Pattern[str]]:
+        return [re.compile("|".join(f"(?:{p})" for p in pats)) for pats in self.groups.values()]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"groups": self.groups, "kinds": self.kinds}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.groups, self.kinds = state["groups"], state["kinds"]
+
+    def matches(self, text: str) -> list[tuple[str, str]]:
+        """(group, matched phrase) pairs found in a normalised text."""
+        found = []
+        for name, pattern in zip(self.groups, self.compiled):
+            m = pattern.search(text)
+            if m:
+                found.append((name, m.group(0)))
+        return found
+
+    def features(self, texts: list[str]) -> np.ndarray:
+        return np.array([[len(p.findall(t)) > 0 for p in self.compiled] for t in texts], dtype=np.float32)
+
+
+@dataclass
+class UrgencyHead:
+    """Urgency from hazard cues, topic probabilities and words; ``high`` by a recall-minded threshold."""
+
+    levels: list[str]
+    lexicon: Lexicon
+    C: float = 0.5
+    clf_: LogisticRegression | None = None
+    high_threshold_: float = 0.5
+    cv_: dict[str, Any] = field(default_factory=dict)
+
+    def design(self, norm_texts: list[str], topic_P: np.ndarray, X_words: sparse.csr_matrix) -> sparse.csr_matrix:
+        lex = self.lexicon.features(norm_texts)
+        length = np.array([[min(len(t), 1000) / 1000, len(t) < 20] for t in norm_texts], dtype=np.float32)
+        dense = np.hstack([lex * 2.0, topic_P.astype(np.float32), length])
+        return sparse.hstack([sparse.csr_matrix(dense), X_words * 0.5]).tocsr()
+
+    def _fit_clf(self, Z: sparse.csr_matrix, y: np.ndarray) -> LogisticRegression:
+        return LogisticRegression(C=self.C, class_weight="balanced", max_iter=2000).fit(Z, y)
+
+    def _choose_threshold(self, y_high: np.ndarray, p_high: np.ndarray) -> float:
+        """The threshold with the lowest cost: HIGH_MISS_COST per missed high, 1 per false alarm."""
+        grid = np.unique(np.concatenate([p_high, [1.0]]))
+        best, best_cost = 0.5, np.inf
+        for t in grid:
+            pred = p_high >= t
+            cost = HIGH_MISS_COST * float((~pred & (y_high == 1)).sum()) + float((pred & (y_high == 0)).sum())
+            if cost < best_cost:
+                best, best_cost = float(t), cost
+        return best
+
+    def fit(self, Z: sparse.csr_matrix, y: np.ndarray, seed: int = 0) -> UrgencyHead:
+        """Fit on all rows; the high threshold comes from out-of-fold probabilities."""
+        oof = self.out_of_fold(Z, y, seed)
+        hi = self.levels.index("high")
+        self.high_threshold_ = self._choose_threshold((y == "high").astype(int), oof[:, hi])
+        self.clf_ = self._fit_clf(Z, y)
+        return self
+
+    def out_of_fold(self, Z: sparse.csr_matrix, y: np.ndarray, seed: int = 0, folds: int = 5) -> np.ndarray:
+        P = np.zeros((len(y), len(self.levels)))
+        for tr, te in StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y):
+            clf = self._fit_clf(Z[tr], y[tr])
+            P[te] = self._align(clf, clf.predict_proba(Z[te]))
+        return P
+
+    def _align(self, clf: LogisticRegression, P: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(P), len(self.levels)))
+        for j, c in enumerate(clf.classes_):
+            out[:, self.levels.index(c)] = P[:, j]
+        return out
+
+    def proba(self, Z: sparse.csr_matrix) -> np.ndarray:
+        assert self.clf_ is not None
+        return self._align(self.clf_, self.clf_.predict_proba(Z))
+
+    def decide(self, P: np.ndarray, high_threshold: float | None = None) -> list[str]:
+        t = self.high_threshold_ if high_threshold is None else high_threshold
+        hi = self.levels.index("high")
+        rest = P.copy()
+        rest[:, hi] = -1
+        return [self.levels[hi] if p[hi] >= t else self.levels[int(np.argmax(r))] for p, r in zip(P, rest)]
+
+
+@dataclass
+class TriageModel:
+    """Everything needed to triage a complaint: featurizer and heads, with their label sets."""
+
+    version: str
+    featurizer: FeatureUnion
+    topic: TopicHead
+    urgency: UrgencyHead | None = None
+    agency: Any = None  # set by triage.routing when the dataset has agency data
+    explain_top: int = 5
+
+    @property
+    def topic_labels(self) -> list[str]:
+        return list(self.topic.labels)
+
+    @property
+    def urgency_levels(self) -> list[str]:
+        return list(self.urgency.levels) if self.urgency else []
+
+    def featurize(self, norm_texts: list[str]) -> sparse.csr_matrix:
+        return self.featurizer.transform(norm_texts).tocsr()
+
+    @cached_property
+    def _word_offset(self) -> int:
+        """Column where the word features start (after the character block, if any)."""
+        offset = 0
+        for name, vec in self.featurizer.transformer_list:
+            if name == "word":
+                return offset
+            offset += len(vec.vocabulary_)
+        return -1
+
+    def word_block(self, X: sparse.csr_matrix) -> sparse.csr_matrix:
+        """The word-feature columns of X (empty when the featurizer has none)."""
+        if self._word_offset < 0:
+            return sparse.csr_matrix((X.shape[0], 0), dtype=X.dtype)
+        return X[:, self._word_offset :]
+
+    def predict(self, texts: list[str]) -> list[dict[str, Any]]:
+        """Triage raw complaint texts: topics, urgency, their scores and an explanation each."""
+        norm = [normalize(t) for t in texts]
+        X = self.featurize(norm)
+        P = self.topic.proba(X)
+        D = self.topic.decide(P)
+        out: list[dict[str, Any]] = []
+        U = None
+        if self.urgency is not None:
+            U = self.urgency.proba(self.urgency.design(norm, P, self.word_block(X)))
+            levels = self.urgency.decide(U)
+        for i in range(len(texts)):
+            order = np.argsort(-P[i])
+            rec: dict[str, Any] = {
+                "topics": [self.topic.labels[k] for k in order if D[i, k]],
+                "topic_scores": {self.topic.labels[k]: round(float(P[i, k]), 4) for k in order},
+                "explanation": self.explain(X[i], int(order[0])),
+            }
+            if U is not None and self.urgency is not None:
+                rec["urgency"] = levels[i]
+                rec["urgency_scores"] = {lv: round(float(U[i, j]), 4) for j, lv in enumerate(self.urgency.levels)}
+                rec["urgency_cues"] = [phrase for _, phrase in self.urgency.lexicon.matches(norm[i])][:5]
+            out.append(rec)
+        return out
+
+    @cached_property
+    def _word_names(self) -> np.ndarray:
+        vec = dict(self.featurizer.transformer_list).get("word")
+        return vec.get_feature_names_out() if vec is not None else np.array([])
+
+    def explain(self, x: sparse.csr_matrix, k: int) -> list[dict[str, Any]]:
+        """The words (and word pairs) that pushed label k most, with their contribution."""
+        assert self.topic.clf_ is not None
+        est = self.topic.clf_.estimators_[k] if len(self.topic.clf_.estimators_) > k else None
+        if est is None or not hasattr(est, "coef_"):
+            return []
+        words = self.word_block(x)
+        if words.shape[1] == 0:
+            return []
+        coef = np.asarray(est.coef_).ravel()[self._word_offset :]
+        contrib = words.multiply(coef).tocsr()
+        idx, vals = contrib.indices, contrib.data
+        keep = vals > 0
+        idx, vals = idx[keep], vals[keep]
+        top = np.argsort(-vals)[: self.explain_top]
+        return [{"token": str(self._word_names[idx[j]]), "weight": round(float(vals[j]), 4)} for j in top]

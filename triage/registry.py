@@ -1,0 +1,144 @@
+"""Versioned model artifacts on disk: ``models/<version>/`` and the ``models/current`` pointer.
+
+A version folder holds ``model.joblib``, ``metadata.json`` (library versions, label sets,
+dataset fingerprint, config, metrics, created time, the model file's SHA-256) and the
+evaluation report. Saving writes into a temporary folder and renames it into place, then
+swaps ``current`` (a symlink) with an atomic rename, so a crash never leaves a broken
+``current``. Loading checks the checksum and the metadata before unpickling, because a
+joblib file runs code when loaded: only artifacts this project wrote are accepted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import joblib
+
+from triage.errors import ModelError
+
+ARTIFACT_FORMAT = 1
+MODEL_FILE = "model.joblib"
+METADATA_FILE = "metadata.json"
+_TRACKED = ("scikit-learn", "numpy", "scipy", "pythainlp", "nlpo3", "joblib")
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of the libraries a pickled model depends on."""
+    versions = {"python": platform.python_version()}
+    for name in _TRACKED:
+        try:
+            versions[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            versions[name] = "absent"
+    return versions
+
+
+def new_version(name: str) -> str:
+    """A sortable version id: ``<dataset>-<UTC time>``, e.g. ``traffy-20261125T211500Z``."""
+    return f"{name}-{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def save(model: Any, meta: dict[str, Any], models_dir: Path, version: str, extra_files: dict[str, bytes] | None = None,
+         make_current: bool = True) -> Path:
+    """Write a version folder atomically and (optionally) point ``current`` at it."""
+    models_dir.mkdir(parents=True, exist_ok=True)
+    final = models_dir / version
+    if final.exists():
+        raise ModelError(f"model version {version} already exists in {models_dir}")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=models_dir))
+    try:
+        joblib.dump(model, tmp / MODEL_FILE, compress=3)
+        meta = dict(meta)
+        meta.update(
+            format=ARTIFACT_FORMAT,
+            version=version,
+            created=datetime.now(UTC).isoformat(timespec="seconds"),
+            libraries=library_versions(),
+            model_sha256=_sha256(tmp / MODEL_FILE),
+        )
+        (tmp / METADATA_FILE).write_text(json.dumps(meta, ensure_ascii=False, indent=2), encoding="utf-8")
+        for name, content in (extra_files or {}).items():
+            (tmp / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / name).write_bytes(content)
+        for f in tmp.rglob("*"):
+            if f.is_file():
+                with f.open("rb") as fh:
+                    os.fsync(fh.fileno())
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if make_current:
+        set_current(models_dir, version)
+    return final
+
+
+def set_current(models_dir: Path, version: str) -> None:
+    """Point ``models_dir/current`` at ``version`` with an atomic symlink swap."""
+    if not (models_dir / version / METADATA_FILE).exists():
+        raise ModelError(f"no model version {version} in {models_dir}")
+    link = models_dir / "current"
+    tmp = models_dir / f".current.{os.getpid()}"
+    if tmp.is_symlink() or tmp.exists():
+        tmp.unlink()
+    os.symlink(version, tmp)
+    os.replace(tmp, link)
+
+
+def resolve(path: str | Path) -> Path:
+    """The version folder behind a path (``models/current`` or ``models/<version>``)."""
+    p = Path(path)
+    if not p.exists():
+        raise ModelError(
+            f"no model at {p}. Train one with: python train.py --config configs/traffy.toml --data ../shared/data"
+        )
+    return p.resolve()
+
+
+def read_metadata(path: str | Path) -> dict[str, Any]:
+    """Read and check a version folder's metadata.json."""
+    folder = resolve(path)
+    try:
+        meta: dict[str, Any] = json.loads((folder / METADATA_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"model at {folder} has no readable {METADATA_FILE}: {exc}") from exc
+    if meta.get("format") != ARTIFACT_FORMAT:
+        raise ModelError(f"model at {folder} has artifact format {meta.get('format')!r}; this code reads {ARTIFACT_FORMAT}")
+    return meta
+
+
+def load(path: str | Path) -> tuple[Any, dict[str, Any]]:
+    """Load a model and its metadata, refusing a corrupt or mismatched artifact."""
+    folder = resolve(path)
+    meta = read_metadata(folder)
+    model_file = folder / MODEL_FILE
+    if not model_file.exists() or _sha256(model_file) != meta.get("model_sha256"):
+        raise ModelError(f"model file {model_file} is missing or corrupt (checksum differs from {METADATA_FILE})")
+    saved = meta.get("libraries", {}).get("scikit-learn")
+    here = library_versions()["scikit-learn"]
+    if saved and saved.split(".")[:2] != here.split(".")[:2]:
+        raise ModelError(f"model was saved with scikit-learn {saved}, this is {here}: retrain it with train.py")
+    try:
+        model = joblib.load(model_file)
+    except Exception as exc:  # unpickling errors come in many types
+        raise ModelError(f"model file {model_file} cannot be loaded: {type(exc).__name__}: {exc}") from exc
+    if getattr(model, "version", None) != meta.get("version"):
+        raise ModelError(f"model file {model_file} does not match its metadata version {meta.get('version')!r}")
+    return model, meta
