@@ -98,7 +98,11 @@ class TopicHead:
     def decision(self, X: sparse.csr_matrix) -> np.ndarray:
         assert self.clf_ is not None
         scores = self.clf_.decision_function(X)
-        return scores.reshape(-1, 1) if scores.ndim == 1 else scores
+        scores = scores.reshape(-1, 1) if scores.ndim == 1 else np.array(scores, dtype=float)
+        for k, est in enumerate(self.clf_.estimators_):
+            if not hasattr(est, "coef_"):  # a label never seen positive (or always positive) in training
+                scores[:, k] = -5.0 if not np.any(getattr(est, "y_", 0)) else 5.0
+        return scores
 
     def calibrate(self, X: sparse.csr_matrix, Y: np.ndarray) -> None:
         """Fit Platt scaling and thresholds per label on a validation split (never the test split)."""
@@ -271,8 +275,13 @@ class TriageModel:
             return sparse.csr_matrix((X.shape[0], 0), dtype=X.dtype)
         return X[:, self._word_offset :]
 
-    def predict(self, texts: list[str]) -> list[dict[str, Any]]:
-        """Triage raw complaint texts: topics, urgency, their scores and an explanation each."""
+    def predict(self, texts: list[str], districts: list[str | None] | None = None,
+                router: Any = None) -> list[dict[str, Any]]:
+        """Triage raw complaint texts: topics, urgency, their scores and an explanation each.
+
+        With a ``router`` (see ``triage.routing.Router``) each record also gets ``agencies``
+        (official names, primary first), ``agency_scores`` and ``agency_needs_review``.
+        """
         norm = [normalize(t) for t in texts]
         X = self.featurize(norm)
         P = self.topic.proba(X)
@@ -293,6 +302,9 @@ class TriageModel:
                 rec["urgency"] = levels[i]
                 rec["urgency_scores"] = {lv: round(float(U[i, j]), 4) for j, lv in enumerate(self.urgency.levels)}
                 rec["urgency_cues"] = [phrase for _, phrase in self.urgency.lexicon.matches(norm[i])][:5]
+            if router is not None:
+                district = districts[i] if districts is not None else None
+                rec.update(router.route(texts[i], norm[i], district, rec, self.agency))
             out.append(rec)
         return out
 
