@@ -28,7 +28,7 @@ def multilabel_metrics(Y: np.ndarray, D: np.ndarray, labels: list[str]) -> dict[
         "micro_f1": round(float(f1_score(Y[:, present], D[:, present], average="micro", zero_division=0)), 4),
         "macro_f1": round(float(f1_score(Y[:, present], D[:, present], average="macro", zero_division=0)), 4),
         "labels_scored": int(present.sum()),
-        "rows": int(len(Y)),
+        "rows": len(Y),
         "per_label": per_label,
     }
 

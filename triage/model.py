@@ -10,8 +10,9 @@ Pure core: takes and returns values; saving and loading live in ``triage.registr
   all carry one label is treated as single-label (argmax).
 - Urgency head: a class-weighted logistic regression over the rubric's hazard and low-urgency
   cues (``resources/urgency_lexicon.toml``), the topic head's probabilities, length, and word
-  TF-IDF. ``high`` is decided by its own threshold, chosen by cross-validation so that few high
-  cases are missed (a missed ``high`` costs ``HIGH_MISS_COST`` times a false alarm).
+  TF-IDF. ``high`` is decided on P(high) plus ``HIGH_CUE_BONUS`` when a rubric danger cue matched,
+  against a threshold chosen on out-of-fold scores to minimise cost, where a missed ``high`` costs
+  ``HIGH_MISS_COST`` times a false alarm.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from triage.text import normalize, word_analyzer
 
 LEXICON_PATH = Path(__file__).parent / "resources" / "urgency_lexicon.toml"
 HIGH_MISS_COST = 8.0
+HIGH_CUE_BONUS = 0.2
 """How many false ``high`` alarms one missed ``high`` is worth when choosing its threshold."""
 URGENCY_LEVELS = ("high", "medium", "low")
 
@@ -110,14 +112,18 @@ class TopicHead:
         pooled = LogisticRegression(C=1e4).fit(S.ravel().reshape(-1, 1), Y.ravel())
         base = [float(pooled.coef_[0, 0]), float(pooled.intercept_[0])]
         calib = np.tile(base, (len(self.labels), 1))
+        assert self.clf_ is not None
+        learned = [hasattr(est, "coef_") for est in self.clf_.estimators_]
         for k in range(len(self.labels)):
-            if 5 <= Y[:, k].sum() < len(Y) - 5:
+            # a label the training part never saw has constant scores: keep the pooled mapping
+            if learned[k] and 5 <= Y[:, k].sum() < len(Y) - 5:
                 lr = LogisticRegression(C=1e4).fit(S[:, k : k + 1], Y[:, k])
                 calib[k] = [float(lr.coef_[0, 0]), float(lr.intercept_[0])]
         self.calibration_ = calib
         P = self._proba_from_scores(S)
         default = _best_f1_threshold(Y.ravel(), P.ravel(), 0.5)
-        self.thresholds_ = np.array([_best_f1_threshold(Y[:, k], P[:, k], default) for k in range(len(self.labels))])
+        self.thresholds_ = np.array([_best_f1_threshold(Y[:, k], P[:, k], default) if learned[k] else default
+                                     for k in range(len(self.labels))])
 
     def _proba_from_scores(self, S: np.ndarray) -> np.ndarray:
         assert self.calibration_ is not None
@@ -190,6 +196,17 @@ class UrgencyHead:
         dense = np.hstack([lex * 2.0, topic_P.astype(np.float32), length])
         return sparse.hstack([sparse.csr_matrix(dense), X_words * 0.5]).tocsr()
 
+    def high_cue(self, Z: sparse.csr_matrix) -> np.ndarray:
+        """1 where a danger (``kind = "high"``) cue of the lexicon matched: the first columns of Z."""
+        cols = [j for j, g in enumerate(self.lexicon.groups) if self.lexicon.kinds[g] == "high"]
+        return (Z[:, cols].toarray().max(axis=1) > 0).astype(float) if cols else np.zeros(Z.shape[0])
+
+    def high_score(self, P: np.ndarray, cue: np.ndarray) -> np.ndarray:
+        """P(high) plus a fixed bonus when a rubric danger cue is present: the rubric says such a
+        complaint is high when the danger is plausible, and 84 labelled highs are too few for the
+        learner to trust the cues that much on its own."""
+        return P[:, self.levels.index("high")] + HIGH_CUE_BONUS * cue
+
     def _fit_clf(self, Z: sparse.csr_matrix, y: np.ndarray) -> LogisticRegression:
         return LogisticRegression(C=self.C, class_weight="balanced", max_iter=2000).fit(Z, y)
 
@@ -207,8 +224,7 @@ class UrgencyHead:
     def fit(self, Z: sparse.csr_matrix, y: np.ndarray, seed: int = 0) -> UrgencyHead:
         """Fit on all rows; the high threshold comes from out-of-fold probabilities."""
         oof = self.out_of_fold(Z, y, seed)
-        hi = self.levels.index("high")
-        self.high_threshold_ = self._choose_threshold((y == "high").astype(int), oof[:, hi])
+        self.high_threshold_ = self._choose_threshold((y == "high").astype(int), self.high_score(oof, self.high_cue(Z)))
         self.clf_ = self._fit_clf(Z, y)
         return self
 
@@ -229,12 +245,14 @@ class UrgencyHead:
         assert self.clf_ is not None
         return self._align(self.clf_, self.clf_.predict_proba(Z))
 
-    def decide(self, P: np.ndarray, high_threshold: float | None = None) -> list[str]:
-        t = self.high_threshold_ if high_threshold is None else high_threshold
+    def decide(self, P: np.ndarray, Z: sparse.csr_matrix) -> list[str]:
+        """``high`` when the cue-boosted high score reaches the cost-chosen threshold, else the likelier level."""
+        score = self.high_score(P, self.high_cue(Z))
         hi = self.levels.index("high")
         rest = P.copy()
         rest[:, hi] = -1
-        return [self.levels[hi] if p[hi] >= t else self.levels[int(np.argmax(r))] for p, r in zip(P, rest)]
+        return [self.levels[hi] if sc >= self.high_threshold_ else self.levels[int(np.argmax(r))]
+                for sc, r in zip(score, rest)]
 
 
 @dataclass
@@ -289,8 +307,9 @@ class TriageModel:
         out: list[dict[str, Any]] = []
         U = None
         if self.urgency is not None:
-            U = self.urgency.proba(self.urgency.design(norm, P, self.word_block(X)))
-            levels = self.urgency.decide(U)
+            Z = self.urgency.design(norm, P, self.word_block(X))
+            U = self.urgency.proba(Z)
+            levels = self.urgency.decide(U, Z)
         for i in range(len(texts)):
             order = np.argsort(-P[i])
             rec: dict[str, Any] = {

@@ -21,9 +21,24 @@ from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedKFold
 
 from triage import evaluate, registry
-from triage.data import DatasetConfig, fingerprint, load_dataset, random_split, time_split
+from triage.data import (
+    DatasetConfig,
+    fingerprint,
+    load_dataset,
+    random_split,
+    time_split,
+)
 from triage.errors import DataError
-from triage.model import HIGH_MISS_COST, URGENCY_LEVELS, Lexicon, TopicHead, TriageModel, UrgencyHead, make_featurizer
+from triage.model import (
+    HIGH_CUE_BONUS,
+    HIGH_MISS_COST,
+    URGENCY_LEVELS,
+    Lexicon,
+    TopicHead,
+    TriageModel,
+    UrgencyHead,
+    make_featurizer,
+)
 from triage.text import normalize_many
 
 Log = Callable[[str], None]
@@ -85,7 +100,7 @@ def urgency_metrics(y: np.ndarray, pred: list[str]) -> dict[str, Any]:
     pred_a = np.array(pred)
     hi_true, hi_pred = y == "high", pred_a == "high"
     return {
-        "rows": int(len(y)),
+        "rows": len(y),
         "high_recall": round(float((hi_true & hi_pred).sum() / max(hi_true.sum(), 1)), 4),
         "high_precision": round(float((hi_true & hi_pred).sum() / max(hi_pred.sum(), 1)), 4),
         "flagged_high_share": round(float(hi_pred.mean()), 4),
@@ -108,13 +123,13 @@ def evaluate_urgency(model: TriageModel, frame: pd.DataFrame, norm: list[str], t
     pred = np.empty(len(y), dtype=object)
     for tr, te in StratifiedKFold(5, shuffle=True, random_state=seed).split(np.zeros(len(y)), y):
         fold = UrgencyHead(list(URGENCY_LEVELS), head.lexicon).fit(Z[tr], y[tr], seed)
-        pred[te] = fold.decide(fold.proba(Z[te]))
+        pred[te] = fold.decide(fold.proba(Z[te]), Z[te])
     out: dict[str, Any] = {"cross_validated": urgency_metrics(y, list(pred))}
     if test_from and frame["time"].notna().all():
         later = (frame["time"].astype(str) >= test_from).to_numpy()
         if later.sum() and (~later).sum() and (y[later] == "high").any():
             fold = UrgencyHead(list(URGENCY_LEVELS), head.lexicon).fit(Z[~later], y[~later], seed)
-            out["time_ordered"] = urgency_metrics(y[later], fold.decide(fold.proba(Z[later])))
+            out["time_ordered"] = urgency_metrics(y[later], fold.decide(fold.proba(Z[later]), Z[later]))
     return out
 
 
@@ -156,11 +171,21 @@ def train(config: DatasetConfig, models_dir: Path, options: TrainOptions | None 
     model = TriageModel(version, featurizer, topic)
     X_valid = model.featurize(labelled.loc[va, "norm"].tolist())
     topic.calibrate(X_valid, _binarize(labelled.loc[va, "topic"], labels))
+    # Refit on train + validation with the calibration and thresholds found on validation, so that
+    # the evaluated model knows the most recent month (labels such as ป้าย first appear there).
+    recent = labelled.loc[tr.append(va)].drop_duplicates(subset=["norm"])
+    featurizer = make_featurizer(options.features)
+    X_recent = featurizer.fit_transform(recent["norm"].tolist()).tocsr()
+    refit = TopicHead(labels, multi, C=options.topic_C)
+    refit.calibration_, refit.thresholds_ = topic.calibration_, topic.thresholds_
+    topic = refit.fit(X_recent, _binarize(recent["topic"], labels))
+    model = TriageModel(version, featurizer, topic)
+    step(f"topic head calibrated on validation, refitted on train + validation ({len(recent)} distinct texts)")
     X_test = model.featurize(labelled.loc[te, "norm"].tolist())
     Y_test = _binarize(labelled.loc[te, "topic"], labels)
     P_test = topic.proba(X_test)
     D_test = topic.decide(P_test)
-    step("topic head fitted, calibrated on validation, scored on test")
+    step("topic head scored on test")
     metrics: dict[str, Any] = {
         "version": version, "dataset": config.name, "split": split_desc, "data_report": report.summary(),
         "topic": {
@@ -200,7 +225,8 @@ def train(config: DatasetConfig, models_dir: Path, options: TrainOptions | None 
         head = UrgencyHead(list(URGENCY_LEVELS), Lexicon.load())
         Z = _urgency_design(model, head, urgent["norm"].tolist())
         model.urgency = head.fit(Z, urgent["urgency"].to_numpy(), options.seed)
-        metrics["urgency"].update(high_threshold=round(head.high_threshold_, 4), high_miss_cost=HIGH_MISS_COST)
+        metrics["urgency"].update(high_threshold=round(head.high_threshold_, 4), high_miss_cost=HIGH_MISS_COST,
+                                  high_cue_bonus=HIGH_CUE_BONUS)
         step(f"urgency head fitted on all {len(urgent)} labelled tickets, high threshold {head.high_threshold_:.3f}")
 
     metrics["train_seconds"] = round(time.perf_counter() - started, 1)

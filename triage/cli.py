@@ -1,0 +1,185 @@
+"""Command line: ``python -m triage predict ...`` (batch prediction) and the ``train.py`` options.
+
+A thin shell over the package: it parses options, streams rows through ``TriageModel.predict``
+and turns the package's errors into exit codes in one place (2 bad usage or input, 3 model
+problem, 4 storage). Raw complaint text is never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from triage.errors import (
+    ConfigError,
+    DataError,
+    InputError,
+    LabelError,
+    ModelError,
+    StorageError,
+    TriageError,
+)
+
+EXIT_CODES: dict[type[TriageError], int] = {
+    ConfigError: 2, DataError: 2, InputError: 2, LabelError: 2, ModelError: 3, StorageError: 4,
+}
+CHUNK_ROWS = 2000
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    for ext in ("parquet", "jsonl", "json", "csv", "tsv"):
+        if name.endswith("." + ext) or name.endswith("." + ext + ".gz"):
+            return ext
+    raise DataError(f"input {path} must be .csv, .tsv, .parquet or .jsonl")
+
+
+def count_rows(path: Path) -> int | None:
+    """Row count for the progress bar (cheap for Parquet; None when it would mean a second pass)."""
+    if _suffix(path) == "parquet":
+        import pyarrow.parquet as pq
+
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    return None
+
+
+def iter_chunks(path: Path, columns: list[str], chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+    """Read an input file in chunks of rows, in file order, so 100k rows are never held twice."""
+    if not path.exists():
+        raise DataError(f"input file {path} does not exist")
+    kind = _suffix(path)
+    try:
+        if kind == "parquet":
+            import pyarrow.parquet as pq
+
+            pf = pq.ParquetFile(path)
+            missing = [c for c in columns if c not in pf.schema_arrow.names]
+            if missing:
+                raise DataError(f"input {path} has no column {missing[0]!r}; columns: {', '.join(pf.schema_arrow.names)}")
+            for batch in pf.iter_batches(batch_size=chunk_rows, columns=columns):
+                yield batch.to_pandas()
+            return
+        if kind in ("csv", "tsv"):
+            reader = pd.read_csv(path, chunksize=chunk_rows, dtype=str, keep_default_na=False,
+                                 sep="\t" if kind == "tsv" else ",", encoding="utf-8", encoding_errors="replace")
+        else:
+            reader = pd.read_json(path, lines=True, chunksize=chunk_rows, dtype=False)
+        with reader:
+            for chunk in reader:
+                missing = [c for c in columns if c not in chunk.columns]
+                if missing:
+                    raise DataError(f"input {path} has no column {missing[0]!r}; "
+                                    f"columns: {', '.join(map(str, chunk.columns))}")
+                yield chunk[columns]
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read {path}: {type(exc).__name__}: {exc}") from exc
+
+
+def _as_text(value: Any) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    return str(value)
+
+
+def predict_file(model: Any, inp: Path, out: Path, text_column: str, district_column: str | None = None,
+                 id_column: str | None = None, router: Any = None, progress: bool = True) -> dict[str, int]:
+    """Triage every row of ``inp`` and write one JSON object per row to ``out``, in input order.
+
+    Rows with no usable text get ``{"error": ...}`` instead of a prediction, so the output always
+    lines up with the input. The output is written to a temporary file and renamed at the end.
+    """
+    from tqdm import tqdm
+
+    columns = [c for c in (text_column, district_column, id_column) if c]
+    counts = {"rows": 0, "predicted": 0, "empty": 0}
+    tmp = out.with_name(out.name + ".part")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    total = count_rows(inp)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh, tqdm(total=total, unit="rows", disable=not progress,
+                                                             file=sys.stderr, mininterval=1.0) as bar:
+            for chunk in iter_chunks(inp, columns):
+                texts = [_as_text(v) for v in chunk[text_column]]
+                districts = [(_as_text(v) or None) for v in chunk[district_column]] if district_column else None
+                ok = [i for i, t in enumerate(texts) if t.strip()]
+                preds = model.predict([texts[i] for i in ok],
+                                      [districts[i] for i in ok] if districts else None, router) if ok else []
+                by_row = dict(zip(ok, preds))
+                for i in range(len(texts)):
+                    rec: dict[str, Any] = {}
+                    if id_column:
+                        rec["id"] = _as_text(chunk[id_column].iloc[i])
+                    if i in by_row:
+                        rec.update(by_row[i])
+                        counts["predicted"] += 1
+                    else:
+                        rec["error"] = "empty complaint text"
+                        counts["empty"] += 1
+                    fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                counts["rows"] += len(texts)
+                bar.update(len(texts))
+        tmp.replace(out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise StorageError(f"cannot write {out}: {exc}") from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return counts
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from triage import registry
+
+    model, meta = registry.load(args.model)
+    router = None
+    if not args.no_routing:
+        from triage.routing import Router
+
+        router = Router.load()
+    counts = predict_file(model, Path(args.input), Path(args.output), args.text_column, args.district_column,
+                          args.id_column, router, progress=not args.quiet)
+    print(f"model {meta.get('version')}: {counts['rows']} rows, {counts['predicted']} predicted, "
+          f"{counts['empty']} without text -> {args.output}", file=sys.stderr)
+    return 0
+
+
+def build_parser(extra: dict[str, Callable[[argparse._SubParsersAction], None]] | None = None) -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m triage", description="Thai complaint triage")
+    sub = ap.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("predict", help="triage every row of a CSV/Parquet/JSONL file into JSONL")
+    p.add_argument("--model", default="models/current", help="model version folder or models/current")
+    p.add_argument("--input", required=True, help="CSV, TSV, Parquet or JSONL file")
+    p.add_argument("--text-column", default="comment")
+    p.add_argument("--district-column", default=None, help="column with the district (เขต), used for routing")
+    p.add_argument("--id-column", default=None, help="copied into each output object as 'id'")
+    p.add_argument("--output", required=True, help="JSONL file, one object per input row, in input order")
+    p.add_argument("--no-routing", action="store_true", help="leave out agencies")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_predict)
+    for register in (extra or {}).values():
+        register(sub)
+    return ap
+
+
+def run(func: Callable[[], int]) -> int:
+    """Run a command, turning the package's errors into a one-line message and an exit code."""
+    try:
+        return func()
+    except TriageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return next((code for kind, code in EXIT_CODES.items() if isinstance(exc, kind)), 1)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return run(lambda: args.func(args))
