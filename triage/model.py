@@ -18,6 +18,7 @@ Pure core: takes and returns values; saving and loading live in ``triage.registr
 from __future__ import annotations
 
 import re
+import warnings
 import tomllib
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -91,7 +92,9 @@ class TopicHead:
     thresholds_: np.ndarray | None = None
 
     def fit(self, X: sparse.csr_matrix, Y: np.ndarray) -> TopicHead:
-        self.clf_ = OneVsRestClassifier(LinearSVC(C=self.C), n_jobs=2).fit(X, Y)
+        with warnings.catch_warnings():  # a label absent from this period is expected (see decision)
+            warnings.filterwarnings("ignore", message="Label not .* is present in all training examples")
+            self.clf_ = OneVsRestClassifier(LinearSVC(C=self.C), n_jobs=2).fit(X, Y)
         if self.calibration_ is None:
             self.calibration_ = np.tile([2.0, 0.0], (len(self.labels), 1))
             self.thresholds_ = np.full(len(self.labels), 0.5)
