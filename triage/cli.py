@@ -150,6 +150,94 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def train_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="train.py", description="Train, evaluate and save a triage model.")
+    ap.add_argument("--config", default=None, help="dataset TOML config (default configs/traffy.toml "
+                    "unless --input is given)")
+    ap.add_argument("--data", default="../shared/data", help="folder that relative data paths resolve against")
+    ap.add_argument("--out", default="models", help="models folder: writes <version>/ and current")
+    cols = ap.add_argument_group("column options (instead of, or overriding, --config)")
+    cols.add_argument("--input", help="data file, folder or hub dataset name")
+    cols.add_argument("--text-column")
+    cols.add_argument("--id-column")
+    cols.add_argument("--time-column", help="enables a time-ordered split (with --valid-from/--test-from)")
+    cols.add_argument("--district-column")
+    cols.add_argument("--topic-column")
+    cols.add_argument("--topic-separator", help="separator of a multi-label topic column, e.g. '|'")
+    cols.add_argument("--urgency-column")
+    cols.add_argument("--valid-from", help="time split: validation from this time (e.g. 2022-10)")
+    cols.add_argument("--test-from", help="time split: test from this time (e.g. 2022-11)")
+    ap.add_argument("--features", default="word", choices=["word", "char", "both"])
+    ap.add_argument("--final-fit", default="all", choices=["all", "train"],
+                    help="ship a refit on all labelled rows (default) or the evaluated model itself")
+    ap.add_argument("--no-current", action="store_true", help="save the version without pointing current at it")
+    return ap
+
+
+def dataset_config(args: argparse.Namespace) -> Any:
+    """The dataset config from --config and/or the column options (options win)."""
+    import tomllib
+
+    from triage.data import config_from_dict
+
+    raw: dict[str, Any] = {}
+    path = args.config or (None if args.input else "configs/traffy.toml")
+    if path:
+        try:
+            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read dataset config {path}: {exc}") from exc
+    for key, opt in (("data", "input"), ("text_column", "text_column"), ("id_column", "id_column"),
+                     ("time_column", "time_column"), ("district_column", "district_column")):
+        if getattr(args, opt):
+            raw[key] = getattr(args, opt)
+    heads = raw.setdefault("heads", {})
+    if args.topic_column:
+        heads["topic"] = {"column": args.topic_column, **({"separator": args.topic_separator}
+                                                            if args.topic_separator else {})}
+    if args.urgency_column:
+        heads["urgency"] = {"column": args.urgency_column}
+    if args.valid_from and args.test_from:
+        raw["split"] = {"kind": "time", "valid_from": args.valid_from, "test_from": args.test_from}
+    elif args.input and not args.config:
+        raw.setdefault("split", {"kind": "random"})
+    return config_from_dict(raw, args.data, source=path or "command line")
+
+
+def train_main(argv: Sequence[str] | None = None) -> int:
+    from triage.training import TrainOptions, train
+
+    args = train_parser().parse_args(argv)
+
+    def go() -> int:
+        config = dataset_config(args)
+        _path, metrics = train(config, Path(args.out), TrainOptions(features=args.features, final_fit=args.final_fit),
+                               make_current=not args.no_current)
+        print(headline(metrics))
+        return 0
+
+    return run(go)
+
+
+def headline(metrics: dict[str, Any]) -> str:
+    """The numbers a person wants at the end of a training run."""
+    t = metrics["topic"]["test"]
+    lines = [f"model {metrics['version']} ({metrics['train_seconds']} s)",
+             f"  topic (held-out test): micro-F1 {t['micro_f1']}  macro-F1 {t['macro_f1']}  "
+             f"over {t['labels_scored']} labels, {t['rows']} rows; ECE {metrics['topic']['calibration']['ece']}"]
+    if "single_label" in metrics["topic"]:
+        s = metrics["topic"]["single_label"]
+        lines.append(f"  single-label: accuracy {s.get('accuracy')}  macro-F1 {s.get('macro_f1')}")
+    if "urgency" in metrics:
+        cv = metrics["urgency"]["cross_validated"]
+        lines.append(f"  urgency (nested 5-fold CV): recall(high) {cv['high_recall']}  precision(high) "
+                     f"{cv['high_precision']}  flagged high {cv['flagged_high_share']}  macro-F1 {cv['macro_f1']}")
+    for key, value in metrics.items():
+        if key not in ("topic", "urgency") and isinstance(value, dict) and "headline" in value:
+            lines.append(f"  {key}: {value['headline']}")
+    return "\n".join(lines)
+
+
 def build_parser(extra: dict[str, Callable[[argparse._SubParsersAction], None]] | None = None) -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m triage", description="Thai complaint triage")
     sub = ap.add_subparsers(dest="command", required=True)
