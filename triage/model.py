@@ -193,7 +193,18 @@ class UrgencyHead:
     high_threshold_: float = 0.5
     cv_: dict[str, Any] = field(default_factory=dict)
 
+    word_cols_: np.ndarray | None = None  # word columns kept: those seen in the labelled tickets
+
+    def select_words(self, X_words: sparse.csr_matrix, min_df: int = 1) -> None:
+        """Keep only words that occur in the (few) urgency-labelled tickets: a column that is zero
+        in every training row keeps a zero weight anyway, so dropping it changes nothing but the
+        time (1,050 tickets use a few thousand of the 220k words). Label-free."""
+        df = np.asarray((X_words > 0).sum(axis=0)).ravel()
+        self.word_cols_ = np.flatnonzero(df >= min_df)
+
     def design(self, norm_texts: list[str], topic_P: np.ndarray, X_words: sparse.csr_matrix) -> sparse.csr_matrix:
+        if self.word_cols_ is not None:
+            X_words = X_words[:, self.word_cols_]
         lex = self.lexicon.features(norm_texts)
         length = np.array([[min(len(t), 1000) / 1000, len(t) < 20] for t in norm_texts], dtype=np.float32)
         dense = np.hstack([lex * 2.0, topic_P.astype(np.float32), length])

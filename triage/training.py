@@ -111,6 +111,7 @@ def urgency_metrics(y: np.ndarray, pred: list[str]) -> dict[str, Any]:
 
 def _urgency_design(model: TriageModel, head: UrgencyHead, norm: list[str]) -> Any:
     X = model.featurize(norm)
+    head.select_words(model.word_block(X))
     return head.design(norm, model.topic.proba(X), model.word_block(X))
 
 
@@ -122,13 +123,14 @@ def evaluate_urgency(model: TriageModel, frame: pd.DataFrame, norm: list[str], t
     Z = _urgency_design(model, head, norm)
     pred = np.empty(len(y), dtype=object)
     for tr, te in StratifiedKFold(5, shuffle=True, random_state=seed).split(np.zeros(len(y)), y):
-        fold = UrgencyHead(list(URGENCY_LEVELS), head.lexicon).fit(Z[tr], y[tr], seed)
+        fold = UrgencyHead(list(URGENCY_LEVELS), head.lexicon, word_cols_=head.word_cols_).fit(Z[tr], y[tr], seed)
         pred[te] = fold.decide(fold.proba(Z[te]), Z[te])
     out: dict[str, Any] = {"cross_validated": urgency_metrics(y, list(pred))}
     if test_from and frame["time"].notna().all():
         later = (frame["time"].astype(str) >= test_from).to_numpy()
         if later.sum() and (~later).sum() and (y[later] == "high").any():
-            fold = UrgencyHead(list(URGENCY_LEVELS), head.lexicon).fit(Z[~later], y[~later], seed)
+            fold = UrgencyHead(list(URGENCY_LEVELS), head.lexicon, word_cols_=head.word_cols_).fit(
+                Z[~later], y[~later], seed)
             out["time_ordered"] = urgency_metrics(y[later], fold.decide(fold.proba(Z[later]), Z[later]))
     return out
 
