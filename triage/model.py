@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import sklearn
 from scipy import sparse
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
@@ -91,10 +92,14 @@ class TopicHead:
     calibration_: np.ndarray | None = None  # (K, 2): Platt a, b per label
     thresholds_: np.ndarray | None = None
 
-    def fit(self, X: sparse.csr_matrix, Y: np.ndarray) -> TopicHead:
-        with warnings.catch_warnings():  # a label absent from this period is expected (see decision)
+    def fit(self, X: sparse.csr_matrix, Y: np.ndarray, sample_weight: np.ndarray | None = None) -> TopicHead:
+        """Fit one LinearSVC per label; ``sample_weight`` lets recent tickets count more."""
+        with warnings.catch_warnings(), sklearn.config_context(enable_metadata_routing=True):
+            # a label absent from this period is expected (see decision)
             warnings.filterwarnings("ignore", message="Label not .* is present in all training examples")
-            self.clf_ = OneVsRestClassifier(LinearSVC(C=self.C), n_jobs=2).fit(X, Y)
+            svc = LinearSVC(C=self.C).set_fit_request(sample_weight=True)
+            weight = np.ones(X.shape[0]) if sample_weight is None else sample_weight
+            self.clf_ = OneVsRestClassifier(svc, n_jobs=2).fit(X, Y, sample_weight=weight)
         if self.calibration_ is None:
             self.calibration_ = np.tile([2.0, 0.0], (len(self.labels), 1))
             self.thresholds_ = np.full(len(self.labels), 0.5)

@@ -51,6 +51,7 @@ class TrainOptions:
     features: str = "word"
     final_fit: str = "all"  # "all": refit on every labelled row; "train": ship the evaluated model
     topic_C: float = 0.5
+    recency: tuple[float, ...] = (4.0, 2.0)  # weight of the last month, the month before; older = 1
     seed: int = 0
     corrections: pd.DataFrame | None = None
     correction_weight: int = 3
@@ -66,6 +67,23 @@ def _split(frame: pd.DataFrame, config: DatasetConfig) -> tuple[pd.Index, pd.Ind
     valid, test, seed = float(spec.get("valid", 0.1)), float(spec.get("test", 0.2)), int(spec.get("seed", 0))
     tr, va, te = random_split(frame, valid, test, seed)
     return tr, va, te, f"random (seed {seed}): validation {valid:.0%}, test {test:.0%}"
+
+
+def recency_weights(times: pd.Series, weights: tuple[float, ...]) -> np.ndarray | None:
+    """Sample weights that favour the latest months of a training period.
+
+    ``weights`` are for the last month, the one before, ... (older rows weigh 1). Label habits
+    drift (the label ป้าย only exists from 2022-10 on), so the newest tickets teach the current
+    conventions; measured in README (Recency). None when rows have no time.
+    """
+    if not weights or times.isna().any():
+        return None
+    month = pd.PeriodIndex(pd.to_datetime(times.astype(str).str[:7], format="%Y-%m"), freq="M")
+    age = (month.max() - month).map(lambda d: d.n).to_numpy()
+    w = np.ones(len(times))
+    for k, value in enumerate(weights):
+        w[age == k] = value
+    return w
 
 
 def _binarize(rows: pd.Series, labels: list[str]) -> np.ndarray:
@@ -161,26 +179,27 @@ def train(config: DatasetConfig, models_dir: Path, options: TrainOptions | None 
     # predict it, which the test report shows honestly.
     labels = sorted({lab for labs in labelled["topic"] for lab in labs})
     multi = bool(labelled["topic"].map(len).gt(1).any())
-    train_rows = labelled.loc[tr].drop_duplicates(subset=["norm"])  # repeated texts add time, not signal
+    train_rows = labelled.loc[tr].drop_duplicates(subset=["norm"], keep="last")  # repeated texts add time, not signal
     step(f"split {split_desc}: train {len(tr)} ({len(train_rows)} distinct texts), validation {len(va)}, "
          f"test {len(te)}; {len(labels)} topic labels, {'multi' if multi else 'single'}-label")
 
     featurizer = make_featurizer(options.features)
     X_train = featurizer.fit_transform(train_rows["norm"].tolist()).tocsr()
     step(f"features: {X_train.shape[1]} ({options.features})")
-    topic = TopicHead(labels, multi, C=options.topic_C).fit(X_train, _binarize(train_rows["topic"], labels))
+    topic = TopicHead(labels, multi, C=options.topic_C).fit(X_train, _binarize(train_rows["topic"], labels),
+                                                             recency_weights(train_rows["time"], options.recency))
     version = registry.new_version(config.name)
     model = TriageModel(version, featurizer, topic)
     X_valid = model.featurize(labelled.loc[va, "norm"].tolist())
     topic.calibrate(X_valid, _binarize(labelled.loc[va, "topic"], labels))
     # Refit on train + validation with the calibration and thresholds found on validation, so that
     # the evaluated model knows the most recent month (labels such as ป้าย first appear there).
-    recent = labelled.loc[tr.append(va)].drop_duplicates(subset=["norm"])
+    recent = labelled.loc[tr.append(va)].drop_duplicates(subset=["norm"], keep="last")
     featurizer = make_featurizer(options.features)
     X_recent = featurizer.fit_transform(recent["norm"].tolist()).tocsr()
     refit = TopicHead(labels, multi, C=options.topic_C)
     refit.calibration_, refit.thresholds_ = topic.calibration_, topic.thresholds_
-    topic = refit.fit(X_recent, _binarize(recent["topic"], labels))
+    topic = refit.fit(X_recent, _binarize(recent["topic"], labels), recency_weights(recent["time"], options.recency))
     model = TriageModel(version, featurizer, topic)
     step(f"topic head calibrated on validation, refitted on train + validation ({len(recent)} distinct texts)")
     X_test = model.featurize(labelled.loc[te, "norm"].tolist())
@@ -215,12 +234,12 @@ def train(config: DatasetConfig, models_dir: Path, options: TrainOptions | None 
              f"macro-F1 {cv['macro_f1']} flagged high {cv['flagged_high_share']}")
 
     if options.final_fit == "all":
-        everything = labelled.drop_duplicates(subset=["norm"])
+        everything = labelled.drop_duplicates(subset=["norm"], keep="last")
         final_featurizer = make_featurizer(options.features)
         X_all = final_featurizer.fit_transform(everything["norm"].tolist()).tocsr()
         final_topic = TopicHead(labels, multi, C=options.topic_C)
         final_topic.calibration_, final_topic.thresholds_ = topic.calibration_, topic.thresholds_
-        final_topic.fit(X_all, _binarize(everything["topic"], labels))
+        final_topic.fit(X_all, _binarize(everything["topic"], labels), recency_weights(everything["time"], options.recency))
         model = TriageModel(version, final_featurizer, final_topic)
         step(f"refitted topic head on all {len(everything)} distinct labelled texts")
     if "urgency" in metrics:
@@ -238,6 +257,7 @@ def train(config: DatasetConfig, models_dir: Path, options: TrainOptions | None 
         "config": {"data": config.data, "text_column": config.text_column, "split": config.split,
                    "heads": {k: vars(v) for k, v in config.heads.items()}, "options": {
                        "features": options.features, "final_fit": options.final_fit, "topic_C": options.topic_C,
+                       "recency": list(options.recency),
                        "corrections": 0 if options.corrections is None else len(options.corrections)}},
         "labels": {"topic": labels, "urgency": model.urgency_levels},
         "metrics": metrics,
