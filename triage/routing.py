@@ -213,6 +213,8 @@ class RoutingTable:
     outside_bangkok: str = "damrongdhamma"
     no_district: str = "ศูนย์ดำรงธรรมกรุงเทพมหานคร"
     override: float = 0.6
+    veto: float = 0.9
+    agreement_bonus: float = 0.15
     secondary: float = 0.4
     review_below: float = 0.45
     min_words: int = 3
@@ -240,7 +242,7 @@ class RoutingTable:
                                   f"{', '.join(sorted(kinds))}")
         rules = [cls._rule(i, r, kinds, directory, source) for i, r in enumerate(raw.get("rules") or [], 1)]
         settings = raw.get("settings") or {}
-        known = {"default_score", "outside_bangkok", "no_district", "override", "secondary", "review_below",
+        known = {"default_score", "outside_bangkok", "no_district", "override", "veto", "agreement_bonus", "secondary", "review_below",
                  "min_words", "max_agencies"}
         unknown = set(settings) - known
         if unknown:
@@ -332,6 +334,53 @@ class Router:
                 out[key] = (rule.score, f"rule {rule.index}: {why}" + (f" ({rule.note})" if rule.note else ""))
         return out
 
+    def usable(self, kind_p: dict[str, float], district: str | None) -> dict[str, float]:
+        """The learned model's kinds that the table knows and can resolve in this district."""
+        return {k: p for k, p in kind_p.items() if k in self.table.kinds and self.resolve(k, district)}
+
+    def key_kind(self, key: str) -> str:
+        """The kind of a table key: a kind, or ``@<agency>`` for a rule that names an agency."""
+        return self.directory.agencies[key[1:]].kind if key.startswith("@") else key
+
+    def thresholds(self, learned: Any) -> tuple[float, float]:
+        """(override, veto): tuned at training when the learned model carries them, else the table's."""
+        o, v = getattr(learned, "override_", None), getattr(learned, "veto_", None)
+        return (float(o) if o is not None else self.table.override, float(v) if v is not None else self.table.veto)
+
+    def decide(self, table: dict[str, tuple[float, str]], learned_p: dict[str, float],
+               override: float, veto: float) -> tuple[list[tuple[str, tuple[float, str]]], list[str], str]:
+        """Order the table's keys, letting the learned model lead only where it is confident.
+
+        The model's support for a kind other than the district office is its probability, plus
+        ``agreement_bonus`` when a rule names that kind too; the best such kind leads when its
+        support reaches ``override``. A rule that sends a complaint away from the district office
+        is undone only when the model gives the district office at least ``veto``. Returns the
+        table ranking, the final order and what decided.
+        """
+        t = self.table
+        ranked = sorted(table.items(), key=lambda kv: -kv[1][0])
+        order = [k for k, _ in ranked]
+        if not learned_p:
+            return ranked, order, "table"
+        keys_by_kind = {self.key_kind(k): k for k in reversed(order)}
+        support = {keys_by_kind.get(k, k): p + (t.agreement_bonus if k in keys_by_kind else 0.0)
+                   for k, p in learned_p.items() if k != DISTRICT_OFFICE}
+        top = max(support.items(), key=lambda kv: kv[1]) if support else None
+        if top is not None and top[1] >= override:
+            lead = top[0]
+            why = ("table, confirmed by the learned model" if lead == order[0] else
+                   f"learned model overrode the table: {self.key_kind(lead)} {top[1]:.2f} >= {override:.2f}")
+        elif order[0] != DISTRICT_OFFICE and learned_p.get(DISTRICT_OFFICE, 0.0) >= veto:
+            lead = DISTRICT_OFFICE
+            why = f"learned model kept it at the district office: {learned_p[DISTRICT_OFFICE]:.2f} >= {veto:.2f}"
+        else:
+            lead = order[0]
+            why = "table"
+            if top is not None and top[0] != lead and learned_p.get(self.key_kind(top[0]), 0.0) >= t.secondary:
+                order = [lead, top[0]] + [o for o in order if o not in (lead, top[0])]
+                why = f"table; the learned model's second opinion: {self.key_kind(top[0])}"
+        return ranked, [lead] + [o for o in order if o != lead], why
+
     def route(self, text: str, norm: str, district: str | None, prediction: dict[str, Any],
               learned: KindModel | None = None) -> dict[str, Any]:
         """Agencies for one complaint, primary first, with scores, review flag, candidates and explanation.
@@ -343,23 +392,11 @@ class Router:
         district = district.strip() if isinstance(district, str) and district.strip() else None
         topics = list(prediction.get("topics", []))
         table = self.table_kinds(norm, topics)
-        learned_p = learned.kind_proba(norm) if learned is not None else {}
-        learned_p = {k: p for k, p in learned_p.items() if k in t.kinds and self.resolve(k, district)}
+        learned_p = self.usable(learned.kind_proba(norm), district) if learned is not None else {}
 
-        ranked = sorted(table.items(), key=lambda kv: -kv[1][0])
-        order = [k for k, _ in ranked]
-        decision = "table"
-        top_learned = max(learned_p.items(), key=lambda kv: kv[1]) if learned_p else None
-        if top_learned and top_learned[1] >= t.override:
-            k = top_learned[0]
-            if order[0] != k:
-                decision = f"learned model overrode the table ({k} {top_learned[1]:.2f} >= {t.override})"
-                order = [k] + [o for o in order if o != k]
-            else:
-                decision = "table, confirmed by the learned model"
-        elif top_learned and top_learned[0] != order[0] and top_learned[1] >= t.secondary:
-            order = [order[0], top_learned[0]] + [o for o in order[1:] if o != top_learned[0]]
-        score_of = {k: max(table.get(k, (0.0, ""))[0], learned_p.get(k, 0.0)) for k in set(order) | set(learned_p)}
+        override, veto = self.thresholds(learned)
+        ranked, order, decision = self.decide(table, learned_p, override, veto)
+        score_of = {k: max(table.get(k, (0.0, ""))[0], learned_p.get(self.key_kind(k), 0.0)) for k in order}
 
         agencies: list[str] = []
         scores: dict[str, float] = {}
@@ -390,8 +427,8 @@ class Router:
         top_topic = max(prediction.get("topic_scores", {}).values(), default=None)
         if top_topic is not None and top_topic < t.review_below and len(words) < 2 * t.min_words:
             reasons.append(f"vague: no topic is likely (best {top_topic:.2f})")
-        if top_learned and t.secondary <= top_learned[1] < t.override and top_learned[0] != order[0]:
-            reasons.append(f"table says {order[0]}, learned model leans to {top_learned[0]} ({top_learned[1]:.2f})")
+        if "second opinion" in decision:
+            reasons.append(f"table and learned model disagree ({decision})")
         needs_review = bool(reasons)
 
         candidates: list[dict[str, Any]] = []
@@ -403,7 +440,8 @@ class Router:
                         candidates.append({"agency": name, "score": round(score, 4)})
             candidates = candidates[:5]
         explanation = {
-            "table": [{"kind": k.lstrip("@"), "score": round(s, 4), "why": why} for k, (s, why) in ranked],
+            "table": [{"kind": self.key_kind(k), "agency": k[1:] if k.startswith("@") else None, "score": round(s, 4),
+                       "why": why} for k, (s, why) in ranked],
             "learned": {k: round(p, 4) for k, p in sorted(learned_p.items(), key=lambda kv: -kv[1])[:3]} if learned else None,
             "decision": decision,
             "review_reasons": reasons,
