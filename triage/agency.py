@@ -197,7 +197,7 @@ def _primary_kinds(router: Router, norms: list[str], districts: list[Any], recor
 def _tune_thresholds(router: Router, model: Any, fw: pd.DataFrame, ordinary: pd.DataFrame, learned: AgencyModel,
                      min_kept: float) -> tuple[tuple[float, float], list[dict[str, Any]]]:
     """The (override, veto) pair with most forwards routed to the right kind while keeping ``min_kept``."""
-    grid = [(round(float(o), 3), round(float(v), 3)) for o in np.arange(0.2, 1.001, 0.05) for v in np.arange(0.5, 1.001, 0.05)]
+    grid = [(round(float(o), 3), round(float(v), 3)) for o in np.arange(0.05, 1.001, 0.05) for v in np.arange(0.5, 1.001, 0.05)]
     norms = fw["norm"].tolist() + ordinary["norm"].tolist()
     recs = model.predict(fw["comment"].tolist() + ordinary["text"].tolist())
     K = _primary_kinds(router, norms, fw["district"].tolist() + ordinary["district"].tolist(), recs,
