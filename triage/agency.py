@@ -66,6 +66,7 @@ class AgencyModel:
     trained_on: dict[str, int]
     override_: float | None = None  # the router's thresholds, tuned on validation (triage.routing.Router.decide)
     veto_: float | None = None
+    bonus_: float | None = None
 
     def kind_proba_many(self, norm_texts: list[str]) -> np.ndarray:
         return self.pipeline.predict_proba(norm_texts)
@@ -80,13 +81,14 @@ class _Precomputed:
     """An agency model's probabilities computed in one batch, looked up by text (evaluation only)."""
 
     proba: dict[str, dict[str, float]]
-    override_: float | None
-    veto_: float | None
+    override_: float | None = None
+    veto_: float | None = None
+    bonus_: float | None = None
 
     @classmethod
-    def of(cls, model: AgencyModel, norms: list[str], override: float | None, veto: float | None) -> _Precomputed:
+    def of(cls, model: AgencyModel, norms: list[str], settings: tuple[float, float, float] | None = None) -> _Precomputed:
         P = model.kind_proba_many(norms)
-        return cls({n: {k: float(v) for k, v in zip(model.kinds, row)} for n, row in zip(norms, P)}, override, veto)
+        return cls({n: {k: float(v) for k, v in zip(model.kinds, row)} for n, row in zip(norms, P)}, *(settings or ()))
 
     def kind_proba(self, norm: str) -> dict[str, float]:
         return self.proba[norm]
@@ -182,35 +184,36 @@ def status_quo(router: Router, fw: pd.DataFrame) -> dict[str, Any]:
 
 
 def _primary_kinds(router: Router, norms: list[str], districts: list[Any], records: list[dict[str, Any]],
-                   learned: _Precomputed, grid: list[tuple[float, float]]) -> np.ndarray:
-    """(rows, settings) array of the primary kind the router picks for each (override, veto) pair."""
+                   learned: _Precomputed, grid: list[tuple[float, float, float]]) -> np.ndarray:
+    """(rows, settings) array of the primary kind the router picks for each (override, veto, bonus)."""
     out = np.empty((len(norms), len(grid)), dtype=object)
     for i, (n, d, rec) in enumerate(zip(norms, districts, records)):
         d = d if isinstance(d, str) and d else None
         table = router.table_kinds(n, list(rec.get("topics", [])))
         p = router.usable(learned.kind_proba(n), d)
-        for j, (override, veto) in enumerate(grid):
-            out[i, j] = router.key_kind(router.decide(table, p, override, veto)[1][0])
+        for j, setting in enumerate(grid):
+            out[i, j] = router.key_kind(router.decide(table, p, *setting)[1][0])
     return out
 
 
 def _tune_thresholds(router: Router, model: Any, fw: pd.DataFrame, ordinary: pd.DataFrame, learned: AgencyModel,
-                     min_kept: float) -> tuple[tuple[float, float], list[dict[str, Any]]]:
-    """The (override, veto) pair with most forwards routed to the right kind while keeping ``min_kept``."""
-    grid = [(round(float(o), 3), round(float(v), 3)) for o in np.arange(0.05, 1.001, 0.05) for v in np.arange(0.5, 1.001, 0.05)]
+                     min_kept: float) -> tuple[tuple[float, float, float], list[dict[str, Any]]]:
+    """(override, veto, bonus) with most forwards routed to the right kind while keeping ``min_kept``."""
+    grid = [(round(float(o), 3), round(float(v), 3), b) for o in np.arange(0.05, 1.001, 0.05)
+            for v in np.arange(0.5, 1.001, 0.05) for b in (0.0, 0.15, 0.3)]
     norms = fw["norm"].tolist() + ordinary["norm"].tolist()
     recs = model.predict(fw["comment"].tolist() + ordinary["text"].tolist())
     K = _primary_kinds(router, norms, fw["district"].tolist() + ordinary["district"].tolist(), recs,
-                       _Precomputed.of(learned, norms, None, None), grid)
+                       _Precomputed.of(learned, norms), grid)
     n = len(fw)
     kind_ok = (K[:n] == fw["kind"].to_numpy()[:, None]).mean(axis=0)
     kept = (K[n:] == DISTRICT_OFFICE).mean(axis=0)
-    curve = [{"override": o, "veto": v, "forwarded_kind": round(float(a), 4), "ordinary_kept": round(float(b), 4)}
-             for (o, v), a, b in zip(grid, kind_ok, kept)]
+    curve = [{"override": o, "veto": v, "bonus": bb, "forwarded_kind": round(float(a), 4), "ordinary_kept": round(float(b), 4)}
+             for (o, v, bb), a, b in zip(grid, kind_ok, kept)]
     ok = [c for c in curve if c["ordinary_kept"] >= min_kept]
-    best = max(ok, key=lambda c: (c["forwarded_kind"], c["override"], -c["veto"])) if ok else \
+    best = max(ok, key=lambda c: (c["forwarded_kind"], c["ordinary_kept"], c["override"])) if ok else \
         max(curve, key=lambda c: (c["ordinary_kept"], c["forwarded_kind"]))
-    return (best["override"], best["veto"]), curve
+    return (best["override"], best["veto"], best["bonus"]), curve
 
 
 def _time_parts(frame: pd.DataFrame, config: DatasetConfig, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, str]:
@@ -247,23 +250,23 @@ def train_agency(model: Any, frame: pd.DataFrame, config: DatasetConfig, correct
     bkk = frame[frame["district"].isin(router.directory.bangkok_districts)]
     if len(fw) < 20 or len(bkk) < 20:
         raise DataError(f"too little agency data: {len(fw)} forwards, {len(bkk)} Bangkok tickets")
-    a, b = int(round(len(fw) * (1 - st.holdout - st.valid))), int(round(len(fw) * (1 - st.holdout)))
+    a, b = round(len(fw) * (1 - st.holdout - st.valid)), round(len(fw) * (1 - st.holdout))
     fw_tr, fw_va, fw_te = fw.iloc[:a], fw.iloc[a:b].reset_index(drop=True), fw.iloc[b:].reset_index(drop=True)
     o_tr, o_va, o_te, o_desc = _time_parts(bkk, config, st.seed)
     o_tr, o_va, o_te = _sample(o_tr, st.ordinary_train, st.seed), _sample(o_va, st.ordinary_eval, st.seed), \
         _sample(o_te, st.ordinary_eval, st.seed)
 
     first = fit_agency_model(*_training_set(fw_tr, o_tr, corr, correction_weight), C=st.C)
-    (override, veto), curve = _tune_thresholds(router, model, fw_va, o_va, first, st.min_kept)
-    log(f"agency: override {override}, veto {veto} chosen on {len(fw_va)} validation forwards + {len(o_va)} ordinary tickets")
+    (override, veto, bonus), curve = _tune_thresholds(router, model, fw_va, o_va, first, st.min_kept)
+    log(f"agency: override {override}, veto {veto}, bonus {bonus} chosen on {len(fw_va)} validation forwards + {len(o_va)} ordinary tickets")
 
     held = fit_agency_model(*_training_set(pd.concat([fw_tr, fw_va]), pd.concat([o_tr, o_va]), corr, correction_weight),
                             C=st.C)
-    held.override_, held.veto_ = override, veto
+    held.override_, held.veto_, held.bonus_ = override, veto, bonus
     texts, norms = fw_te["comment"].tolist() + o_te["text"].tolist(), fw_te["norm"].tolist() + o_te["norm"].tolist()
     districts = fw_te["district"].tolist() + o_te["district"].tolist()
     recs = model.predict(texts)
-    pre = _Precomputed.of(held, norms, override, veto)
+    pre = _Precomputed.of(held, norms, (override, veto, bonus))
     n = len(fw_te)
 
     def routes(learned: Any) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -278,17 +281,17 @@ def train_agency(model: Any, frame: pd.DataFrame, config: DatasetConfig, correct
         "router": score_routes(router, fw_te, with_model[0], o_te, with_model[1]),
         "table_only": score_routes(router, fw_te, table_only[0], o_te, table_only[1]),
         "status_quo": status_quo(router, fw_te),
-        "override": override, "veto": veto, "min_kept_on_validation": st.min_kept, "threshold_curve": curve,
+        "override": override, "veto": veto, "bonus": bonus, "min_kept_on_validation": st.min_kept, "threshold_curve": curve,
         "unknown_forward_agencies": int(fw["agency"].isna().sum()),
         "corrections": {"used": len(corr), "unknown_agency": unknown_corr, "weight": correction_weight},
     }
     final = fit_agency_model(*_training_set(fw, _sample(bkk, st.ordinary_train, st.seed), corr, correction_weight), C=st.C)
-    final.override_, final.veto_ = override, veto
+    final.override_, final.veto_, final.bonus_ = override, veto, bonus
     metrics["trained_on"] = final.trained_on
     r, s, t = metrics["router"], metrics["status_quo"], metrics["table_only"]
     metrics["summary"] = (
         f"held-out forwards {n} ({metrics['held_out']['forwards_from']}..{metrics['held_out']['forwards_to']}), "
-        f"ordinary tickets {len(o_te)} ({o_desc}); override {override}, veto {veto}\n"
+        f"ordinary tickets {len(o_te)} ({o_desc}); override {override}, veto {veto}, bonus {bonus}\n"
         f"{'':12}{'exact':>8}{'by kind':>9}{'kept (b)':>10}\n"
         + "\n".join(f"{name:12}{m['forwarded_exact']!s:>8}{m['forwarded_kind']!s:>9}{m['ordinary_kept']!s:>10}"
                     for name, m in (("router", r), ("table only", t), ("status quo", s))))

@@ -143,13 +143,16 @@ def plots(metrics: dict[str, Any]) -> dict[str, bytes]:
 def _agency_section(agency: dict[str, Any]) -> list[str]:
     """Issue 4 §6: forwards routed to the agency they went to, ordinary tickets kept, per way of routing."""
     h = agency["held_out"]
-    lines = ["## Agency routing (held-out, time-ordered)", "",
-             f"{h['forwards']} later forwards ({h['forwards_from']} .. {h['forwards_to']}) and {h['ordinary']} ordinary "
-             f"Bangkok tickets ({h['ordinary_split']}). Learned-model thresholds chosen on validation: override "
-             f"{agency['override']}, veto {agency['veto']} (keeping >= {agency['min_kept_on_validation']} of ordinary tickets).", "",
-             "| routing | (a) forwards: exact agency | (a) forwards: right kind | (b) ordinary kept at district office | "
-             "review share (forwards / ordinary) |", "|---|---|---|---|---|"]
-    for name, label in (("router", "router (table + learned)"), ("table_only", "table alone"), ("status_quo", "status quo: always the district office")):
+    intro = (f"{h['forwards']} later forwards ({h['forwards_from']} .. {h['forwards_to']}) and {h['ordinary']} ordinary "
+             f"Bangkok tickets ({h['ordinary_split']}). Learned-model settings chosen on validation: override "
+             f"{agency['override']}, veto {agency['veto']}, agreement bonus {agency.get('bonus')} "
+             f"(keeping >= {agency['min_kept_on_validation']} of ordinary tickets).")
+    header = ("| routing | (a) forwards: exact agency | (a) forwards: right kind | (b) ordinary kept at district office "
+              "| review share (forwards / ordinary) |")
+    lines = ["## Agency routing (held-out, time-ordered)", "", intro, "", header, "|---|---|---|---|---|"]
+    ways = (("router", "router (table + learned)"), ("table_only", "table alone"),
+            ("status_quo", "status quo: always the district office"))
+    for name, label in ways:
         m = agency[name]
         review = f"{m['forwarded_review']} / {m['ordinary_review']}" if "forwarded_review" in m else "-"
         lines.append(f"| {label} | {m['forwarded_exact']} | {m['forwarded_kind']} | {m['ordinary_kept']} | {review} |")

@@ -342,13 +342,16 @@ class Router:
         """The kind of a table key: a kind, or ``@<agency>`` for a rule that names an agency."""
         return self.directory.agencies[key[1:]].kind if key.startswith("@") else key
 
-    def thresholds(self, learned: Any) -> tuple[float, float]:
-        """(override, veto): tuned at training when the learned model carries them, else the table's."""
-        o, v = getattr(learned, "override_", None), getattr(learned, "veto_", None)
-        return (float(o) if o is not None else self.table.override, float(v) if v is not None else self.table.veto)
+    def thresholds(self, learned: Any) -> tuple[float, float, float]:
+        """(override, veto, agreement bonus): tuned at training when the learned model carries them, else the table's."""
+        t = self.table
+        o, v, b = (getattr(learned, name, None) for name in ("override_", "veto_", "bonus_"))
+        return (float(o) if o is not None else t.override, float(v) if v is not None else t.veto,
+                float(b) if b is not None else t.agreement_bonus)
 
     def decide(self, table: dict[str, tuple[float, str]], learned_p: dict[str, float],
-               override: float, veto: float) -> tuple[list[tuple[str, tuple[float, str]]], list[str], str]:
+               override: float, veto: float, bonus: float | None = None
+               ) -> tuple[list[tuple[str, tuple[float, str]]], list[str], str]:
         """Order the table's keys, letting the learned model lead only where it is confident.
 
         The model's support for a kind other than the district office is its probability, plus
@@ -363,7 +366,8 @@ class Router:
         if not learned_p:
             return ranked, order, "table"
         keys_by_kind = {self.key_kind(k): k for k in reversed(order)}
-        support = {keys_by_kind.get(k, k): p + (t.agreement_bonus if k in keys_by_kind else 0.0)
+        bonus = t.agreement_bonus if bonus is None else bonus
+        support = {keys_by_kind.get(k, k): p + (bonus if k in keys_by_kind else 0.0)
                    for k, p in learned_p.items() if k != DISTRICT_OFFICE}
         top = max(support.items(), key=lambda kv: kv[1]) if support else None
         if top is not None and top[1] >= override:
@@ -394,8 +398,7 @@ class Router:
         table = self.table_kinds(norm, topics)
         learned_p = self.usable(learned.kind_proba(norm), district) if learned is not None else {}
 
-        override, veto = self.thresholds(learned)
-        ranked, order, decision = self.decide(table, learned_p, override, veto)
+        ranked, order, decision = self.decide(table, learned_p, *self.thresholds(learned))
         score_of = {k: max(table.get(k, (0.0, ""))[0], learned_p.get(self.key_kind(k), 0.0)) for k in order}
 
         agencies: list[str] = []
