@@ -244,10 +244,13 @@ def test_learned_model_overrides_the_table_only_when_confident(router: Router) -
 
 
 def test_corrections_become_training_rows(router: Router) -> None:
-    corr = pd.DataFrame({"id": ["a", "b", "c"], "text": ["น้ำประปาไม่ไหล", "ขยะล้น", "x"],
-                         "agency": ["การประปานครหลวง กปน. (Metropolitan Waterworks Authority - MWA)", "เขตบางนา", "ไม่มี"]})
+    # as triage.corrections exports them: agency is "|"-separated, primary first; empty when untouched
+    corr = pd.DataFrame({"id": ["a", "b", "c", "d"], "text": ["น้ำประปาไม่ไหล", "ขยะล้น", "x", "ถนนพัง"],
+                         "agency": ["การประปานครหลวง กปน. (Metropolitan Waterworks Authority - MWA)|เขตบางนา",
+                                    "เขตบางนา", "ไม่มี", ""]})
     rows, unknown = correction_rows(corr, router)
-    assert rows["kind"].tolist() == ["water_supply", "district_office"] and unknown == 1
+    assert rows["kind"].tolist() == ["water_supply", "district_office"] and rows["id"].tolist() == ["a", "b"]
+    assert unknown == 1
 
 
 # ---- the directory builder ----

@@ -121,14 +121,33 @@ def load_forwards(config: DatasetConfig, settings: AgencySettings, router: Route
     return fw.sort_values("time", kind="stable").reset_index(drop=True)
 
 
+def _primary_agency(value: Any) -> str | None:
+    """The first agency of a correction's ``agency`` cell (``|``-separated, primary first, as exported)."""
+    if isinstance(value, (list, tuple)):
+        value = value[0] if value else None
+    if not isinstance(value, str):
+        return None
+    first = value.split("|")[0].strip()
+    return first or None
+
+
 def correction_rows(corrections: pd.DataFrame | None, router: Router) -> tuple[pd.DataFrame, int]:
-    """Reviewers' agency corrections as (norm, kind) rows; also how many named an unknown agency."""
+    """Reviewers' agency corrections as (id, norm, kind) rows; also how many named an unknown agency.
+
+    Rows whose agency a reviewer never set are not agency training data and are left out.
+    """
+    empty = pd.DataFrame(columns=["id", "norm", "kind"])
     if corrections is None or "agency" not in corrections.columns or "text" not in corrections.columns:
-        return pd.DataFrame(columns=["norm", "kind"]), 0
-    rows = corrections[corrections["agency"].notna() & corrections["text"].notna()]
-    kinds = [router.directory.kind_of(str(a)) for a in rows["agency"]]
+        return empty, 0
+    agencies = [_primary_agency(v) for v in corrections["agency"]]
+    rows = corrections.assign(_agency=agencies)
+    rows = rows[rows["_agency"].notna() & rows["text"].map(lambda t: isinstance(t, str) and t.strip() != "")]
+    if rows.empty:
+        return empty, 0
+    kinds = [router.directory.kind_of(a) for a in rows["_agency"]]
     keep = [k is not None for k in kinds]
-    out = pd.DataFrame({"norm": normalize_many(rows["text"].astype(str).tolist()), "kind": kinds})[keep]
+    ids = rows["id"].astype(str).tolist() if "id" in rows.columns else [""] * len(rows)
+    out = pd.DataFrame({"id": ids, "norm": normalize_many(rows["text"].astype(str).tolist()), "kind": kinds})[keep]
     return out.reset_index(drop=True), int(len(keep) - sum(keep))
 
 
@@ -248,6 +267,7 @@ def train_agency(model: Any, frame: pd.DataFrame, config: DatasetConfig, correct
     fw = load_forwards(config, st, router)
     corr, unknown_corr = correction_rows(corrections, router)
     bkk = frame[frame["district"].isin(router.directory.bangkok_districts)]
+    bkk = bkk[~bkk["id"].astype(str).isin(set(corr["id"]))]  # a corrected ticket is not "kept at the district office"
     if len(fw) < 20 or len(bkk) < 20:
         raise DataError(f"too little agency data: {len(fw)} forwards, {len(bkk)} Bangkok tickets")
     a, b = round(len(fw) * (1 - st.holdout - st.valid)), round(len(fw) * (1 - st.holdout))

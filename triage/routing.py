@@ -215,6 +215,7 @@ class RoutingTable:
     override: float = 0.6
     veto: float = 0.9
     agreement_bonus: float = 0.15
+    review_margin: float = 0.5
     secondary: float = 0.4
     review_below: float = 0.45
     min_words: int = 3
@@ -242,7 +243,7 @@ class RoutingTable:
                                   f"{', '.join(sorted(kinds))}")
         rules = [cls._rule(i, r, kinds, directory, source) for i, r in enumerate(raw.get("rules") or [], 1)]
         settings = raw.get("settings") or {}
-        known = {"default_score", "outside_bangkok", "no_district", "override", "veto", "agreement_bonus", "secondary", "review_below",
+        known = {"default_score", "outside_bangkok", "no_district", "override", "veto", "agreement_bonus", "review_margin", "secondary", "review_below",
                  "min_words", "max_agencies"}
         unknown = set(settings) - known
         if unknown:
@@ -380,7 +381,7 @@ class Router:
         else:
             lead = order[0]
             why = "table"
-            if top is not None and top[0] != lead and learned_p.get(self.key_kind(top[0]), 0.0) >= t.secondary:
+            if top is not None and top[0] != lead and top[1] >= override * (1 - t.review_margin):
                 order = [lead, top[0]] + [o for o in order if o not in (lead, top[0])]
                 why = f"table; the learned model's second opinion: {self.key_kind(top[0])}"
         return ranked, [lead] + [o for o in order if o != lead], why
@@ -406,7 +407,7 @@ class Router:
         kinds_out: list[str] = []
         for rank, key in enumerate(order):
             score = score_of[key]
-            if rank > 0 and score < t.secondary:
+            if rank > 0 and score < t.secondary and not (rank == 1 and "second opinion" in decision):
                 continue
             if rank > 0 and key == DISTRICT_OFFICE and table[key][1] == _DEFAULT and learned_p.get(key, 0.0) < t.secondary:
                 continue  # the default handler is only listed when it is the primary or something names it

@@ -37,7 +37,7 @@ POLICE_HQ = "สำนักงานตำรวจแห่งชาติ (Ro
 METRO_POLICE = "กองบัญชาการตำรวจนครบาล (บช.น.)"
 MEA_HQ = "การไฟฟ้านครหลวง MEA"
 BKK_CENTRE = "ศูนย์ดำรงธรรมกรุงเทพมหานคร"
-NATIONAL_CENTRE = "ศูนย์ดำรงธรรม กระทรวงมหาดไทย"
+NATIONAL_CENTRE = "ศูนย์ดำรงธรรมกระทรวงมหาดไทย (ส่วนกลาง)"  # the service's escalation_agency
 
 # (regex on the name, kind, parent). First match wins; "other" collects the rest.
 KIND_PATTERNS: list[tuple[str, str, str | None]] = [
