@@ -381,7 +381,8 @@ class Router:
         else:
             lead = order[0]
             why = "table"
-            if top is not None and top[0] != lead and top[1] >= override * (1 - t.review_margin):
+            # a close call on the model's own probability (not the bonus a rule adds): listed second, reviewed
+            if top is not None and top[0] != lead and learned_p.get(self.key_kind(top[0]), 0.0) >= override * (1 - t.review_margin):
                 order = [lead, top[0]] + [o for o in order if o not in (lead, top[0])]
                 why = f"table; the learned model's second opinion: {self.key_kind(top[0])}"
         return ranked, [lead] + [o for o in order if o != lead], why
