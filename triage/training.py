@@ -250,6 +250,14 @@ def train(config: DatasetConfig, models_dir: Path, options: TrainOptions | None 
                                   high_cue_bonus=HIGH_CUE_BONUS)
         step(f"urgency head fitted on all {len(urgent)} labelled tickets, high threshold {head.high_threshold_:.3f}")
 
+    # --- agency routing (issue 4): learned agency model from real forwards and reviewers' corrections ---
+    if config.agency:
+        from triage.agency import train_agency
+
+        model.agency, metrics["agency"] = train_agency(model, frame, config, options.corrections,
+                                                       options.correction_weight, step)
+    # --- end agency routing ---
+
     metrics["train_seconds"] = round(time.perf_counter() - started, 1)
     meta = {
         "dataset": config.name,
