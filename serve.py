@@ -20,7 +20,7 @@ if __name__ == "__main__":
     from triage import registry
     from triage.api import create_app
     from triage.config import get_settings
-    from triage.errors import ModelError
+    from triage.errors import ConfigError, ModelError
 
     try:
         settings = get_settings()
@@ -32,4 +32,8 @@ if __name__ == "__main__":
         sys.exit(f"serve.py: {exc}\nTrain the default model with: make train "
                  f"(or python train.py --config configs/traffy.toml --data ../shared/data --out {settings.models_dir})")
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(settings), host=a.host, port=a.port, log_level=settings.log_level, access_log=False)
+    try:
+        app = create_app(settings)
+    except ConfigError as exc:
+        sys.exit(f"serve.py: {exc}")
+    uvicorn.run(app, host=a.host, port=a.port, log_level=settings.log_level, access_log=False)

@@ -300,8 +300,10 @@ def test_dev_mode_needs_no_key(tmp_path, small_model_dir, caplog):
 def test_settings_fail_fast(tmp_path, small_model_dir):
     from pydantic import ValidationError
 
-    with pytest.raises(ValidationError, match="TRIAGE_API_KEYS"):
-        settings_for(tmp_path, small_model_dir, api_keys="")
+    from triage.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="TRIAGE_API_KEYS"):
+        create_app(settings_for(tmp_path, small_model_dir, api_keys=""))
     with pytest.raises(ValidationError, match="not one of"):
         settings_for(tmp_path, small_model_dir, api_keys="abcdefghij:superuser")
     with pytest.raises(ValidationError, match="at least 8"):

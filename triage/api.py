@@ -205,6 +205,7 @@ def _validation_error(exc: RequestValidationError) -> JSONResponse:
 
 def create_app(settings: Settings) -> FastAPI:
     """Build the app for these settings. Opening the store and loading the model happen at start-up."""
+    settings.check_serving()
     keys = settings.keys
     holder = ModelHolder(settings.model_dir)
     state: dict[str, Any] = {}

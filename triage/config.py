@@ -11,8 +11,10 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from triage.errors import ConfigError
 
 ROLES = ("intake", "reviewer", "admin")
 """intake may triage; reviewer may read cases, correct them and move them on; admin may do all and reload."""
@@ -75,12 +77,11 @@ class Settings(BaseSettings):
             raise ValueError(f"log level {value!r} is not one of: {', '.join(levels)}")
         return value.lower()
 
-    @model_validator(mode="after")
-    def _keys_or_dev(self) -> Settings:
+    def check_serving(self) -> None:
+        """Refuse to serve without keys unless development mode was asked for."""
         if not self.keys and not self.dev_mode:
-            raise ValueError("no API keys: set TRIAGE_API_KEYS='key:role,...' (roles: intake, reviewer, admin) "
-                             "or TRIAGE_DEV_MODE=1 to serve without keys on a development machine")
-        return self
+            raise ConfigError("no API keys: set TRIAGE_API_KEYS='key:role,...' (roles: intake, reviewer, admin) "
+                              "or TRIAGE_DEV_MODE=1 to serve without keys on a development machine")
 
     @property
     def keys(self) -> dict[str, str]:
