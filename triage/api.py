@@ -145,7 +145,7 @@ class ModelHolder:
             router = Router.load()
             model.predict(["ไฟฟ้าดับทั้งซอย สายไฟช็อต โทร 081-234-5678"], ["บางรัก"], router=router)  # warm up
             loaded = Loaded(model, meta, router, registry.resolve(self.path),
-                            datetime.now(UTC).isoformat(timespec="seconds"))
+                            datetime.now(UTC).isoformat(timespec="microseconds"))
             self._current = loaded
         log.info("serving model %s from %s", meta.get("version"), loaded.path)
         return loaded
