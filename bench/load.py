@@ -53,9 +53,15 @@ def slice_model(data: Path) -> Path:
 
 
 def rss_mb(pid: int) -> tuple[float, float]:
-    """Resident and peak resident memory of a process, in MB (Linux /proc)."""
-    fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
-    return int(fields["VmRSS"].split()[0]) / 1024, int(fields["VmHWM"].split()[0]) / 1024
+    """Resident and peak resident memory of a process and its children (workers), in MB (Linux /proc)."""
+    pids = [pid] + [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    rss = peak = 0.0
+    for p in pids:
+        text = Path(f"/proc/{p}/status").read_text()
+        fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
+        rss += int(fields["VmRSS"].split()[0]) / 1024
+        peak += int(fields["VmHWM"].split()[0]) / 1024
+    return rss, peak
 
 
 async def client(port: int, texts: list[str], offset: int, stop_at: float, budget: list[int],
@@ -115,6 +121,7 @@ def main() -> int:
     ap.add_argument("--clients", default="1,8,32")
     ap.add_argument("--seconds", type=float, default=10.0, help="duration of each level")
     ap.add_argument("--max-requests", type=int, default=20_000, help="cap on requests per level")
+    ap.add_argument("--workers", type=int, default=1, help="server processes (serve.py --workers)")
     ap.add_argument("--slice-model", action="store_true",
                     help="train a small model on a slice of the data into a temporary folder and use it")
     a = ap.parse_args()
@@ -129,7 +136,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="triage-bench-") as tmp:
         env = {**os.environ, "TRIAGE_DATA_DIR": tmp, "TRIAGE_MODELS_DIR": a.models, "TRIAGE_API_KEYS": f"{KEY}:intake",
                "TRIAGE_LOG_LEVEL": "warning"}
-        proc = subprocess.Popen([sys.executable, str(REPO / "serve.py"), "--host", "127.0.0.1", "--port", str(port)],
+        proc = subprocess.Popen([sys.executable, str(REPO / "serve.py"), "--host", "127.0.0.1", "--port", str(port),
+                                 "--workers", str(a.workers)],
                                 env=env, cwd=REPO)
         try:
             t0 = time.perf_counter()
@@ -143,7 +151,7 @@ def main() -> int:
                 except OSError:
                     time.sleep(0.2)
             rss, _ = rss_mb(proc.pid)
-            print(f"service ready in {time.perf_counter() - t0:.1f} s, RSS {rss:.0f} MB; "
+            print(f"{a.workers} worker(s); service ready in {time.perf_counter() - t0:.1f} s, RSS {rss:.0f} MB; "
                   f"{len(texts)} real complaint texts, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
             asyncio.run(level(port, texts, 4, 2.0, 500))  # warm-up, not reported
             print(f"{'clients':>7} {'requests':>8} {'errors':>6} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'RSS MB':>7}")

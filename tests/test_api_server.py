@@ -28,14 +28,14 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, data: Path, models: Path) -> None:
+    def __init__(self, data: Path, models: Path, workers: int = 1) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "TRIAGE_DATA_DIR": str(data), "TRIAGE_MODELS_DIR": str(models), "TRIAGE_API_KEYS": KEYS,
                "TRIAGE_LOG_LEVEL": "warning"}
         self.log = (data.parent / f"server-{self.port}.log").open("w")
         self.proc = subprocess.Popen([sys.executable, str(REPO / "serve.py"), "--host", "127.0.0.1", "--port",
-                                      str(self.port)], env=env, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT)
+                                      str(self.port), "--workers", str(workers)], env=env, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -208,3 +208,66 @@ def test_kill_mid_write_leaves_a_consistent_database(tmp_path, small_model_dir):
     assert n_corr == n_corr_events
     orphans = db.execute("SELECT count(*) FROM events WHERE case_id NOT IN (SELECT id FROM cases)").fetchone()[0]
     assert orphans == 0
+
+
+def test_two_workers_follow_a_reload_and_sighup_restarts_them_without_losing_a_request(tmp_path, small_model_dir):
+    """Reload in one worker is followed by the other; SIGHUP replaces both, one at a time.
+
+    A retiring worker closes its idle keep-alive connections, so a client may see a reset on a
+    reused connection: it retries, which is safe because it sends an external_id. Nothing may
+    fail after that one retry, and every complaint must be stored exactly once.
+    """
+    srv = Server(tmp_path / "data", small_model_dir, workers=2)
+    failures: list[str] = []
+    sent: list[str] = []
+    stop = threading.Event()
+
+    def call(c: httpx.Client, method: str, url: str, **kw) -> httpx.Response:
+        try:
+            return c.request(method, url, **kw)
+        except httpx.TransportError:
+            return c.request(method, url, **kw)
+
+    def traffic(n: int) -> None:
+        with httpx.Client(base_url=srv.url, timeout=60) as c:
+            i = 0
+            while not stop.is_set():
+                i += 1
+                ext = f"t{n}-{i}"
+                try:
+                    r = call(c, "POST", "/v1/triage", json={"text": TEXTS[1], "external_id": ext}, headers=H_INTAKE)
+                    if r.status_code not in (200, 201):
+                        failures.append(str(r.status_code))
+                    sent.append(ext)
+                except httpx.HTTPError as exc:
+                    failures.append(type(exc).__name__)
+
+    def loaded(c: httpx.Client) -> list[str]:
+        return [call(c, "GET", "/v1/model", headers=H_ADMIN).json()["loaded_at"] for _ in range(20)]
+
+    threads = [threading.Thread(target=traffic, args=(n,)) for n in range(2)]
+    try:
+        with httpx.Client(base_url=srv.url, timeout=60) as c:
+            before = c.post("/v1/admin/reload", headers=H_ADMIN).json()["loaded_at"]
+            deadline = time.monotonic() + 60
+            while min(loaded(c)) < before:  # whichever worker answers has a model loaded after the reload
+                assert time.monotonic() < deadline, "the other worker did not follow the reload"
+                time.sleep(0.5)
+            for t in threads:
+                t.start()
+            srv.proc.send_signal(signal.SIGHUP)  # uvicorn replaces the workers one at a time
+            deadline = time.monotonic() + 120
+            while not all(s > before for s in loaded(c)):
+                assert time.monotonic() < deadline, "SIGHUP did not replace the workers"
+                time.sleep(0.5)
+            time.sleep(1)
+    finally:
+        stop.set()
+        for t in threads:
+            if t.is_alive():
+                t.join()
+        srv.stop()
+    assert failures == []
+    db = sqlite3.connect(tmp_path / "data" / "triage.db")
+    stored = [e for (e,) in db.execute("SELECT external_id FROM cases WHERE external_id IS NOT NULL")]
+    assert len(stored) == len(set(stored)) and set(sent) <= set(stored)

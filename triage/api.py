@@ -123,17 +123,50 @@ class ModelHolder:
     changes the model under a request, and no request waits for a reload.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, signal_file: Path | None = None) -> None:
         self.path = path
+        self.signal_file = signal_file
         self._current: Loaded | None = None
         self._lock = threading.Lock()
+        self._seen = self._signal_mtime()
+        self._next_check = 0.0
+
+    def _signal_mtime(self) -> int:
+        try:
+            return self.signal_file.stat().st_mtime_ns if self.signal_file else 0
+        except OSError:
+            return 0
 
     @property
     def current(self) -> Loaded:
         loaded = self._current
         if loaded is None:
             raise ModelError("the model is not loaded yet")
+        if self.signal_file is not None and time.monotonic() >= self._next_check:
+            self._follow_other_workers()
         return loaded
+
+    def _follow_other_workers(self) -> None:
+        """Reload (in the background) when another worker process announced a reload, checked once a second."""
+        self._next_check = time.monotonic() + 1.0
+        seen = self._signal_mtime()
+        if seen != self._seen:
+            self._seen = seen
+            threading.Thread(target=self._reload_quietly, name="follow-reload", daemon=True).start()
+
+    def _reload_quietly(self) -> None:
+        try:
+            self.reload()
+        except TriageError as exc:
+            log.error("reload failed, still serving the previous model: %s", exc)
+
+    def announce(self) -> None:
+        """Tell the other worker processes to reload: touch the signal file they watch."""
+        if self.signal_file is None:
+            return
+        self.signal_file.parent.mkdir(parents=True, exist_ok=True)
+        self.signal_file.write_text(datetime.now(UTC).isoformat(), encoding="utf-8")
+        self._seen = self._signal_mtime()
 
     @property
     def ready(self) -> bool:
@@ -211,7 +244,7 @@ def create_app(settings: Settings) -> FastAPI:
     """Build the app for these settings. Opening the store and loading the model happen at start-up."""
     settings.check_serving()
     keys = settings.keys
-    holder = ModelHolder(settings.model_dir)
+    holder = ModelHolder(settings.model_dir, settings.data_dir / "reload.signal")
     state: dict[str, Any] = {}
 
     def store() -> Store:
@@ -229,19 +262,15 @@ def create_app(settings: Settings) -> FastAPI:
         try:
             holder.reload()
             if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGHUP"):
+                # one process: SIGHUP reloads in place. Several workers: uvicorn's parent takes SIGHUP
+                # and replaces the workers one at a time, each new one loading the current model.
                 previous = signal.signal(signal.SIGHUP, lambda *_: threading.Thread(
-                    target=_reload_logged, name="sighup-reload", daemon=True).start())
+                    target=holder._reload_quietly, name="sighup-reload", daemon=True).start())
             yield
         finally:
             if previous is not None:
                 signal.signal(signal.SIGHUP, previous)
             state.pop("store").close()
-
-    def _reload_logged() -> None:
-        try:
-            holder.reload()
-        except TriageError as exc:
-            log.error("SIGHUP reload failed, still serving the previous model: %s", exc)
 
     app = FastAPI(title="triage", version="1", lifespan=lifespan,
                   description="Triage of Thai citizens' complaints: topic, urgency, agency; cases and review.")
@@ -493,8 +522,13 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.post("/v1/admin/reload", response_model=ModelOut, tags=["operations"])
     def reload(role: Annotated[str, Depends(need("admin"))]) -> ModelOut:
-        """Load ``models/current`` again and swap it in; requests in flight finish on the old model."""
-        return model_out(holder.reload())
+        """Load ``models/current`` again and swap it in; requests in flight finish on the old model.
+
+        With several worker processes, the others follow within about a second.
+        """
+        loaded = holder.reload()
+        holder.announce()
+        return model_out(loaded)
 
     @app.get("/healthz", tags=["operations"])
     def healthz() -> dict[str, str]:
@@ -540,3 +574,9 @@ def metrics_summary(metrics: dict[str, Any]) -> dict[str, Any]:
         out["urgency"]["high_threshold"] = urgency.get("high_threshold")
     return out
 
+
+def app_from_env() -> FastAPI:
+    """The app built from ``TRIAGE_*`` environment variables: what each uvicorn worker process runs."""
+    from triage.config import get_settings
+
+    return create_app(get_settings())

@@ -62,6 +62,8 @@ class Settings(BaseSettings):
     """Where an escalated case goes when no agency is named: the central level."""
     page_limit: int = Field(50, ge=1, le=1000)
     log_level: str = "info"
+    workers: int = Field(1, ge=1, le=16)
+    """Server processes; they share the database, and a reload in one is followed by the others."""
 
     @field_validator("api_keys")
     @classmethod
