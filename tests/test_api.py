@@ -6,9 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
+from api_helpers import H_ADMIN, H_INTAKE, H_REVIEWER, TEXTS, settings_for
 from fastapi.testclient import TestClient
 
-from api_helpers import H_ADMIN, H_INTAKE, H_REVIEWER, TEXTS, settings_for
 from triage.api import allowed_agencies, create_app
 from triage.routing import Router
 
@@ -138,6 +138,8 @@ def test_bad_input_is_a_clear_4xx(client):
     assert r.status_code == 422 and "unicode" in r.json()["error"].lower()
     r = client.post("/v1/triage", content=b'{"text": "' + b"a" * 2_100_000 + b'"}', headers=h)
     assert r.status_code == 413
+    streamed = client.post("/v1/triage", content=iter([b'{"text": "'] + [b"a" * 100_000] * 25 + [b'"}']), headers=h)
+    assert streamed.status_code == 413 and "bytes" in streamed.json()["error"]
     assert client.get("/v1/cases/0", headers=H_REVIEWER).status_code == 422
     assert client.get("/v1/cases/99999999999999999999999", headers=H_REVIEWER).status_code == 422
     assert client.get("/v1/cases/abc", headers=H_REVIEWER).status_code == 422

@@ -6,9 +6,9 @@ import shutil
 from pathlib import Path
 
 import pandas as pd
+from api_helpers import H_ADMIN, H_INTAKE, H_REVIEWER, settings_for
 from fastapi.testclient import TestClient
 
-from api_helpers import H_ADMIN, H_INTAKE, H_REVIEWER, settings_for
 from triage import corrections, registry
 from triage.api import create_app
 from triage.data import load_config

@@ -297,6 +297,8 @@ def create_app(settings: Settings) -> FastAPI:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         message = exc.detail if isinstance(exc.detail, str) else "request refused"
+        if isinstance(exc.__cause__, TooLargeError):  # a streamed body over the limit, cut off by BodyLimit
+            return _error(413, str(exc.__cause__))
         if exc.status_code == 400 and "parsing the body" in message:
             message = "the request body cannot be read: it must be UTF-8 JSON"
         return _error(exc.status_code, message)
