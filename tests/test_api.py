@@ -54,7 +54,9 @@ def test_triage_returns_the_documented_fields_and_stores_the_case(client):
     case = client.get(f"/v1/cases/{out['case_id']}", headers=H_REVIEWER).json()
     assert case["text"] == TEXTS[0] and case["status"] == "new" and case["model_version"] == out["model_version"]
     assert case["prediction"]["topics"] == out["topics"] and case["agency"] == out["agencies"][0]
-    assert "reporter_contact" not in case
+    assert case["reporter_contact"] is None  # reviewers do not see it
+    as_admin = client.get(f"/v1/cases/{out['case_id']}", headers=H_ADMIN).json()
+    assert as_admin["reporter_contact"] == "081-234-5678"
 
 
 @pytest.mark.parametrize("text", AWKWARD)
@@ -329,3 +331,17 @@ def test_allowed_agencies_tightens_when_the_router_has_a_directory():
         agency_names = ("สำนักงานเขตบางรัก",)
 
     assert allowed_agencies(WithDirectory()) == {"สำนักงานเขตบางรัก"}
+
+
+def test_raw_text_and_contact_never_reach_the_log(client, caplog):
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    secret = "นายสมชาย ใจดี บ้านเลขที่ 99/1 ไฟฟ้าดับทั้งซอย"
+    out = _triage(client, secret, reporter_contact="somchai@example.com", external_id="log-1")
+    client.post(f"/v1/cases/{out['case_id']}/corrections", headers=H_REVIEWER,
+                json={"reviewer": "r", "reason": "x", "urgency": "low"})
+    client.post("/v1/triage", json={"text": "ก" * 20_000}, headers=H_INTAKE)
+    assert f"case {out['case_id']}" in caplog.text
+    for fragment in ("สมชาย", "99/1", "somchai", "ไฟฟ้าดับทั้งซอย"):
+        assert fragment not in caplog.text

@@ -430,14 +430,16 @@ def create_app(settings: Settings) -> FastAPI:
 
     # -- cases ----------------------------------------------------------------------------------
 
-    def case_out(case: dict[str, Any], with_text: bool) -> CaseOut:
-        data = {k: case[k] for k in CaseOut.model_fields if k in case and k != "text"}
-        return CaseOut(**data, text=case["text"] if with_text else None)
+    def case_out(case: dict[str, Any], with_text: bool, role: str = "reviewer") -> CaseOut:
+        """A case for a response: raw text only where asked for, the reporter's contact only for admins."""
+        data = {k: case[k] for k in CaseOut.model_fields if k in case and k not in ("text", "reporter_contact")}
+        return CaseOut(**data, text=case["text"] if with_text else None,
+                       reporter_contact=case.get("reporter_contact") if role == "admin" else None)
 
     @app.get("/v1/cases/{case_id}", response_model=CaseOut, tags=["cases"])
     def get_case(case_id: CaseId, role: Annotated[str, Depends(need("read"))]) -> CaseOut:
-        """One case with its raw text (reviewers and admins only), prediction and current labels."""
-        return case_out(store().get_case(case_id), with_text=True)
+        """One case with its raw text, prediction and current labels (the reporter's contact for admins)."""
+        return case_out(store().get_case(case_id), with_text=True, role=role)
 
     @app.get("/v1/cases", response_model=CaseList, tags=["cases"])
     def list_cases(role: Annotated[str, Depends(need("read"))],

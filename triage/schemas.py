@@ -141,6 +141,7 @@ class CaseOut(BaseModel):
     updated_at: str
     masked_text: str
     text: str | None = Field(None, description="The raw text, for reviewers and admins only")
+    reporter_contact: str | None = Field(None, description="How to reach the complainant, for admins only")
     district: str | None
     source: str | None
     model_version: str
