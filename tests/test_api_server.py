@@ -120,6 +120,25 @@ def test_concurrent_triage_and_corrections_lose_nothing(server):
             assert case["corrected"] == (int(ext.split("-")[1]) % 2 == 0)
 
 
+def test_concurrent_retries_of_one_external_id_make_one_case(server):
+    barrier = threading.Barrier(8)
+    answers: list[tuple[int, int]] = []
+
+    def post() -> None:
+        with httpx.Client(base_url=server.url, timeout=30) as c:
+            barrier.wait()
+            r = c.post("/v1/triage", json={"text": TEXTS[3], "external_id": "dup-1"}, headers=H_INTAKE)
+            answers.append((r.status_code, r.json()["case_id"]))
+
+    threads = [threading.Thread(target=post) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({case_id for _, case_id in answers}) == 1 and len(answers) == 8
+    assert sorted(code for code, _ in answers) == [200] * 7 + [201]
+
+
 def test_sighup_and_reload_swap_the_model_without_failing_a_request(server):
     failures: list[int] = []
     stop = threading.Event()
