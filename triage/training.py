@@ -76,11 +76,13 @@ def recency_weights(times: pd.Series, weights: tuple[float, ...]) -> np.ndarray 
     drift (the label ป้าย only exists from 2022-10 on), so the newest tickets teach the current
     conventions; measured in README (Recency). None when rows have no time.
     """
-    if not weights or times.isna().any():
+    known = times.notna().to_numpy()
+    if not weights or not known.any():
         return None
-    month = pd.PeriodIndex(pd.to_datetime(times.astype(str).str[:7], format="%Y-%m"), freq="M")
-    age = (month.max() - month).map(lambda d: d.n).to_numpy()
-    w = np.ones(len(times))
+    month = pd.PeriodIndex(pd.to_datetime(times[known].astype(str).str[:7], format="%Y-%m"), freq="M")
+    age = np.full(len(times), -1)
+    age[known] = (month.max() - month).map(lambda d: d.n).to_numpy()
+    w = np.ones(len(times))  # rows without time (e.g. corrections, weighted by repetition) count 1
     for k, value in enumerate(weights):
         w[age == k] = value
     return w

@@ -1,0 +1,292 @@
+"""A real uvicorn (serve.py) on a loopback port: concurrent writes, SIGHUP reload, SIGKILL mid-write."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from api_helpers import H_ADMIN, H_INTAKE, H_REVIEWER, KEYS, TEXTS
+
+from triage.testing import REPO
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    def __init__(self, data: Path, models: Path, workers: int = 1) -> None:
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "TRIAGE_DATA_DIR": str(data), "TRIAGE_MODELS_DIR": str(models), "TRIAGE_API_KEYS": KEYS,
+               "TRIAGE_LOG_LEVEL": "warning"}
+        self.log = (data.parent / f"server-{self.port}.log").open("w")
+        self.proc = subprocess.Popen([sys.executable, str(REPO / "serve.py"), "--host", "127.0.0.1", "--port",
+                                      str(self.port), "--workers", str(workers)], env=env, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"serve.py exited with {self.proc.returncode}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        self.stop()
+        raise RuntimeError("serve.py did not become ready in 180 s")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, small_model_dir: Path) -> Iterator[Server]:
+    srv = Server(tmp_path_factory.mktemp("srv") / "data", small_model_dir)
+    yield srv
+    srv.stop()
+
+
+def test_serve_without_a_model_says_how_to_train(tmp_path):
+    env = {**os.environ, "TRIAGE_DATA_DIR": str(tmp_path), "TRIAGE_MODELS_DIR": str(tmp_path / "none"),
+           "TRIAGE_API_KEYS": KEYS}
+    r = subprocess.run([sys.executable, str(REPO / "serve.py"), "--port", str(_free_port())], env=env, cwd=REPO,
+                       capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode != 0 and "train.py --config configs/traffy.toml" in r.stderr
+
+
+def test_serve_without_keys_refuses_unless_dev(tmp_path, small_model_dir):
+    env = {**os.environ, "TRIAGE_DATA_DIR": str(tmp_path), "TRIAGE_MODELS_DIR": str(small_model_dir),
+           "TRIAGE_API_KEYS": ""}
+    r = subprocess.run([sys.executable, str(REPO / "serve.py"), "--port", str(_free_port())], env=env, cwd=REPO,
+                       capture_output=True, text=True, timeout=120, check=False)
+    assert r.returncode != 0 and "TRIAGE_DEV_MODE" in r.stderr
+
+
+def test_concurrent_triage_and_corrections_lose_nothing(server):
+    errors: list[str] = []
+    made: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def worker(n: int) -> None:
+        with httpx.Client(base_url=server.url, timeout=30) as c:
+            for i in range(15):
+                ext = f"w{n}-{i}"
+                r = c.post("/v1/triage", json={"text": TEXTS[(n + i) % len(TEXTS)], "external_id": ext,
+                                               "district": "บางรัก"}, headers=H_INTAKE)
+                if r.status_code != 201:
+                    errors.append(f"triage {r.status_code} {r.text}")
+                    continue
+                case_id = r.json()["case_id"]
+                if i % 2 == 0:
+                    r = c.post(f"/v1/cases/{case_id}/corrections", headers=H_REVIEWER,
+                               json={"reviewer": f"r{n}", "reason": "x", "urgency": "low"})
+                    if r.status_code != 200:
+                        errors.append(f"correction {r.status_code} {r.text}")
+                with lock:
+                    made[ext] = case_id
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(made) == 90 and len(set(made.values())) == 90
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        for ext, case_id in list(made.items())[::7]:
+            case = c.get(f"/v1/cases/{case_id}", headers=H_REVIEWER).json()
+            assert case["external_id"] == ext
+            assert case["corrected"] == (int(ext.split("-")[1]) % 2 == 0)
+
+
+def test_concurrent_retries_of_one_external_id_make_one_case(server):
+    barrier = threading.Barrier(8)
+    answers: list[tuple[int, int]] = []
+
+    def post() -> None:
+        with httpx.Client(base_url=server.url, timeout=30) as c:
+            barrier.wait()
+            r = c.post("/v1/triage", json={"text": TEXTS[3], "external_id": "dup-1"}, headers=H_INTAKE)
+            answers.append((r.status_code, r.json()["case_id"]))
+
+    threads = [threading.Thread(target=post) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({case_id for _, case_id in answers}) == 1 and len(answers) == 8
+    assert sorted(code for code, _ in answers) == [200] * 7 + [201]
+
+
+def test_sighup_and_reload_swap_the_model_without_failing_a_request(server):
+    failures: list[int] = []
+    stop = threading.Event()
+
+    def traffic() -> None:
+        with httpx.Client(base_url=server.url, timeout=30) as c:
+            while not stop.is_set():
+                r = c.post("/v1/triage", json={"text": TEXTS[0]}, headers=H_INTAKE)
+                if r.status_code != 201:
+                    failures.append(r.status_code)
+
+    threads = [threading.Thread(target=traffic) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as c:
+            before = c.get("/v1/model", headers=H_ADMIN).json()["loaded_at"]
+            server.proc.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 60
+            while c.get("/v1/model", headers=H_ADMIN).json()["loaded_at"] == before:
+                assert time.monotonic() < deadline, "SIGHUP did not reload the model"
+                time.sleep(0.2)
+            assert c.post("/v1/admin/reload", headers=H_ADMIN).status_code == 200
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert failures == []
+    assert server.proc.poll() is None
+
+
+def test_kill_mid_write_leaves_a_consistent_database(tmp_path, small_model_dir):
+    data = tmp_path / "data"
+    srv = Server(data, small_model_dir)
+    acknowledged: list[int] = []
+    stop = threading.Event()
+
+    def writer(n: int) -> None:
+        with httpx.Client(base_url=srv.url, timeout=10) as c:
+            i = 0
+            while not stop.is_set():
+                i += 1
+                try:
+                    if i % 3 == 0:
+                        r = c.post("/v1/triage/batch", headers=H_INTAKE,
+                                   json={"items": [{"text": t, "district": "บางรัก"} for t in TEXTS]})
+                        ids = [x["case_id"] for x in r.json()["results"]] if r.status_code == 200 else []
+                    else:
+                        r = c.post("/v1/triage", json={"text": TEXTS[i % len(TEXTS)]}, headers=H_INTAKE)
+                        ids = [r.json()["case_id"]] if r.status_code == 201 else []
+                        if ids:
+                            c.post(f"/v1/cases/{ids[0]}/corrections", headers=H_REVIEWER,
+                                   json={"reviewer": "r", "reason": "x", "urgency": "high"})
+                            c.post(f"/v1/cases/{ids[0]}/status", headers=H_REVIEWER,
+                                   json={"actor": "s", "status": "assigned"})
+                    acknowledged.extend(ids)
+                except httpx.HTTPError:
+                    return
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    deadline = time.monotonic() + 60
+    while len(acknowledged) < 60 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    srv.proc.send_signal(signal.SIGKILL)
+    srv.proc.wait()
+    stop.set()
+    for t in threads:
+        t.join()
+    srv.log.close()
+    assert len(acknowledged) >= 60
+
+    db = sqlite3.connect(data / "triage.db")
+    assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    stored = {r[0] for r in db.execute("SELECT id FROM cases")}
+    assert set(acknowledged) <= stored  # every answered write was committed
+    for case_id, prediction, topics, agencies, status in db.execute(
+            "SELECT id, prediction, topics, agencies, status FROM cases"):
+        assert json.loads(prediction)["topics"] and json.loads(topics) and json.loads(agencies)
+        kinds = [k for (k,) in db.execute("SELECT kind FROM events WHERE case_id = ? ORDER BY id", (case_id,))]
+        assert kinds[0] == "created"
+        assert (status == "assigned") == ("status" in kinds)
+    n_corr = db.execute("SELECT count(*) FROM corrections").fetchone()[0]
+    n_corr_events = db.execute("SELECT count(*) FROM events WHERE kind = 'correction'").fetchone()[0]
+    assert n_corr == n_corr_events
+    orphans = db.execute("SELECT count(*) FROM events WHERE case_id NOT IN (SELECT id FROM cases)").fetchone()[0]
+    assert orphans == 0
+
+
+def test_two_workers_follow_a_reload_and_sighup_restarts_them_without_losing_a_request(tmp_path, small_model_dir):
+    """Reload in one worker is followed by the other; SIGHUP replaces both, one at a time.
+
+    A retiring worker closes its idle keep-alive connections, so a client may see a reset on a
+    reused connection: it retries, which is safe because it sends an external_id. Nothing may
+    fail after that one retry, and every complaint must be stored exactly once.
+    """
+    srv = Server(tmp_path / "data", small_model_dir, workers=2)
+    failures: list[str] = []
+    sent: list[str] = []
+    stop = threading.Event()
+
+    def call(c: httpx.Client, method: str, url: str, **kw) -> httpx.Response:
+        try:
+            return c.request(method, url, **kw)
+        except httpx.TransportError:
+            return c.request(method, url, **kw)
+
+    def traffic(n: int) -> None:
+        with httpx.Client(base_url=srv.url, timeout=60) as c:
+            i = 0
+            while not stop.is_set():
+                i += 1
+                ext = f"t{n}-{i}"
+                try:
+                    r = call(c, "POST", "/v1/triage", json={"text": TEXTS[1], "external_id": ext}, headers=H_INTAKE)
+                    if r.status_code not in (200, 201):
+                        failures.append(str(r.status_code))
+                    sent.append(ext)
+                except httpx.HTTPError as exc:
+                    failures.append(type(exc).__name__)
+
+    def loaded(c: httpx.Client) -> list[str]:
+        return [call(c, "GET", "/v1/model", headers=H_ADMIN).json()["loaded_at"] for _ in range(20)]
+
+    threads = [threading.Thread(target=traffic, args=(n,)) for n in range(2)]
+    try:
+        with httpx.Client(base_url=srv.url, timeout=60) as c:
+            before = c.post("/v1/admin/reload", headers=H_ADMIN).json()["loaded_at"]
+            deadline = time.monotonic() + 60
+            while min(loaded(c)) < before:  # whichever worker answers has a model loaded after the reload
+                assert time.monotonic() < deadline, "the other worker did not follow the reload"
+                time.sleep(0.5)
+            for t in threads:
+                t.start()
+            srv.proc.send_signal(signal.SIGHUP)  # uvicorn replaces the workers one at a time
+            deadline = time.monotonic() + 120
+            while not all(s > before for s in loaded(c)):
+                assert time.monotonic() < deadline, "SIGHUP did not replace the workers"
+                time.sleep(0.5)
+            time.sleep(1)
+    finally:
+        stop.set()
+        for t in threads:
+            if t.is_alive():
+                t.join()
+        srv.stop()
+    assert failures == []
+    db = sqlite3.connect(tmp_path / "data" / "triage.db")
+    stored = [e for (e,) in db.execute("SELECT external_id FROM cases WHERE external_id IS NOT NULL")]
+    assert len(stored) == len(set(stored)) and set(sent) <= set(stored)

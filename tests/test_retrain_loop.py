@@ -1,0 +1,73 @@
+"""The whole loop: triage -> corrections -> export -> retrain -> compare -> promote -> reload."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+from api_helpers import H_ADMIN, H_INTAKE, H_REVIEWER, settings_for
+from fastapi.testclient import TestClient
+
+from triage import corrections, registry
+from triage.api import create_app
+from triage.data import load_config
+from triage.promote import compare_and_promote
+from triage.testing import REPO
+from triage.training import TrainOptions, train
+
+
+def test_correct_export_retrain_promote_reload(tmp_path: Path, traffy_slice: Path, small_model_dir: Path, capsys):
+    models = tmp_path / "models"
+    shutil.copytree(small_model_dir, models, symlinks=True)
+    data = tmp_path / "data"
+    old_version = registry.read_metadata(models / "current")["version"]
+    month = pd.read_parquet(sorted((traffy_slice / "traffy").glob("*.parquet"))[2])
+    tickets = month[month["type_labels"].fillna("").str.len() > 0].head(6)
+
+    with TestClient(create_app(settings_for(data, models))) as c:
+        labels = c.get("/v1/model", headers=H_ADMIN).json()["labels"]["topic"]
+        corrected = {}
+        for _, t in tickets.iterrows():
+            out = c.post("/v1/triage", json={"text": t["comment"] + " โทร 081-234-5678", "external_id": t["ticket_id"],
+                                             "district": t["district"]}, headers=H_INTAKE).json()
+            truth = [lab for lab in t["type_labels"].split("|") if lab in labels] or [labels[0]]
+            r = c.post(f"/v1/cases/{out['case_id']}/corrections", headers=H_REVIEWER,
+                       json={"reviewer": "rev-1", "reason": "checked", "topics": truth, "urgency": "medium"})
+            assert r.status_code == 200
+            corrected[t["ticket_id"]] = truth
+
+        out_file = tmp_path / "corrections.csv"
+        assert corrections.main(["--database", f"sqlite:///{data / 'triage.db'}", "--out", str(out_file)]) == 0
+        assert "wrote 6 corrected cases" in capsys.readouterr().out
+        exported = out_file.read_text(encoding="utf-8")
+        assert "081-234-5678" not in exported and "[phone]" in exported
+        frame = corrections.read_corrections(out_file)
+        assert dict(zip(frame["id"], frame["topic"])) == corrected
+        assert set(frame["urgency"]) == {"medium"}
+
+        config = load_config(REPO / "configs" / "traffy.toml", traffy_slice)
+        path, _metrics = train(config, models, TrainOptions(corrections=frame), log=lambda _m: None, make_current=False)
+        assert registry.read_metadata(models / "current")["version"] == old_version
+        new_version = path.name
+
+        refused = compare_and_promote(models, path, config, set(frame["id"]), tolerance=-1.0)  # must be 1.0 better
+        assert not refused.promoted and refused.current is not None
+        assert registry.read_metadata(models / "current")["version"] == old_version
+        printed = capsys.readouterr().out
+        assert "current" in printed and "candidate" in printed and "kept" in printed
+
+        result = compare_and_promote(models, path, config, set(frame["id"]), tolerance=0.05)
+        assert result.promoted and result.rows > 0
+        assert abs(result.candidate["micro_f1"] - result.current["micro_f1"]) < 0.05
+        assert registry.read_metadata(models / "current")["version"] == new_version
+
+        # the running service still serves the old model until it is told to reload
+        assert c.get("/v1/model", headers=H_REVIEWER).json()["version"] == old_version
+        r = c.post("/v1/admin/reload", headers=H_ADMIN)
+        assert r.status_code == 200 and r.json()["version"] == new_version
+        again = c.post("/v1/triage", json={"text": tickets.iloc[0]["comment"]}, headers=H_INTAKE).json()
+        assert again["model_version"] == new_version
+        # cases keep the version that triaged them
+        first = c.get("/v1/cases", params={"limit": 100}, headers=H_REVIEWER).json()["items"][-1]
+        assert first["model_version"] == old_version

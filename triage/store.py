@@ -1,0 +1,415 @@
+"""The case store: cases, their history and reviewers' corrections, in SQLite by default.
+
+The API talks only to the ``Store`` protocol below, so a PostgreSQL store can be added for a
+``postgresql://`` URL without touching the API. The SQLite store keeps one file under the data
+dir in WAL mode (readers never block the writer; a killed process loses nothing it committed),
+applies numbered migrations at open, and serialises its use of one connection with a lock, so
+it is safe to share between the server's threads. Every write is one transaction: a case is
+stored together with its first history event or not at all.
+
+Case status workflow (``TRANSITIONS``)::
+
+    new -> assigned -> in_progress -> forwarded / escalated -> resolved / rejected
+
+Forwarding a case to an agency it has already been at is refused (a forwarding loop).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from triage.errors import ConfigError, ConflictError, NotFoundError, StorageError
+
+STATUSES = ("new", "assigned", "in_progress", "forwarded", "escalated", "resolved", "rejected")
+TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "new": ("assigned", "in_progress", "forwarded", "escalated", "rejected"),
+    "assigned": ("in_progress", "forwarded", "escalated", "resolved", "rejected"),
+    "in_progress": ("forwarded", "escalated", "resolved", "rejected"),
+    "forwarded": ("assigned", "in_progress", "forwarded", "escalated", "resolved", "rejected"),
+    "escalated": ("assigned", "in_progress", "forwarded", "resolved", "rejected"),
+    "resolved": (),
+    "rejected": (),
+}
+ACCEPTED = ("assigned", "in_progress")
+"""Statuses that mean an agency took the case: an urgent case then no longer waits for a person."""
+
+MIGRATIONS: list[str] = [
+    # 1: cases, their history, corrections
+    """
+    CREATE TABLE cases (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        external_id TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        text TEXT NOT NULL,
+        masked_text TEXT NOT NULL,
+        district TEXT,
+        source TEXT,
+        reporter_contact TEXT,
+        model_version TEXT NOT NULL,
+        prediction TEXT NOT NULL,
+        topics TEXT NOT NULL,
+        urgency TEXT,
+        urgency_rank INTEGER NOT NULL,
+        agencies TEXT NOT NULL,
+        agency TEXT,
+        agency_path TEXT NOT NULL,
+        status TEXT NOT NULL,
+        needs_review INTEGER NOT NULL,
+        review_reasons TEXT NOT NULL,
+        corrected INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE UNIQUE INDEX cases_external_id ON cases(external_id) WHERE external_id IS NOT NULL;
+    CREATE INDEX cases_status ON cases(status, id);
+    CREATE INDEX cases_agency ON cases(agency, id);
+    CREATE INDEX cases_queue ON cases(needs_review, urgency_rank, created_at);
+    CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        case_id INTEGER NOT NULL REFERENCES cases(id),
+        at TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        from_status TEXT,
+        to_status TEXT,
+        agency TEXT,
+        actor TEXT,
+        note TEXT
+    );
+    CREATE INDEX events_case ON events(case_id, id);
+    CREATE TABLE corrections (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        case_id INTEGER NOT NULL REFERENCES cases(id),
+        at TEXT NOT NULL,
+        reviewer TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        topics TEXT,
+        urgency TEXT,
+        agencies TEXT,
+        before TEXT NOT NULL,
+        predicted_topic TEXT,
+        predicted_agency TEXT
+    );
+    CREATE INDEX corrections_case ON corrections(case_id, id);
+    CREATE INDEX corrections_agency ON corrections(predicted_topic, predicted_agency) WHERE agencies IS NOT NULL;
+    """,
+]
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+class Store(Protocol):
+    """What the API needs from a case store. Cases are plain dicts (see ``SQLiteStore._case``)."""
+
+    def create_cases(self, records: list[dict[str, Any]]) -> list[tuple[dict[str, Any], bool]]: ...
+    def get_case(self, case_id: int) -> dict[str, Any]: ...
+    def find_external(self, external_id: str) -> dict[str, Any] | None: ...
+    def list_cases(self, *, status: str | None = None, agency: str | None = None, urgency: str | None = None,
+                   needs_review: bool | None = None, limit: int = 50,
+                   cursor: int | None = None) -> tuple[list[dict[str, Any]], int | None]: ...
+    def review_queue(self, limit: int = 50, offset: int = 0) -> tuple[list[dict[str, Any]], int]: ...
+    def add_correction(self, case_id: int, reviewer: str, reason: str, topics: list[str] | None,
+                       urgency: str | None, urgency_rank: int | None,
+                       agencies: list[str] | None) -> dict[str, Any]: ...
+    def change_status(self, case_id: int, status: str, agency: str | None, actor: str,
+                      note: str | None) -> dict[str, Any]: ...
+    def history(self, case_id: int) -> list[dict[str, Any]]: ...
+    def agency_corrected_before(self, topic: str, agency: str) -> bool: ...
+    def corrected_cases(self) -> Iterator[dict[str, Any]]: ...
+    def corrections(self, case_id: int) -> list[dict[str, Any]]: ...
+    def ping(self) -> None: ...
+    def close(self) -> None: ...
+
+
+def open_store(url: str) -> Store:
+    """Open the store a URL names: ``sqlite:///path`` (or a plain path). Applies migrations."""
+    if url.startswith(("postgresql://", "postgres://")):
+        raise ConfigError("a PostgreSQL store is not implemented yet; use sqlite:///path/to/triage.db")
+    if url.startswith("sqlite:///"):
+        path = url[len("sqlite:///"):]
+    elif "://" in url:
+        raise ConfigError(f"database URL {url.split('://')[0]}://... is not one of: sqlite:///path")
+    else:
+        path = url
+    return SQLiteStore(Path(path))
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+class SQLiteStore:
+    """The SQLite case store (see the module docstring)."""
+
+    def __init__(self, path: Path, timeout: float = 10.0) -> None:
+        self.path = path
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(path), timeout=timeout, check_same_thread=False, isolation_level=None)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # in WAL: a process kill loses no commit
+            self._db.execute("PRAGMA foreign_keys=ON")
+        except (OSError, sqlite3.Error) as exc:
+            raise StorageError(f"cannot open the case database {path}: {exc}") from exc
+        self._lock = threading.RLock()
+        self.migrate()
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (BEGIN IMMEDIATE: takes the write lock up front, no upgrade deadlock)."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StorageError(f"the case database is busy or unwritable: {exc}") from exc
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException as exc:
+                if self._db.in_transaction:
+                    self._db.execute("ROLLBACK")
+                if isinstance(exc, sqlite3.Error):
+                    raise StorageError(f"the case database could not write: {exc}") from exc
+                raise
+
+    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise StorageError(f"the case database could not be read: {exc}") from exc
+
+    def migrate(self) -> None:
+        """Apply the numbered migrations this database has not seen yet."""
+        with self._write() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > len(MIGRATIONS):
+                raise ConfigError(f"database {self.path} is at schema version {version}; this code knows "
+                                  f"up to {len(MIGRATIONS)}: upgrade the code")
+            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for statement in (s.strip() for s in script.split(";")):
+                    if statement:
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {number}")
+
+    def ping(self) -> None:
+        self._read("SELECT 1")
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    @staticmethod
+    def _case(row: sqlite3.Row) -> dict[str, Any]:
+        case = dict(row)
+        for key in ("prediction", "topics", "agencies", "agency_path", "review_reasons"):
+            case[key] = json.loads(case[key])
+        case["needs_review"] = bool(case["needs_review"])
+        case["corrected"] = bool(case["corrected"])
+        return case
+
+    def _get(self, db: sqlite3.Connection, case_id: int) -> dict[str, Any]:
+        row = db.execute("SELECT * FROM cases WHERE id = ?", (case_id,)).fetchone()
+        if row is None:
+            raise NotFoundError(f"case {case_id} does not exist")
+        return self._case(row)
+
+    @staticmethod
+    def _event(db: sqlite3.Connection, case_id: int, kind: str, at: str, from_status: str | None = None,
+               to_status: str | None = None, agency: str | None = None, actor: str | None = None,
+               note: str | None = None) -> None:
+        db.execute("INSERT INTO events (case_id, at, kind, from_status, to_status, agency, actor, note) "
+                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (case_id, at, kind, from_status, to_status, agency, actor, note))
+
+    # -- cases --------------------------------------------------------------------------------
+
+    def create_cases(self, records: list[dict[str, Any]]) -> list[tuple[dict[str, Any], bool]]:
+        """Store new cases in one transaction; a known ``external_id`` returns the stored case instead.
+
+        Each record has: text, masked_text, district, source, reporter_contact, external_id,
+        model_version, prediction (dict), topics, urgency, urgency_rank, agencies, needs_review,
+        review_reasons. Returns (case, created) pairs in order. The same external_id with a
+        different text is a ConflictError: it is not a retry.
+        """
+        out: list[tuple[dict[str, Any], bool]] = []
+        with self._write() as db:
+            for rec in records:
+                ext = rec.get("external_id")
+                if ext is not None:
+                    row = db.execute("SELECT * FROM cases WHERE external_id = ?", (ext,)).fetchone()
+                    if row is not None:
+                        if row["text"] != rec["text"]:
+                            raise ConflictError(f"external_id {ext!r} is already case {row['id']} with a different "
+                                                "text; a retry must send the same complaint")
+                        out.append((self._case(row), False))
+                        continue
+                at = now()
+                agency = rec["agencies"][0] if rec["agencies"] else None
+                cur = db.execute(
+                    "INSERT INTO cases (external_id, created_at, updated_at, text, masked_text, district, source, "
+                    "reporter_contact, model_version, prediction, topics, urgency, urgency_rank, agencies, agency, "
+                    "agency_path, status, needs_review, review_reasons) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'new', ?, ?)",
+                    (ext, at, at, rec["text"], rec["masked_text"], rec.get("district"), rec.get("source"),
+                     rec.get("reporter_contact"), rec["model_version"], _json(rec["prediction"]),
+                     _json(rec["topics"]), rec.get("urgency"), rec["urgency_rank"], _json(rec["agencies"]), agency,
+                     _json([agency] if agency else []), int(rec["needs_review"]), _json(rec["review_reasons"])),
+                )
+                case_id = int(cur.lastrowid or 0)
+                self._event(db, case_id, "created", at, None, "new", agency, rec.get("source"),
+                            f"triaged by model {rec['model_version']}")
+                out.append((self._get(db, case_id), True))
+        return out
+
+    def get_case(self, case_id: int) -> dict[str, Any]:
+        with self._lock:
+            return self._get(self._db, case_id)
+
+    def find_external(self, external_id: str) -> dict[str, Any] | None:
+        rows = self._read("SELECT * FROM cases WHERE external_id = ?", (external_id,))
+        return self._case(rows[0]) if rows else None
+
+    def list_cases(self, *, status: str | None = None, agency: str | None = None, urgency: str | None = None,
+                   needs_review: bool | None = None, limit: int = 50,
+                   cursor: int | None = None) -> tuple[list[dict[str, Any]], int | None]:
+        """Cases newest first; ``cursor`` is the id of the last case of the previous page."""
+        where, params = [], []
+        for column, value in (("status", status), ("agency", agency), ("urgency", urgency)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
+        if needs_review is not None:
+            where.append("needs_review = ?")
+            params.append(int(needs_review))
+        if cursor is not None:
+            where.append("id < ?")
+            params.append(cursor)
+        sql = "SELECT * FROM cases" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id DESC LIMIT ?"
+        rows = self._read(sql, (*params, limit + 1))
+        cases = [self._case(r) for r in rows[:limit]]
+        return cases, (cases[-1]["id"] if len(rows) > limit else None)
+
+    def review_queue(self, limit: int = 50, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
+        """Open cases that need a person: most urgent first, then oldest first. Returns (page, total)."""
+        open_ = "needs_review = 1 AND status NOT IN ('resolved', 'rejected')"
+        rows = self._read(f"SELECT * FROM cases WHERE {open_} ORDER BY urgency_rank, created_at, id LIMIT ? OFFSET ?",
+                          (limit, offset))
+        total = self._read(f"SELECT count(*) FROM cases WHERE {open_}")[0][0]
+        return [self._case(r) for r in rows], int(total)
+
+    def add_correction(self, case_id: int, reviewer: str, reason: str, topics: list[str] | None,
+                       urgency: str | None, urgency_rank: int | None,
+                       agencies: list[str] | None) -> dict[str, Any]:
+        """Append a reviewer's correction to the audit trail and make it the case's current labels.
+
+        The case leaves the review queue. Earlier corrections are kept, never overwritten.
+        """
+        with self._write() as db:
+            case = self._get(db, case_id)
+            at = now()
+            before = {"topics": case["topics"], "urgency": case["urgency"], "agencies": case["agencies"]}
+            pred = case["prediction"]
+            db.execute(
+                "INSERT INTO corrections (case_id, at, reviewer, reason, topics, urgency, agencies, before, "
+                "predicted_topic, predicted_agency) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (case_id, at, reviewer, reason, None if topics is None else _json(topics), urgency,
+                 None if agencies is None else _json(agencies), _json(before),
+                 (pred.get("topics") or [None])[0], (pred.get("agencies") or [None])[0]),
+            )
+            new_topics = case["topics"] if topics is None else topics
+            new_urgency, rank = (case["urgency"], case["urgency_rank"]) if urgency is None else (urgency, urgency_rank)
+            new_agencies = case["agencies"] if agencies is None else agencies
+            agency, path = case["agency"], case["agency_path"]
+            if agencies is not None and case["status"] == "new":
+                agency = agencies[0]
+                path = [agency]
+            db.execute(
+                "UPDATE cases SET topics = ?, urgency = ?, urgency_rank = ?, agencies = ?, agency = ?, agency_path = ?, "
+                "needs_review = 0, review_reasons = '[]', corrected = 1, updated_at = ? WHERE id = ?",
+                (_json(new_topics), new_urgency, rank, _json(new_agencies), agency, _json(path), at, case_id),
+            )
+            changed = [k for k, v in (("topics", topics), ("urgency", urgency), ("agencies", agencies)) if v is not None]
+            self._event(db, case_id, "correction", at, case["status"], case["status"], agency, reviewer,
+                        f"corrected {', '.join(changed)}: {reason}")
+            return self._get(db, case_id)
+
+    def change_status(self, case_id: int, status: str, agency: str | None, actor: str,
+                      note: str | None) -> dict[str, Any]:
+        """Move a case through its workflow, refusing impossible transitions and forwarding loops."""
+        with self._write() as db:
+            case = self._get(db, case_id)
+            current = case["status"]
+            if status not in TRANSITIONS.get(current, ()):
+                allowed = ", ".join(TRANSITIONS.get(current, ())) or "none (the case is closed)"
+                raise ConflictError(f"case {case_id} cannot go from {current!r} to {status!r}; allowed: {allowed}")
+            path = list(case["agency_path"])
+            holder = case["agency"]
+            if status in ("forwarded", "escalated"):
+                if not agency:
+                    raise ConflictError(f"status {status!r} needs the agency the case goes to")
+                if agency in path:
+                    raise ConflictError(f"case {case_id} was already at {agency!r} (path: {' -> '.join(path)}); "
+                                        "forwarding it there again would make a loop")
+                path.append(agency)
+                holder = agency
+            elif agency and agency != holder:
+                if agency not in path:
+                    path.append(agency)
+                holder = agency
+            reasons = list(case["review_reasons"])
+            if status in ACCEPTED and "urgent_not_accepted" in reasons:
+                reasons.remove("urgent_not_accepted")
+            at = now()
+            db.execute("UPDATE cases SET status = ?, agency = ?, agency_path = ?, review_reasons = ?, needs_review = ?, "
+                       "updated_at = ? WHERE id = ?",
+                       (status, holder, _json(path), _json(reasons), int(bool(reasons)), at, case_id))
+            self._event(db, case_id, "status", at, current, status, holder, actor, note)
+            return self._get(db, case_id)
+
+    def history(self, case_id: int) -> list[dict[str, Any]]:
+        with self._lock:
+            self._get(self._db, case_id)
+            rows = self._db.execute("SELECT at, kind, from_status, to_status, agency, actor, note FROM events "
+                                    "WHERE case_id = ? ORDER BY id", (case_id,)).fetchall()
+        return [dict(r) for r in rows]
+
+    def corrections(self, case_id: int) -> list[dict[str, Any]]:
+        """A case's corrections, oldest first (the audit trail)."""
+        rows = self._read("SELECT * FROM corrections WHERE case_id = ? ORDER BY id", (case_id,))
+        out = []
+        for r in rows:
+            c = dict(r)
+            for key in ("topics", "agencies", "before"):
+                c[key] = None if c[key] is None else json.loads(c[key])
+            out.append(c)
+        return out
+
+    def agency_corrected_before(self, topic: str, agency: str) -> bool:
+        """Did a reviewer correct the agency of an earlier case with the same predicted topic and agency?"""
+        return bool(self._read("SELECT 1 FROM corrections WHERE agencies IS NOT NULL AND predicted_topic = ? "
+                               "AND predicted_agency = ? LIMIT 1", (topic, agency)))
+
+    def corrected_cases(self) -> Iterator[dict[str, Any]]:
+        """Every corrected case with its current (corrected) labels, oldest first."""
+        last = 0
+        while True:
+            rows = self._read("SELECT * FROM cases WHERE corrected = 1 AND id > ? ORDER BY id LIMIT 500", (last,))
+            if not rows:
+                return
+            for r in rows:
+                yield self._case(r)
+            last = rows[-1]["id"]
+
+    def integrity(self) -> str:
+        """SQLite's own integrity check: ``"ok"`` when the file is sound."""
+        return str(self._read("PRAGMA integrity_check")[0][0])
