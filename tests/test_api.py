@@ -324,13 +324,14 @@ def test_settings_from_environment(monkeypatch, tmp_path):
     assert s.database == f"sqlite:///{tmp_path / 'triage.db'}"
 
 
-def test_allowed_agencies_tightens_when_the_router_has_a_directory():
-    assert allowed_agencies(Router.load()) is None
+def test_allowed_agencies_come_from_the_router_directory():
+    allowed = allowed_agencies(Router.load())
+    assert allowed is not None and "สำนักงานเขตบางรัก" in allowed and "ไม่มีหน่วยงานนี้" not in allowed
 
-    class WithDirectory:
-        agency_names = ("สำนักงานเขตบางรัก",)
+    class WithoutDirectory:
+        pass
 
-    assert allowed_agencies(WithDirectory()) == {"สำนักงานเขตบางรัก"}
+    assert allowed_agencies(WithoutDirectory()) is None
 
 
 def test_raw_text_and_contact_never_reach_the_log(client, caplog):
