@@ -35,7 +35,7 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import FeatureUnion
 from sklearn.svm import LinearSVC
 
-from triage.text import normalize, word_analyzer
+from triage.text import normalize_many, word_analyzer
 
 LEXICON_PATH = Path(__file__).parent / "resources" / "urgency_lexicon.toml"
 HIGH_MISS_COST = 8.0
@@ -189,8 +189,15 @@ class Lexicon:
                 found.append((name, m.group(0)))
         return found
 
-    def features(self, texts: list[str]) -> np.ndarray:
-        return np.array([[len(p.findall(t)) > 0 for p in self.compiled] for t in texts], dtype=np.float32)
+    def features(self, texts: list[str], found: list[list[tuple[str, str]]] | None = None) -> np.ndarray:
+        """(n, groups) 0/1: which cue groups occur in each text (from ``matches`` when given)."""
+        found = found if found is not None else [self.matches(t) for t in texts]
+        column = {name: j for j, name in enumerate(self.groups)}
+        out = np.zeros((len(texts), len(column)), dtype=np.float32)
+        for i, pairs in enumerate(found):
+            for name, _phrase in pairs:
+                out[i, column[name]] = 1.0
+        return out
 
 
 @dataclass
@@ -213,10 +220,11 @@ class UrgencyHead:
         df = np.asarray((X_words > 0).sum(axis=0)).ravel()
         self.word_cols_ = np.flatnonzero(df >= min_df)
 
-    def design(self, norm_texts: list[str], topic_P: np.ndarray, X_words: sparse.csr_matrix) -> sparse.csr_matrix:
+    def design(self, norm_texts: list[str], topic_P: np.ndarray, X_words: sparse.csr_matrix,
+               found: list[list[tuple[str, str]]] | None = None) -> sparse.csr_matrix:
         if self.word_cols_ is not None:
             X_words = X_words[:, self.word_cols_]
-        lex = self.lexicon.features(norm_texts)
+        lex = self.lexicon.features(norm_texts, found)
         length = np.array([[min(len(t), 1000) / 1000, len(t) < 20] for t in norm_texts], dtype=np.float32)
         dense = np.hstack([lex * 2.0, topic_P.astype(np.float32), length])
         return sparse.hstack([sparse.csr_matrix(dense), X_words * 0.5]).tocsr()
@@ -325,14 +333,15 @@ class TriageModel:
         With a ``router`` (see ``triage.routing.Router``) each record also gets ``agencies``
         (official names, primary first), ``agency_scores`` and ``agency_needs_review``.
         """
-        norm = [normalize(t) for t in texts]
+        norm = normalize_many(texts)
         X = self.featurize(norm)
         P = self.topic.proba(X)
         D = self.topic.decide(P)
         out: list[dict[str, Any]] = []
         U = None
         if self.urgency is not None:
-            Z = self.urgency.design(norm, P, self.word_block(X))
+            found = [self.urgency.lexicon.matches(t) for t in norm]
+            Z = self.urgency.design(norm, P, self.word_block(X), found)
             U = self.urgency.proba(Z)
             levels = self.urgency.decide(U, Z)
         for i in range(len(texts)):
@@ -340,12 +349,12 @@ class TriageModel:
             rec: dict[str, Any] = {
                 "topics": [self.topic.labels[k] for k in order if D[i, k]],
                 "topic_scores": {self.topic.labels[k]: round(float(P[i, k]), 4) for k in order},
-                "explanation": self.explain(X[i], int(order[0])),
+                "explanation": self.explain(X, i, int(order[0])),
             }
             if U is not None and self.urgency is not None:
                 rec["urgency"] = levels[i]
                 rec["urgency_scores"] = {lv: round(float(U[i, j]), 4) for j, lv in enumerate(self.urgency.levels)}
-                rec["urgency_cues"] = [phrase for _, phrase in self.urgency.lexicon.matches(norm[i])][:5]
+                rec["urgency_cues"] = [phrase for _, phrase in found[i]][:5]
             if router is not None:
                 district = districts[i] if districts is not None else None
                 rec.update(router.route(texts[i], norm[i], district, rec, self.agency))
@@ -357,19 +366,23 @@ class TriageModel:
         vec = dict(self.featurizer.transformer_list).get("word")
         return vec.get_feature_names_out() if vec is not None else np.array([])
 
-    def explain(self, x: sparse.csr_matrix, k: int) -> list[dict[str, Any]]:
-        """The words (and word pairs) that pushed label k most, with their contribution."""
+    def explain(self, X: sparse.csr_matrix, i: int, k: int) -> list[dict[str, Any]]:
+        """The words (and word pairs) of row ``i`` of X that pushed label k most, with their contribution.
+
+        Works on the CSR arrays directly: slicing a sparse row per complaint cost half the
+        prediction time.
+        """
         assert self.topic.clf_ is not None
         est = self.topic.clf_.estimators_[k] if len(self.topic.clf_.estimators_) > k else None
-        if est is None or not hasattr(est, "coef_"):
+        if est is None or not hasattr(est, "coef_") or self._word_offset < 0:
             return []
-        words = self.word_block(x)
-        if words.shape[1] == 0:
-            return []
-        coef = np.asarray(est.coef_).ravel()[self._word_offset :]
-        contrib = words.multiply(coef).tocsr()
-        idx, vals = contrib.indices, contrib.data
-        keep = vals > 0
-        idx, vals = idx[keep], vals[keep]
-        top = np.argsort(-vals)[: self.explain_top]
-        return [{"token": str(self._word_names[idx[j]]), "weight": round(float(vals[j]), 4)} for j in top]
+        lo, hi = X.indptr[i], X.indptr[i + 1]
+        idx, vals = X.indices[lo:hi], X.data[lo:hi]
+        words = idx >= self._word_offset
+        idx = idx[words]
+        contrib = vals[words] * np.ravel(est.coef_)[idx]
+        keep = contrib > 0
+        idx, contrib = idx[keep], contrib[keep]
+        top = np.argsort(-contrib)[: self.explain_top]
+        names = self._word_names
+        return [{"token": str(names[idx[j] - self._word_offset]), "weight": round(float(contrib[j]), 4)} for j in top]
