@@ -11,6 +11,7 @@ fail when ``CI`` is set, so a CI machine cannot pass by skipping.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import re
 import shutil
@@ -33,17 +34,30 @@ PHONE = "081-234-5678"
 PAGES = ["/review", "/review/overview", "/review/cases/1"]
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason}; CI is set, so the browser tests must run: install it (see .ci/run)", pytrace=False)
-    pytest.skip(reason)
-
-
 def chromium_path() -> str:
-    path = shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(path).exists():
-        _unavailable("no chromium found (apt-get install chromium fonts-thai-tlwg)")
-    return path
+    """Debian's chromium, or the binary TRIAGE_TEST_CHROMIUM names."""
+    return os.environ.get("TRIAGE_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+
+
+def _missing() -> str | None:
+    if not Path(chromium_path()).is_file():
+        return (f"no chromium at {chromium_path()} (apt-get install chromium fonts-thai-tlwg, "
+                "or set TRIAGE_TEST_CHROMIUM)")
+    if importlib.util.find_spec("playwright") is None:
+        return "playwright is not installed (pip install -e '.[dev]')"
+    return None
+
+
+MISSING = _missing()
+if MISSING and not os.environ.get("CI"):
+    pytest.skip(MISSING, allow_module_level=True)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _browser_present() -> None:
+    """With CI set, a missing browser fails each test here, before the session's model is trained."""
+    if MISSING:
+        pytest.fail(f"{MISSING}; CI is set, so the browser tests must run (see .ci/run)", pytrace=False)
 
 
 def _free_port() -> int:
@@ -89,13 +103,10 @@ class Server:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    path = chromium_path()
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("playwright is not installed (pip install -e '.[dev]')")
+    from playwright.sync_api import sync_playwright
+
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=path, args=["--disable-gpu", "--no-sandbox"])
+        b = p.chromium.launch(executable_path=chromium_path(), args=["--disable-gpu", "--no-sandbox"])
         yield b
         b.close()
 
