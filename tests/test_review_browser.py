@@ -142,10 +142,14 @@ def page(browser: Any, server: Server) -> Iterator[Any]:
     context = browser.new_context(viewport={"width": 1280, "height": 900}, locale="th-TH")
     context.set_default_timeout(30_000)
     pg = context.new_page()
+    problems: list[str] = []  # script errors and Content-Security-Policy refusals
+    pg.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    pg.on("pageerror", lambda e: problems.append(str(e)))
     log_in(pg, server.url)
     pg.wait_for_url(f"{server.url}/review")
     yield pg
     context.close()
+    assert problems == []
 
 
 def queue_ids(page: Any) -> list[int]:

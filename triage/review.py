@@ -513,6 +513,10 @@ def _accept(request: Request, case_id: int, form: dict[str, list[str]]) -> Respo
         case = store.get_case(case_id)
         loaded = request.app.state.models.current
         urgency = case["urgency"]
+        if not case["topics"] and urgency is None:
+            return render(request, "refused.html", status=422, session=session, messages=[{
+                "kind": "error", "th": f"เรื่อง #{case_id} ไม่มีผลให้ยืนยัน เปิดเรื่องเพื่อแก้ไข",
+                "en": f"Case {case_id} has no labels to accept; open it to correct it."}])
         rank = urgency_rank(loaded.model.urgency_levels, urgency) if urgency is not None else None
         store.correct_at_version(case_id, one(form, "version", 100), session.actor, ACCEPT_REASON,
                                  case["topics"] or None, urgency, rank, None)
