@@ -306,3 +306,30 @@ def test_store_queue_filters_and_overview(tmp_path):
         assert {r["agency"]: r["n"] for r in counts["per_agency"]} == {"A": 1, "B": 2}
     finally:
         store.close()
+
+
+def test_save_and_next_opens_the_next_case_in_the_queue(client):
+    login(client)
+    first, second = queued(client)[:2]
+    token = csrf_of(client.get(f"/review/cases/{first['id']}").text)
+    r = client.post(f"/review/cases/{first['id']}/correct", follow_redirects=False,
+                    data={"csrf": token, "version": first["updated_at"], "topics": first["topics"],
+                          "reason": "ถูกต้อง", "then": "next"})
+    assert r.status_code == 303 and r.headers["location"] == f"/review/cases/{second['id']}?msg=saved"
+
+
+def test_a_script_with_a_reviewer_key_needs_no_cookie_or_form_token(client):
+    case = queued(client)[0]
+    r = client.post(f"/review/cases/{case['id']}/accept", headers=H_REVIEWER, follow_redirects=False,
+                    data={"version": case["updated_at"]})
+    assert r.status_code == 303  # a custom header cannot come from another site's form: no CSRF risk
+    history = client.get(f"/v1/cases/{case['id']}/history", headers=H_REVIEWER).json()["events"]
+    assert history[-1]["kind"] == "correction" and history[-1]["actor"].startswith("api (key ")
+
+
+def test_development_mode_lets_anyone_in_and_says_so(tmp_path, small_model_dir):
+    settings = settings_for(tmp_path, small_model_dir, api_keys="", dev_mode=True)
+    with TestClient(create_app(settings)) as c:
+        r = login(c, key="anything")
+        assert r.status_code == 303
+        assert "Development mode" in c.get("/review").text
