@@ -333,3 +333,39 @@ def test_development_mode_lets_anyone_in_and_says_so(tmp_path, small_model_dir):
         r = login(c, key="anything")
         assert r.status_code == 303
         assert "Development mode" in c.get("/review").text
+
+
+def test_store_one_writer_wins_per_version_and_a_refused_step_keeps_it(tmp_path):
+    import threading
+
+    from triage.errors import ConflictError
+    from triage.store import StaleError
+
+    path = tmp_path / "c.db"
+    stores = [SQLiteStore(path) for _ in range(4)]  # separate connections, as worker processes have
+    try:
+        case = stores[0].create_cases([record("ไฟฟ้า", "A")])[0][0]
+        outcomes: list[str] = []
+
+        def save(n: int) -> None:
+            try:
+                stores[n % 4].correct_at_version(case["id"], case["updated_at"], f"r{n}", "x", None, "low", 2, None)
+                outcomes.append("saved")
+            except StaleError:
+                outcomes.append("stale")
+
+        threads = [threading.Thread(target=save, args=(n,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert sorted(outcomes) == ["saved"] + ["stale"] * 7
+        assert len(stores[0].corrections(case["id"])) == 1
+        now_at = stores[0].get_case(case["id"])["updated_at"]
+        with pytest.raises(ConflictError, match="loop"):
+            stores[1].change_status_at_version(case["id"], now_at, "forwarded", "A", "r", None)
+        assert stores[0].get_case(case["id"])["updated_at"] == now_at  # the refused step changed nothing
+        stores[2].change_status_at_version(case["id"], now_at, "escalated", "B", "r", None)
+    finally:
+        for s in stores:
+            s.close()

@@ -483,28 +483,38 @@ class SQLiteStore:
     def correct_at_version(self, case_id: int, version: str, reviewer: str, reason: str, topics: list[str] | None,
                            urgency: str | None, urgency_rank: int | None,
                            agencies: list[str] | None) -> dict[str, Any]:
-        """``add_correction``, only if the case is still at ``version`` (its ``updated_at``); else ConflictError.
+        """``add_correction``, only if the case is still at ``version`` (its ``updated_at``); else StaleError.
 
-        Check and write hold the store's lock, so threads of one process cannot interleave; between
-        worker processes a window of microseconds remains (closing it needs the check inside
-        ``add_correction``'s transaction).
+        For a form opened at ``version``: a second tab or a double submit then changes nothing.
         """
-        with self._lock:
-            self._check_version(case_id, version)
+        with self._lock, self._claimed(case_id, version):
             return self.add_correction(case_id, reviewer, reason, topics, urgency, urgency_rank, agencies)
 
     def change_status_at_version(self, case_id: int, version: str, status: str, agency: str | None, actor: str,
                                  note: str | None) -> dict[str, Any]:
         """``change_status``, only if the case is still at ``version`` (see ``correct_at_version``)."""
-        with self._lock:
-            self._check_version(case_id, version)
+        with self._lock, self._claimed(case_id, version):
             return self.change_status(case_id, status, agency, actor, note)
 
-    def _check_version(self, case_id: int, version: str) -> None:
-        case = self.get_case(case_id)
-        if case["updated_at"] != version:
-            raise StaleError(f"case {case_id} was changed at {case['updated_at']}, after this form was opened "
-                             f"(at version {version}); nothing was saved")
+    @contextmanager
+    def _claimed(self, case_id: int, version: str) -> Iterator[None]:
+        """Move the case off ``version`` in one conditional UPDATE, so that of two writers (threads or
+        worker processes) holding the same version exactly one proceeds and the other gets StaleError.
+        If the write that follows fails (e.g. a refused transition), the version is put back."""
+        claim = now()
+        with self._write() as db:
+            moved = db.execute("UPDATE cases SET updated_at = ? WHERE id = ? AND updated_at = ?",
+                               (claim, case_id, version)).rowcount
+            if moved == 0:
+                current = self._get(db, case_id)["updated_at"]  # NotFoundError if there is no such case
+                raise StaleError(f"case {case_id} was changed at {current}, after this form was opened "
+                                 f"(at version {version}); nothing was saved")
+        try:
+            yield
+        except BaseException:
+            with self._write() as db:
+                db.execute("UPDATE cases SET updated_at = ? WHERE id = ? AND updated_at = ?", (version, case_id, claim))
+            raise
 
 
 OPEN_CASE = "status NOT IN ('resolved', 'rejected')"
