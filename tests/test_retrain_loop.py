@@ -32,8 +32,10 @@ def test_correct_export_retrain_promote_reload(tmp_path: Path, traffy_slice: Pat
             out = c.post("/v1/triage", json={"text": t["comment"] + " โทร 081-234-5678", "external_id": t["ticket_id"],
                                              "district": t["district"]}, headers=H_INTAKE).json()
             truth = [lab for lab in t["type_labels"].split("|") if lab in labels] or [labels[0]]
-            r = c.post(f"/v1/cases/{out['case_id']}/corrections", headers=H_REVIEWER,
-                       json={"reviewer": "rev-1", "reason": "checked", "topics": truth, "urgency": "medium"})
+            body = {"reviewer": "rev-1", "reason": "checked", "topics": truth, "urgency": "medium"}
+            if not corrected:  # the first one also goes to another agency
+                body["agencies"] = ["การไฟฟ้านครหลวง เขตบางเขน"]
+            r = c.post(f"/v1/cases/{out['case_id']}/corrections", headers=H_REVIEWER, json=body)
             assert r.status_code == 200
             corrected[t["ticket_id"]] = truth
 
@@ -45,9 +47,11 @@ def test_correct_export_retrain_promote_reload(tmp_path: Path, traffy_slice: Pat
         frame = corrections.read_corrections(out_file)
         assert dict(zip(frame["id"], frame["topic"])) == corrected
         assert set(frame["urgency"]) == {"medium"}
+        assert sorted(frame["agency"])[-1] == "การไฟฟ้านครหลวง เขตบางเขน"
 
         config = load_config(REPO / "configs" / "traffy.toml", traffy_slice)
-        path, _metrics = train(config, models, TrainOptions(corrections=frame), log=lambda _m: None, make_current=False)
+        path, metrics = train(config, models, TrainOptions(corrections=frame), log=lambda _m: None, make_current=False)
+        assert metrics["agency"]["corrections"]["used"] == 1  # the agency correction reached the agency model
         assert registry.read_metadata(models / "current")["version"] == old_version
         new_version = path.name
 

@@ -68,7 +68,7 @@ def export(store: Store, out: Path) -> int:
 def read_corrections(path: str | Path) -> pd.DataFrame:
     """Read an exported corrections file into the frame ``TrainOptions.corrections`` takes.
 
-    Columns id, text, topic (list), urgency (or None), district, time. Corrections are training
+    Columns id, text, topic (list), urgency (or None), agency ("|"-separated), district, time. Corrections are training
     rows only: their time is empty, which sorts before every split boundary, so they never enter
     the validation or test part and the held-out set stays the one the current model was scored on.
     """
@@ -86,6 +86,8 @@ def read_corrections(path: str | Path) -> pd.DataFrame:
         "district": raw["district"].replace("", None) if "district" in raw.columns else None,
         "topic": [[t for t in v.split("|") if t] for v in raw["topic"]],
         "urgency": raw["urgency"].replace("", None),
+        # reviewers' agencies, "|"-separated, primary first: what the learned agency model learns from
+        "agency": raw["agency"] if "agency" in raw.columns else "",
     })
 
 
