@@ -8,9 +8,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from triage import promote
+from triage.corrections import read_corrections
 from triage.data import load_config
 from triage.errors import TriageError
+from triage.promote import train_and_promote
 from triage.training import TrainOptions
 
 if __name__ == "__main__":
@@ -20,10 +21,15 @@ if __name__ == "__main__":
     ap.add_argument("--out", default="models")
     ap.add_argument("--features", default="word", choices=["word", "char", "both"])
     ap.add_argument("--final-fit", default="all", choices=["all", "train"])
-    promote.add_arguments(ap)
+    ap.add_argument("--corrections", default=None, help="exported corrections CSV to train on with the base data")
+    ap.add_argument("--correction-weight", type=int, default=3, help="how many times a correction counts")
+    ap.add_argument("--tolerance", type=float, default=0.0,
+                    help="how much lower micro-F1 may be and still count as not worse (default 0)")
     a = ap.parse_args()
     try:
-        options = promote.with_corrections(TrainOptions(features=a.features, final_fit=a.final_fit), a)
-        promote.train_and_promote(load_config(a.config, a.data), Path(a.out), options, a.tolerance)
+        corrections = read_corrections(a.corrections) if a.corrections else None
+        options = TrainOptions(features=a.features, final_fit=a.final_fit, corrections=corrections,
+                               correction_weight=a.correction_weight)
+        train_and_promote(load_config(a.config, a.data), Path(a.out), options, a.tolerance)
     except TriageError as exc:
         sys.exit(f"train.py: {exc}")

@@ -71,24 +71,3 @@ def test_correct_export_retrain_promote_reload(tmp_path: Path, traffy_slice: Pat
         # cases keep the version that triaged them
         first = c.get("/v1/cases", params={"limit": 100}, headers=H_REVIEWER).json()["items"][-1]
         assert first["model_version"] == old_version
-
-
-def test_train_py_takes_corrections_and_tolerance(tmp_path):
-    import argparse
-    import subprocess
-    import sys
-
-    from triage.promote import add_arguments, with_corrections
-
-    r = subprocess.run([sys.executable, str(REPO / "train.py"), "--help"], capture_output=True, text=True,
-                       check=True, cwd=REPO)
-    assert "--corrections" in r.stdout and "--tolerance" in r.stdout
-    (tmp_path / "c.csv").write_text("id,text,topic,urgency,agency,district,corrected_at\n"
-                                    "t1,ไฟดับ [phone],ไฟฟ้า|ถนน,high,,บางรัก,2026-01-01\n", encoding="utf-8")
-    ap = argparse.ArgumentParser()
-    add_arguments(ap)
-    options = with_corrections(TrainOptions(), ap.parse_args(["--corrections", str(tmp_path / "c.csv"),
-                                                              "--correction-weight", "5"]))
-    assert options.correction_weight == 5
-    assert options.corrections is not None and options.corrections["topic"].tolist() == [["ไฟฟ้า", "ถนน"]]
-    assert options.corrections["time"].tolist() == [""]

@@ -10,7 +10,6 @@ are optimistic for both models alike; the honest held-out numbers are each model
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,11 +62,10 @@ def _trained_metrics(meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def compare_and_promote(models_dir: Path, candidate: Path, config: DatasetConfig, exclude_ids: set[str] | None = None,
-                        tolerance: float | None = 0.0, log: Log = print) -> Comparison:
+                        tolerance: float = 0.0, log: Log = print) -> Comparison:
     """Score the candidate version against ``models_dir/current``; point ``current`` at it if not worse.
 
-    ``tolerance`` is how much lower the candidate's micro-F1 may be and still count as not worse;
-    None compares and prints without promoting.
+    ``tolerance`` is how much lower the candidate's micro-F1 may be and still count as not worse.
     """
     cand_model, cand_meta = registry.load(candidate)
     try:
@@ -87,9 +85,7 @@ def compare_and_promote(models_dir: Path, candidate: Path, config: DatasetConfig
             f"(its training report: {_trained_metrics(cur_meta)})")
     log(f"  candidate {cand_meta['version']}: micro-F1 {cand['micro_f1']:.4f} macro-F1 {cand['macro_f1']:.4f} "
         f"(its training report: {_trained_metrics(cand_meta)})")
-    if tolerance is None:
-        promoted, reason = False, "promotion not asked for"
-    elif cur is None:
+    if cur is None:
         promoted, reason = True, "no current model"
     elif cand["micro_f1"] >= cur["micro_f1"] - tolerance:
         promoted, reason = True, f"micro-F1 {cand['micro_f1']:.4f} >= {cur['micro_f1']:.4f} - {tolerance}"
@@ -99,40 +95,19 @@ def compare_and_promote(models_dir: Path, candidate: Path, config: DatasetConfig
         registry.set_current(models_dir, cand_meta["version"])
         log(f"promoted {cand_meta['version']} to {models_dir / 'current'} ({reason})")
     else:
-        log(f"kept {cur_meta['version'] if cur_meta else '?'} as current ({reason}); the candidate stays in {candidate}")
+        log(f"kept {cur_meta['version'] if cur_meta else '?'}: the candidate is worse ({reason}); "
+            f"it stays in {candidate}")
     return Comparison(len(test), cur, cand, promoted, reason)
 
 
 def train_and_promote(config: DatasetConfig, models_dir: Path, options: TrainOptions, tolerance: float = 0.0,
-                      log: Log = print, promote: bool = True) -> tuple[Path, dict[str, Any], Comparison | None]:
-    """Train a version; make it current at once if there is none, else only if it is not worse.
-
-    With ``promote=False`` the comparison is still printed but ``current`` never moves.
-    """
+                      log: Log = print) -> tuple[Path, Comparison | None]:
+    """Train a version; make it current at once if there is none, else only if it is not worse."""
     has_current = (models_dir / "current").exists()
-    path, metrics = train(config, models_dir, options, log=log, make_current=promote and not has_current)
+    path, _metrics = train(config, models_dir, options, log=log, make_current=not has_current)
     if not has_current:
-        log(f"no current model before: {path.name} is {'now' if promote else 'not made'} current")
-        return path, metrics, None
+        log(f"no current model before: {path.name} is now current")
+        return path, None
     exclude = set(options.corrections["id"].astype(str)) if options.corrections is not None else set()
-    return path, metrics, compare_and_promote(models_dir, path, config, exclude, tolerance if promote else None, log)
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The training options for corrections and promotion, for any command line that trains."""
-    parser.add_argument("--corrections", default=None,
-                        help="corrections CSV from export-corrections, trained on together with the base data")
-    parser.add_argument("--correction-weight", type=int, default=3, help="how many times a correction counts")
-    parser.add_argument("--tolerance", type=float, default=0.0,
-                        help="how much lower topic micro-F1 may be and still count as not worse (default 0)")
-
-
-def with_corrections(options: TrainOptions, args: argparse.Namespace) -> TrainOptions:
-    """``options`` with the corrections file and weight the command line named (if any)."""
-    from triage.corrections import read_corrections
-
-    if getattr(args, "corrections", None):
-        options.corrections = read_corrections(args.corrections)
-        options.correction_weight = args.correction_weight
-    return options
+    return path, compare_and_promote(models_dir, path, config, exclude, tolerance, log)
 
