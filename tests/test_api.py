@@ -325,12 +325,26 @@ def test_settings_from_environment(monkeypatch, tmp_path):
 
 
 def test_allowed_agencies_tightens_when_the_router_has_a_directory():
-    assert allowed_agencies(Router.load()) is None
+    router = Router.load()
+    names = allowed_agencies(router)
+    if hasattr(router, "agency_names"):
+        assert names and "สำนักงานเขตบางรัก" in names
+    else:
+        assert names is None
+
+    class WithoutDirectory:
+        pass
 
     class WithDirectory:
         agency_names = ("สำนักงานเขตบางรัก",)
 
+    class WithMethod:
+        def agency_names(self) -> list[str]:
+            return ["กรมทางหลวง"]
+
+    assert allowed_agencies(WithoutDirectory()) is None
     assert allowed_agencies(WithDirectory()) == {"สำนักงานเขตบางรัก"}
+    assert allowed_agencies(WithMethod()) == {"กรมทางหลวง"}
 
 
 def test_raw_text_and_contact_never_reach_the_log(client, caplog):
