@@ -324,27 +324,14 @@ def test_settings_from_environment(monkeypatch, tmp_path):
     assert s.database == f"sqlite:///{tmp_path / 'triage.db'}"
 
 
-def test_allowed_agencies_tightens_when_the_router_has_a_directory():
-    router = Router.load()
-    names = allowed_agencies(router)
-    if hasattr(router, "agency_names"):
-        assert names and "สำนักงานเขตบางรัก" in names
-    else:
-        assert names is None
+def test_allowed_agencies_come_from_the_router_directory():
+    allowed = allowed_agencies(Router.load())
+    assert allowed is not None and "สำนักงานเขตบางรัก" in allowed and "ไม่มีหน่วยงานนี้" not in allowed
 
     class WithoutDirectory:
         pass
 
-    class WithDirectory:
-        agency_names = ("สำนักงานเขตบางรัก",)
-
-    class WithMethod:
-        def agency_names(self) -> list[str]:
-            return ["กรมทางหลวง"]
-
     assert allowed_agencies(WithoutDirectory()) is None
-    assert allowed_agencies(WithDirectory()) == {"สำนักงานเขตบางรัก"}
-    assert allowed_agencies(WithMethod()) == {"กรมทางหลวง"}
 
 
 def test_raw_text_and_contact_never_reach_the_log(client, caplog):

@@ -55,6 +55,7 @@ class DatasetConfig:
     heads: dict[str, HeadConfig] = field(default_factory=dict)
     split: dict[str, Any] = field(default_factory=dict)
     base_dir: Path = Path(".")
+    agency: dict[str, Any] = field(default_factory=dict)  # [agency]: forwards file etc. (triage.agency)
 
     def resolve(self, path: str) -> str:
         """Resolve a data path: hub names and absolute paths as they are, others under base_dir."""
@@ -101,6 +102,7 @@ def config_from_dict(raw: dict[str, Any], data_root: str | Path, source: str = "
         heads=heads,
         split=raw.get("split") or {},
         base_dir=Path(data_root),
+        agency=raw.get("agency") or {},
     )
 
 

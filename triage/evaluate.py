@@ -28,7 +28,7 @@ def multilabel_metrics(Y: np.ndarray, D: np.ndarray, labels: list[str]) -> dict[
         "micro_f1": round(float(f1_score(Y[:, present], D[:, present], average="micro", zero_division=0)), 4),
         "macro_f1": round(float(f1_score(Y[:, present], D[:, present], average="macro", zero_division=0)), 4),
         "labels_scored": int(present.sum()),
-        "rows": int(len(Y)),
+        "rows": len(Y),
         "per_label": per_label,
     }
 
@@ -140,6 +140,29 @@ def plots(metrics: dict[str, Any]) -> dict[str, bytes]:
     return out
 
 
+def _agency_section(agency: dict[str, Any]) -> list[str]:
+    """Issue 4 §6: forwards routed to the agency they went to, ordinary tickets kept, per way of routing."""
+    h = agency["held_out"]
+    intro = (f"{h['forwards']} later forwards ({h['forwards_from']} .. {h['forwards_to']}) and {h['ordinary']} ordinary "
+             f"Bangkok tickets ({h['ordinary_split']}). Learned-model settings chosen on validation: override "
+             f"{agency['override']}, veto {agency['veto']}, agreement bonus {agency.get('bonus')} "
+             f"(keeping >= {agency['min_kept_on_validation']} of ordinary tickets).")
+    header = ("| routing | (a) forwards: exact agency | (a) forwards: right kind | (b) ordinary kept at district office "
+              "| review share (forwards / ordinary) |")
+    lines = ["## Agency routing (held-out, time-ordered)", "", intro, "", header, "|---|---|---|---|---|"]
+    ways = (("router", "router (table + learned)"), ("table_only", "table alone"),
+            ("status_quo", "status quo: always the district office"))
+    for name, label in ways:
+        m = agency[name]
+        review = f"{m['forwarded_review']} / {m['ordinary_review']}" if "forwarded_review" in m else "-"
+        lines.append(f"| {label} | {m['forwarded_exact']} | {m['forwarded_kind']} | {m['ordinary_kept']} | {review} |")
+    lines += ["", "Right kind per true kind (router):", "", "| kind | forwards | right kind | predicted kinds |", "|---|---|---|---|"]
+    for kind, row in agency["router"]["per_kind"].items():
+        lines.append(f"| {kind} | {row['n']} | {row['recall']} | {row['predicted']} |")
+    lines += ["", f"Trained on: {agency.get('trained_on', {})}; corrections: {agency.get('corrections', {})}.", ""]
+    return lines
+
+
 def markdown_report(metrics: dict[str, Any]) -> str:
     """A human-readable report of a training run's held-out metrics."""
     lines = [f"# Model {metrics['version']}", "", f"Dataset `{metrics['dataset']}`, split: {metrics['split']}.", ""]
@@ -176,6 +199,6 @@ def markdown_report(metrics: dict[str, Any]) -> str:
         lines.append("")
     agency = metrics.get("agency")
     if agency:
-        lines += ["## Agency routing", "", "```", str(agency.get("summary", agency)), "```", ""]
+        lines += _agency_section(agency)
     lines += ["## Data", "", "```", metrics.get("data_report", ""), "```", ""]
     return "\n".join(lines)

@@ -1,58 +1,456 @@
-"""Agency routing: which agency must handle a complaint.
+"""Agency routing: which agency must handle a complaint, primary first.
 
-Interim version: a topic-to-agency table (``resources/topic_agencies.toml``) resolved through the
-district, with the district office as the default handler. The full router (agency directory,
-routing table by topic and phrase, learned model) replaces it behind the same ``Router.route``.
+Pure core over two data files that an operator edits (``resources/``):
+
+- ``agencies.toml``, the directory: every agency by its official Thai name, its kind (police,
+  electricity, district_office, ...), the districts where it is the local agency of its kind,
+  its parent for escalation and other spellings (aliases). Built from the data by
+  ``triage.tools.build_directory``.
+- ``routing.toml``, the table: how each kind resolves to a concrete agency (through the district
+  for local kinds: the district's police station, MEA branch, district office) and the rules
+  that give a complaint a kind, by predicted topic and by phrase (a hanging wire is the
+  electricity authority's, a hanging telecom cable the regulator's).
+
+A learned model (``triage.agency.AgencyModel``, trained from real forwards and reviewers'
+corrections) gives each kind a probability; it overrides the table only when it is confident.
+When neither is sure (vague text, no district, table and model disagree) the case goes to review
+with its candidates. Both validators raise ``ConfigError`` naming the bad value.
 """
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from triage.errors import ConfigError
+from triage.text import tokenize
 
-TABLE_PATH = Path(__file__).with_name("resources") / "topic_agencies.toml"
+RESOURCES = Path(__file__).with_name("resources")
+DIRECTORY_PATH = RESOURCES / "agencies.toml"
+TABLE_PATH = RESOURCES / "routing.toml"
+DISTRICT_OFFICE = "district_office"
+_DEFAULT = "default handler"
+_AGENCY_KEYS = {"kind", "parent", "districts", "also", "aliases", "from_knowledge"}
+
+
+class KindModel(Protocol):
+    """What the router needs from a learned agency model."""
+
+    def kind_proba(self, norm: str) -> dict[str, float]: ...
+
+
+@dataclass(frozen=True)
+class Agency:
+    """One agency of the directory."""
+
+    name: str
+    kind: str
+    parent: str | None = None
+    districts: tuple[str, ...] = ()
+    also: tuple[str, ...] = ()
+    aliases: tuple[str, ...] = ()
+
+
+def _read_toml(path: Path, what: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc}") from exc
+
+
+def _str_list(value: Any, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{where} must be a list of non-empty strings, got {value!r}")
+    return tuple(value)
+
+
+@dataclass
+class Directory:
+    """The agencies, validated: known parents, no parent loops, an office for every district."""
+
+    agencies: dict[str, Agency]
+    bangkok_districts: tuple[str, ...]
+    _alias: dict[str, str] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], source: str = "directory") -> Directory:
+        entries = raw.get("agencies")
+        if not isinstance(entries, dict) or not entries:
+            raise ConfigError(f"{source}: needs an [agencies] table with at least one agency")
+        agencies: dict[str, Agency] = {}
+        for name, spec in entries.items():
+            if not isinstance(spec, dict):
+                raise ConfigError(f"{source}: agency {name!r} must be a table")
+            unknown = set(spec) - _AGENCY_KEYS
+            if unknown:
+                raise ConfigError(f"{source}: agency {name!r} has unknown keys {sorted(unknown)}; "
+                                  f"known: {', '.join(sorted(_AGENCY_KEYS))}")
+            kind = spec.get("kind")
+            if not isinstance(kind, str) or not kind:
+                raise ConfigError(f"{source}: agency {name!r} has no kind")
+            agencies[name] = Agency(name, kind, spec.get("parent"), _str_list(spec.get("districts"), f"{name!r} districts"),
+                                    _str_list(spec.get("also"), f"{name!r} also"), _str_list(spec.get("aliases"), f"{name!r} aliases"))
+        directory = cls(agencies, _str_list(raw.get("bangkok_districts"), f"{source}: bangkok_districts"))
+        directory._validate(source)
+        return directory
+
+    @classmethod
+    def load(cls, path: Path | None = None) -> Directory:
+        path = path or DIRECTORY_PATH
+        return cls.from_dict(_read_toml(path, "agency directory"), str(path))
+
+    def _validate(self, source: str) -> None:
+        for a in self.agencies.values():
+            if a.parent is not None and a.parent not in self.agencies:
+                raise ConfigError(f"{source}: agency {a.name!r} has parent {a.parent!r}, which is not in the directory")
+        for a in self.agencies.values():
+            seen = [a.name]
+            node = a
+            while node.parent is not None:
+                if node.parent in seen:
+                    loop = " -> ".join(seen[seen.index(node.parent):] + [node.parent])
+                    raise ConfigError(f"{source}: loop in parents: {loop}")
+                seen.append(node.parent)
+                node = self.agencies[node.parent]
+        for a in self.agencies.values():
+            for alias in a.aliases:
+                other = self._alias.get(alias)
+                if (other and other != a.name) or (alias in self.agencies and alias != a.name):
+                    raise ConfigError(f"{source}: alias {alias!r} of {a.name!r} also names {other or alias!r}")
+                self._alias[alias] = a.name
+        for d in self.bangkok_districts:
+            if not self.local(DISTRICT_OFFICE, d):
+                raise ConfigError(f"{source}: district {d!r} has no district office "
+                                  f"(an agency of kind {DISTRICT_OFFICE!r} with {d!r} in its districts)")
+
+    @property
+    def names(self) -> set[str]:
+        return set(self.agencies)
+
+    def canonical(self, name: str) -> str | None:
+        """The directory name for a name or alias (``เขตบางนา`` -> ``สำนักงานเขตบางนา``), else None."""
+        name = name.strip()
+        if name in self.agencies:
+            return name
+        return self._alias.get(name)
+
+    def kind_of(self, name: str) -> str | None:
+        canon = self.canonical(name)
+        return self.agencies[canon].kind if canon else None
+
+    def local(self, kind: str, district: str | None) -> list[str]:
+        """Agencies of ``kind`` serving ``district``: the main ones first, then those serving part of it."""
+        if not district:
+            return []
+        main = [a.name for a in self.agencies.values() if a.kind == kind and district in a.districts]
+        part = [a.name for a in self.agencies.values() if a.kind == kind and district in a.also]
+        return main + [p for p in part if p not in main]
+
+    def escalation(self, name: str) -> list[str]:
+        """The chain of parents above an agency, nearest first."""
+        chain, node = [], self.agencies[name]
+        while node.parent is not None:
+            chain.append(node.parent)
+            node = self.agencies[node.parent]
+        return chain
+
+    def in_bangkok(self, district: str | None) -> bool:
+        return bool(district) and district in self.bangkok_districts
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Give a complaint a kind (or a named agency) when its topics and/or its text match."""
+
+    index: int
+    target: str  # a kind, or an agency name when ``is_agency``
+    is_agency: bool
+    score: float
+    topics: frozenset[str]
+    pattern: re.Pattern[str] | None
+    unless: re.Pattern[str] | None
+    note: str
+
+    def match(self, norm: str, topics: list[str]) -> str | None:
+        """What matched (for the explanation), or None."""
+        if self.topics and not self.topics.intersection(topics):
+            return None
+        hit = None
+        if self.pattern is not None:
+            m = self.pattern.search(norm)
+            if m is None:
+                return None
+            hit = m.group(0)
+        if self.unless is not None and self.unless.search(norm):
+            return None
+        parts = ([f"topic {'/'.join(sorted(self.topics.intersection(topics)))}"] if self.topics else []) + \
+                ([f"phrase '{hit}'"] if hit else [])
+        return " + ".join(parts)
+
+
+@dataclass(frozen=True)
+class KindSpec:
+    """How a kind resolves to an agency: one fixed agency, or the district's local one."""
+
+    name: str
+    agency: str | None
+    local: bool
+    fallback: str | None
+
+
+@dataclass
+class RoutingTable:
+    """Kinds and rules from ``routing.toml``, validated against a directory."""
+
+    kinds: dict[str, KindSpec]
+    rules: list[Rule]
+    default_score: float = 0.5
+    outside_bangkok: str = "damrongdhamma"
+    no_district: str = "ศูนย์ดำรงธรรมกรุงเทพมหานคร"
+    override: float = 0.6
+    veto: float = 0.9
+    agreement_bonus: float = 0.15
+    review_margin: float = 0.5
+    secondary: float = 0.4
+    review_below: float = 0.45
+    min_words: int = 3
+    max_agencies: int = 3
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], directory: Directory, source: str = "routing table") -> RoutingTable:
+        kinds: dict[str, KindSpec] = {}
+        for name, spec in (raw.get("kinds") or {}).items():
+            if not isinstance(spec, dict):
+                raise ConfigError(f"{source}: [kinds.{name}] must be a table")
+            ks = KindSpec(name, spec.get("agency"), bool(spec.get("local", False)), spec.get("fallback"))
+            for key in ("agency", "fallback"):
+                value = getattr(ks, key)
+                if value is not None and value not in directory.agencies:
+                    raise ConfigError(f"{source}: kind {name!r}: {key} {value!r} is not in the directory")
+            if ks.local and not any(a.kind == name and a.districts for a in directory.agencies.values()):
+                raise ConfigError(f"{source}: kind {name!r} is local but no agency of that kind lists districts")
+            kinds[name] = ks
+        if DISTRICT_OFFICE not in kinds:
+            raise ConfigError(f"{source}: [kinds.{DISTRICT_OFFICE}] is required (the default handler)")
+        for a in directory.agencies.values():
+            if a.kind not in kinds:
+                raise ConfigError(f"{source}: agency {a.name!r} has kind {a.kind!r}, which is not one of: "
+                                  f"{', '.join(sorted(kinds))}")
+        rules = [cls._rule(i, r, kinds, directory, source) for i, r in enumerate(raw.get("rules") or [], 1)]
+        settings = raw.get("settings") or {}
+        known = {"default_score", "outside_bangkok", "no_district", "override", "veto", "agreement_bonus", "review_margin", "secondary", "review_below",
+                 "min_words", "max_agencies"}
+        unknown = set(settings) - known
+        if unknown:
+            raise ConfigError(f"{source}: [settings] has unknown keys {sorted(unknown)}; known: {', '.join(sorted(known))}")
+        table = cls(kinds, rules, **settings)
+        if table.outside_bangkok not in kinds:
+            raise ConfigError(f"{source}: outside_bangkok {table.outside_bangkok!r} is not one of the kinds")
+        if table.no_district not in directory.agencies:
+            raise ConfigError(f"{source}: no_district {table.no_district!r} is not in the directory")
+        return table
+
+    @staticmethod
+    def _rule(i: int, r: dict[str, Any], kinds: dict[str, KindSpec], directory: Directory, source: str) -> Rule:
+        where = f"{source}: rule {i}"
+        if ("kind" in r) == ("agency" in r):
+            raise ConfigError(f"{where} needs exactly one of 'kind' or 'agency', got {sorted(r)}")
+        if "kind" in r and r["kind"] not in kinds:
+            raise ConfigError(f"{where}: kind {r['kind']!r} is not one of: {', '.join(sorted(kinds))}")
+        if "agency" in r and r["agency"] not in directory.agencies:
+            raise ConfigError(f"{where}: agency {r['agency']!r} is not in the directory")
+        topics, phrases, unless = r.get("topics") or [], r.get("phrases") or [], r.get("unless") or []
+        if not topics and not phrases:
+            raise ConfigError(f"{where} needs 'topics' or 'phrases'")
+        score = r.get("score", 0.7)
+        if not isinstance(score, (int, float)) or not 0 <= score <= 1:
+            raise ConfigError(f"{where}: score {score!r} is not a number between 0 and 1")
+
+        def compile_(pats: list[str]) -> re.Pattern[str] | None:
+            if not pats:
+                return None
+            try:
+                return re.compile("|".join(f"(?:{p})" for p in pats))
+            except re.error as exc:
+                raise ConfigError(f"{where}: bad phrase pattern {pats!r}: {exc}") from exc
+
+        return Rule(i, r.get("kind") or r["agency"], "agency" in r, float(score), frozenset(topics), compile_(phrases),
+                    compile_(unless), str(r.get("note", "")))
+
+    @classmethod
+    def load(cls, directory: Directory, path: Path | None = None) -> RoutingTable:
+        path = path or TABLE_PATH
+        return cls.from_dict(_read_toml(path, "routing table"), directory, str(path))
 
 
 @dataclass
 class Router:
-    """Maps a prediction (topics, district) to agencies, primary first."""
+    """Routes a triaged complaint to agencies through the directory, the table and a learned model."""
 
-    table: dict[str, list[str]] = field(default_factory=dict)
-    default: str = "สำนักงานเขต{district}"
-    unknown_district: str = "ศูนย์ดำรงธรรมกรุงเทพมหานคร"
+    directory: Directory
+    table: RoutingTable
 
     @classmethod
-    def load(cls, path: Path | None = None) -> Router:
-        path = path or TABLE_PATH
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"cannot read routing table {path}: {exc}") from exc
-        table = data.get("topics", {})
-        if not isinstance(table, dict) or not all(isinstance(v, list) for v in table.values()):
-            raise ConfigError(f"{path}: [topics] must map a topic to a list of agency names")
-        return cls(table=table, default=data.get("default", cls.default))
+    def load(cls, directory_path: Path | None = None, table_path: Path | None = None) -> Router:
+        """Load and validate the directory and the routing table (the shipped ones by default)."""
+        directory = Directory.load(directory_path)
+        return cls(directory, RoutingTable.load(directory, table_path))
 
-    def _resolve(self, name: str, district: str | None) -> str:
-        if "{district}" in name:
-            return name.format(district=district) if district else self.unknown_district
-        return name
+    @property
+    def agency_names(self) -> set[str]:
+        return self.directory.names
+
+    def resolve(self, kind: str, district: str | None) -> list[str]:
+        """Concrete agencies for a kind in a district, best first (never empty for a routable kind)."""
+        spec = self.table.kinds[kind]
+        if spec.agency:
+            return [spec.agency]
+        if not spec.local:
+            return []
+        found = self.directory.local(kind, district)
+        if not found and district and not self.directory.in_bangkok(district):
+            found = self.directory.local(self.table.outside_bangkok, district)
+        if not found and not district:
+            found = [self.table.no_district] if kind == DISTRICT_OFFICE else []
+        if not found and spec.fallback:
+            found = [spec.fallback]
+        if not found and kind == DISTRICT_OFFICE:
+            found = [self.table.no_district]
+        return found
+
+    def table_kinds(self, norm: str, topics: list[str]) -> dict[str, tuple[float, str]]:
+        """Score per kind (or named agency) from the rules, with what matched; the district office by default."""
+        out: dict[str, tuple[float, str]] = {DISTRICT_OFFICE: (self.table.default_score, _DEFAULT)}
+        for rule in self.table.rules:
+            why = rule.match(norm, topics)
+            if why is None:
+                continue
+            key = f"@{rule.target}" if rule.is_agency else rule.target
+            if rule.score > out.get(key, (-1.0, ""))[0]:
+                out[key] = (rule.score, f"rule {rule.index}: {why}" + (f" ({rule.note})" if rule.note else ""))
+        return out
+
+    def usable(self, kind_p: dict[str, float], district: str | None) -> dict[str, float]:
+        """The learned model's kinds that the table knows and can resolve in this district."""
+        return {k: p for k, p in kind_p.items() if k in self.table.kinds and self.resolve(k, district)}
+
+    def key_kind(self, key: str) -> str:
+        """The kind of a table key: a kind, or ``@<agency>`` for a rule that names an agency."""
+        return self.directory.agencies[key[1:]].kind if key.startswith("@") else key
+
+    def thresholds(self, learned: Any) -> tuple[float, float, float]:
+        """(override, veto, agreement bonus): tuned at training when the learned model carries them, else the table's."""
+        t = self.table
+        o, v, b = (getattr(learned, name, None) for name in ("override_", "veto_", "bonus_"))
+        return (float(o) if o is not None else t.override, float(v) if v is not None else t.veto,
+                float(b) if b is not None else t.agreement_bonus)
+
+    def decide(self, table: dict[str, tuple[float, str]], learned_p: dict[str, float],
+               override: float, veto: float, bonus: float | None = None
+               ) -> tuple[list[tuple[str, tuple[float, str]]], list[str], str]:
+        """Order the table's keys, letting the learned model lead only where it is confident.
+
+        The model's support for a kind other than the district office is its probability, plus
+        ``agreement_bonus`` when a rule names that kind too; the best such kind leads when its
+        support reaches ``override``. A rule that sends a complaint away from the district office
+        is undone only when the model gives the district office at least ``veto``. Returns the
+        table ranking, the final order and what decided.
+        """
+        t = self.table
+        ranked = sorted(table.items(), key=lambda kv: -kv[1][0])
+        order = [k for k, _ in ranked]
+        if not learned_p:
+            return ranked, order, "table"
+        keys_by_kind = {self.key_kind(k): k for k in reversed(order)}
+        bonus = t.agreement_bonus if bonus is None else bonus
+        support = {keys_by_kind.get(k, k): p + (bonus if k in keys_by_kind else 0.0)
+                   for k, p in learned_p.items() if k != DISTRICT_OFFICE}
+        top = max(support.items(), key=lambda kv: kv[1]) if support else None
+        if top is not None and top[1] >= override:
+            lead = top[0]
+            why = ("table, confirmed by the learned model" if lead == order[0] else
+                   f"learned model overrode the table: {self.key_kind(lead)} {top[1]:.2f} >= {override:.2f}")
+        elif order[0] != DISTRICT_OFFICE and learned_p.get(DISTRICT_OFFICE, 0.0) >= veto:
+            lead = DISTRICT_OFFICE
+            why = f"learned model kept it at the district office: {learned_p[DISTRICT_OFFICE]:.2f} >= {veto:.2f}"
+        else:
+            lead = order[0]
+            why = "table"
+            # a close call on the model's own probability (not the bonus a rule adds): listed second, reviewed
+            if top is not None and top[0] != lead and learned_p.get(self.key_kind(top[0]), 0.0) >= override * (1 - t.review_margin):
+                order = [lead, top[0]] + [o for o in order if o not in (lead, top[0])]
+                why = f"table; the learned model's second opinion: {self.key_kind(top[0])}"
+        return ranked, [lead] + [o for o in order if o != lead], why
 
     def route(self, text: str, norm: str, district: str | None, prediction: dict[str, Any],
-              learned: Any = None) -> dict[str, Any]:
+              learned: KindModel | None = None) -> dict[str, Any]:
+        """Agencies for one complaint, primary first, with scores, review flag, candidates and explanation.
+
+        ``prediction`` is the record from ``TriageModel.predict`` (topics, topic_scores);
+        ``learned`` the model's agency model or None (then the table decides alone).
+        """
+        t = self.table
+        district = district.strip() if isinstance(district, str) and district.strip() else None
+        topics = list(prediction.get("topics", []))
+        table = self.table_kinds(norm, topics)
+        learned_p = self.usable(learned.kind_proba(norm), district) if learned is not None else {}
+
+        ranked, order, decision = self.decide(table, learned_p, *self.thresholds(learned))
+        score_of = {k: max(table.get(k, (0.0, ""))[0], learned_p.get(self.key_kind(k), 0.0)) for k in order}
+
         agencies: list[str] = []
         scores: dict[str, float] = {}
-        for topic in prediction.get("topics", []):
-            for name in self.table.get(topic, [self.default]):
-                agency = self._resolve(name, district)
-                if agency not in agencies:
-                    agencies.append(agency)
-                    scores[agency] = float(prediction.get("topic_scores", {}).get(topic, 0.0))
-        if not agencies:
-            agency = self._resolve(self.default, district)
-            agencies, scores = [agency], {agency: 0.0}
-        return {"agencies": agencies, "agency_scores": scores, "agency_needs_review": district is None}
+        kinds_out: list[str] = []
+        for rank, key in enumerate(order):
+            score = score_of[key]
+            if rank > 0 and score < t.secondary and not (rank == 1 and "second opinion" in decision):
+                continue
+            if rank > 0 and key == DISTRICT_OFFICE and table[key][1] == _DEFAULT and learned_p.get(key, 0.0) < t.secondary:
+                continue  # the default handler is only listed when it is the primary or something names it
+            names = [key[1:]] if key.startswith("@") else self.resolve(key, district)
+            if not names or names[0] in agencies:
+                continue
+            agencies.append(names[0])
+            scores[names[0]] = round(score, 4)
+            kinds_out.append(self.directory.agencies[names[0]].kind)
+            if len(agencies) >= t.max_agencies:
+                break
+
+        reasons = []
+        if district is None:
+            reasons.append("no district given")
+        elif not self.directory.in_bangkok(district) and not self.directory.local(t.outside_bangkok, district):
+            reasons.append(f"district {district!r} is not in the directory")
+        words = [w for w in tokenize(norm) if any(ch.isalpha() for ch in w)] if norm else []
+        if len(words) < t.min_words:
+            reasons.append(f"vague: {len(words)} word(s)")
+        top_topic = max(prediction.get("topic_scores", {}).values(), default=None)
+        if top_topic is not None and top_topic < t.review_below and len(words) < 2 * t.min_words:
+            reasons.append(f"vague: no topic is likely (best {top_topic:.2f})")
+        if "second opinion" in decision:
+            reasons.append(f"table and learned model disagree ({decision})")
+        needs_review = bool(reasons)
+
+        candidates: list[dict[str, Any]] = []
+        if needs_review:
+            pool = sorted(score_of.items(), key=lambda kv: -kv[1])
+            for key, score in pool:
+                for name in ([key[1:]] if key.startswith("@") else self.resolve(key, district)[:2]):
+                    if name not in [c["agency"] for c in candidates]:
+                        candidates.append({"agency": name, "score": round(score, 4)})
+            candidates = candidates[:5]
+        explanation = {
+            "table": [{"kind": self.key_kind(k), "agency": k[1:] if k.startswith("@") else None, "score": round(s, 4),
+                       "why": why} for k, (s, why) in ranked],
+            "learned": {k: round(p, 4) for k, p in sorted(learned_p.items(), key=lambda kv: -kv[1])[:3]} if learned else None,
+            "decision": decision,
+            "review_reasons": reasons,
+            "district": district,
+        }
+        return {"agencies": agencies, "agency_scores": scores, "agency_kinds": kinds_out,
+                "agency_needs_review": needs_review, "agency_candidates": candidates, "agency_explanation": explanation}

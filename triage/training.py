@@ -21,9 +21,24 @@ from sklearn.metrics import f1_score
 from sklearn.model_selection import StratifiedKFold
 
 from triage import evaluate, registry
-from triage.data import DatasetConfig, fingerprint, load_dataset, random_split, time_split
+from triage.data import (
+    DatasetConfig,
+    fingerprint,
+    load_dataset,
+    random_split,
+    time_split,
+)
 from triage.errors import DataError
-from triage.model import HIGH_MISS_COST, URGENCY_LEVELS, Lexicon, TopicHead, TriageModel, UrgencyHead, make_featurizer
+from triage.model import (
+    HIGH_CUE_BONUS,
+    HIGH_MISS_COST,
+    URGENCY_LEVELS,
+    Lexicon,
+    TopicHead,
+    TriageModel,
+    UrgencyHead,
+    make_featurizer,
+)
 from triage.text import normalize_many
 
 Log = Callable[[str], None]
@@ -36,6 +51,7 @@ class TrainOptions:
     features: str = "word"
     final_fit: str = "all"  # "all": refit on every labelled row; "train": ship the evaluated model
     topic_C: float = 0.5
+    recency: tuple[float, ...] = (4.0, 2.0)  # weight of the last month, the month before; older = 1
     seed: int = 0
     corrections: pd.DataFrame | None = None
     correction_weight: int = 3
@@ -51,6 +67,25 @@ def _split(frame: pd.DataFrame, config: DatasetConfig) -> tuple[pd.Index, pd.Ind
     valid, test, seed = float(spec.get("valid", 0.1)), float(spec.get("test", 0.2)), int(spec.get("seed", 0))
     tr, va, te = random_split(frame, valid, test, seed)
     return tr, va, te, f"random (seed {seed}): validation {valid:.0%}, test {test:.0%}"
+
+
+def recency_weights(times: pd.Series, weights: tuple[float, ...]) -> np.ndarray | None:
+    """Sample weights that favour the latest months of a training period.
+
+    ``weights`` are for the last month, the one before, ... (older rows weigh 1). Label habits
+    drift (the label ป้าย only exists from 2022-10 on), so the newest tickets teach the current
+    conventions; measured in README (Recency). None when rows have no time.
+    """
+    known = times.notna().to_numpy()
+    if not weights or not known.any():
+        return None
+    month = pd.PeriodIndex(pd.to_datetime(times[known].astype(str).str[:7], format="%Y-%m"), freq="M")
+    age = np.full(len(times), -1)
+    age[known] = (month.max() - month).map(lambda d: d.n).to_numpy()
+    w = np.ones(len(times))  # rows without time (e.g. corrections, weighted by repetition) count 1
+    for k, value in enumerate(weights):
+        w[age == k] = value
+    return w
 
 
 def _binarize(rows: pd.Series, labels: list[str]) -> np.ndarray:
@@ -85,7 +120,7 @@ def urgency_metrics(y: np.ndarray, pred: list[str]) -> dict[str, Any]:
     pred_a = np.array(pred)
     hi_true, hi_pred = y == "high", pred_a == "high"
     return {
-        "rows": int(len(y)),
+        "rows": len(y),
         "high_recall": round(float((hi_true & hi_pred).sum() / max(hi_true.sum(), 1)), 4),
         "high_precision": round(float((hi_true & hi_pred).sum() / max(hi_pred.sum(), 1)), 4),
         "flagged_high_share": round(float(hi_pred.mean()), 4),
@@ -96,6 +131,7 @@ def urgency_metrics(y: np.ndarray, pred: list[str]) -> dict[str, Any]:
 
 def _urgency_design(model: TriageModel, head: UrgencyHead, norm: list[str]) -> Any:
     X = model.featurize(norm)
+    head.select_words(model.word_block(X))
     return head.design(norm, model.topic.proba(X), model.word_block(X))
 
 
@@ -107,14 +143,15 @@ def evaluate_urgency(model: TriageModel, frame: pd.DataFrame, norm: list[str], t
     Z = _urgency_design(model, head, norm)
     pred = np.empty(len(y), dtype=object)
     for tr, te in StratifiedKFold(5, shuffle=True, random_state=seed).split(np.zeros(len(y)), y):
-        fold = UrgencyHead(list(URGENCY_LEVELS), head.lexicon).fit(Z[tr], y[tr], seed)
-        pred[te] = fold.decide(fold.proba(Z[te]))
+        fold = UrgencyHead(list(URGENCY_LEVELS), head.lexicon, word_cols_=head.word_cols_).fit(Z[tr], y[tr], seed)
+        pred[te] = fold.decide(fold.proba(Z[te]), Z[te])
     out: dict[str, Any] = {"cross_validated": urgency_metrics(y, list(pred))}
     if test_from and frame["time"].notna().all():
         later = (frame["time"].astype(str) >= test_from).to_numpy()
         if later.sum() and (~later).sum() and (y[later] == "high").any():
-            fold = UrgencyHead(list(URGENCY_LEVELS), head.lexicon).fit(Z[~later], y[~later], seed)
-            out["time_ordered"] = urgency_metrics(y[later], fold.decide(fold.proba(Z[later])))
+            fold = UrgencyHead(list(URGENCY_LEVELS), head.lexicon, word_cols_=head.word_cols_).fit(
+                Z[~later], y[~later], seed)
+            out["time_ordered"] = urgency_metrics(y[later], fold.decide(fold.proba(Z[later]), Z[later]))
     return out
 
 
@@ -144,23 +181,34 @@ def train(config: DatasetConfig, models_dir: Path, options: TrainOptions | None 
     # predict it, which the test report shows honestly.
     labels = sorted({lab for labs in labelled["topic"] for lab in labs})
     multi = bool(labelled["topic"].map(len).gt(1).any())
-    train_rows = labelled.loc[tr].drop_duplicates(subset=["norm"])  # repeated texts add time, not signal
+    train_rows = labelled.loc[tr].drop_duplicates(subset=["norm"], keep="last")  # repeated texts add time, not signal
     step(f"split {split_desc}: train {len(tr)} ({len(train_rows)} distinct texts), validation {len(va)}, "
          f"test {len(te)}; {len(labels)} topic labels, {'multi' if multi else 'single'}-label")
 
     featurizer = make_featurizer(options.features)
     X_train = featurizer.fit_transform(train_rows["norm"].tolist()).tocsr()
     step(f"features: {X_train.shape[1]} ({options.features})")
-    topic = TopicHead(labels, multi, C=options.topic_C).fit(X_train, _binarize(train_rows["topic"], labels))
+    topic = TopicHead(labels, multi, C=options.topic_C).fit(X_train, _binarize(train_rows["topic"], labels),
+                                                             recency_weights(train_rows["time"], options.recency))
     version = registry.new_version(config.name)
     model = TriageModel(version, featurizer, topic)
     X_valid = model.featurize(labelled.loc[va, "norm"].tolist())
     topic.calibrate(X_valid, _binarize(labelled.loc[va, "topic"], labels))
+    # Refit on train + validation with the calibration and thresholds found on validation, so that
+    # the evaluated model knows the most recent month (labels such as ป้าย first appear there).
+    recent = labelled.loc[tr.append(va)].drop_duplicates(subset=["norm"], keep="last")
+    featurizer = make_featurizer(options.features)
+    X_recent = featurizer.fit_transform(recent["norm"].tolist()).tocsr()
+    refit = TopicHead(labels, multi, C=options.topic_C)
+    refit.calibration_, refit.thresholds_ = topic.calibration_, topic.thresholds_
+    topic = refit.fit(X_recent, _binarize(recent["topic"], labels), recency_weights(recent["time"], options.recency))
+    model = TriageModel(version, featurizer, topic)
+    step(f"topic head calibrated on validation, refitted on train + validation ({len(recent)} distinct texts)")
     X_test = model.featurize(labelled.loc[te, "norm"].tolist())
     Y_test = _binarize(labelled.loc[te, "topic"], labels)
     P_test = topic.proba(X_test)
     D_test = topic.decide(P_test)
-    step("topic head fitted, calibrated on validation, scored on test")
+    step("topic head scored on test")
     metrics: dict[str, Any] = {
         "version": version, "dataset": config.name, "split": split_desc, "data_report": report.summary(),
         "topic": {
@@ -188,20 +236,29 @@ def train(config: DatasetConfig, models_dir: Path, options: TrainOptions | None 
              f"macro-F1 {cv['macro_f1']} flagged high {cv['flagged_high_share']}")
 
     if options.final_fit == "all":
-        everything = labelled.drop_duplicates(subset=["norm"])
+        everything = labelled.drop_duplicates(subset=["norm"], keep="last")
         final_featurizer = make_featurizer(options.features)
         X_all = final_featurizer.fit_transform(everything["norm"].tolist()).tocsr()
         final_topic = TopicHead(labels, multi, C=options.topic_C)
         final_topic.calibration_, final_topic.thresholds_ = topic.calibration_, topic.thresholds_
-        final_topic.fit(X_all, _binarize(everything["topic"], labels))
+        final_topic.fit(X_all, _binarize(everything["topic"], labels), recency_weights(everything["time"], options.recency))
         model = TriageModel(version, final_featurizer, final_topic)
         step(f"refitted topic head on all {len(everything)} distinct labelled texts")
     if "urgency" in metrics:
         head = UrgencyHead(list(URGENCY_LEVELS), Lexicon.load())
         Z = _urgency_design(model, head, urgent["norm"].tolist())
         model.urgency = head.fit(Z, urgent["urgency"].to_numpy(), options.seed)
-        metrics["urgency"].update(high_threshold=round(head.high_threshold_, 4), high_miss_cost=HIGH_MISS_COST)
+        metrics["urgency"].update(high_threshold=round(head.high_threshold_, 4), high_miss_cost=HIGH_MISS_COST,
+                                  high_cue_bonus=HIGH_CUE_BONUS)
         step(f"urgency head fitted on all {len(urgent)} labelled tickets, high threshold {head.high_threshold_:.3f}")
+
+    # --- agency routing (issue 4): learned agency model from real forwards and reviewers' corrections ---
+    if config.agency:
+        from triage.agency import train_agency
+
+        model.agency, metrics["agency"] = train_agency(model, frame, config, options.corrections,
+                                                       options.correction_weight, step)
+    # --- end agency routing ---
 
     metrics["train_seconds"] = round(time.perf_counter() - started, 1)
     meta = {
@@ -210,6 +267,7 @@ def train(config: DatasetConfig, models_dir: Path, options: TrainOptions | None 
         "config": {"data": config.data, "text_column": config.text_column, "split": config.split,
                    "heads": {k: vars(v) for k, v in config.heads.items()}, "options": {
                        "features": options.features, "final_fit": options.final_fit, "topic_C": options.topic_C,
+                       "recency": list(options.recency),
                        "corrections": 0 if options.corrections is None else len(options.corrections)}},
         "labels": {"topic": labels, "urgency": model.urgency_levels},
         "metrics": metrics,

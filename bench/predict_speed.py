@@ -1,0 +1,55 @@
+"""Prediction speed of a trained model on real complaint texts.
+
+    python bench/predict_speed.py --model models/current --data ../shared/data --rows 10000
+
+Prints the model's load time, single-text latency (p50/p99 over 500 texts, one at a time) and
+batch throughput over --rows texts from the last Traffy month, with and without routing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from triage import registry
+from triage.routing import Router
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="models/current")
+    ap.add_argument("--data", default="../shared/data")
+    ap.add_argument("--rows", type=int, default=10000)
+    a = ap.parse_args()
+    months = sorted(Path(a.data, "traffy").glob("*.parquet"))
+    frame = pd.read_parquet(months[-1], columns=["comment", "district"]).dropna(subset=["comment"])
+    frame = frame.sample(min(a.rows, len(frame)), random_state=0)
+    texts, districts = frame["comment"].tolist(), frame["district"].tolist()
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    t0 = time.perf_counter()
+    model, meta = registry.load(a.model)
+    router = Router.load()
+    print(f"model {meta['version']}: loaded in {time.perf_counter() - t0:.2f}s")
+    model.predict(texts[:10], districts[:10], router)  # warm-up (tokenizer dictionary)
+    lat = []
+    for i in range(min(500, len(texts))):
+        t = time.perf_counter()
+        model.predict([texts[i]], [districts[i]], router)
+        lat.append((time.perf_counter() - t) * 1000)
+    print(f"one text at a time: p50 {np.percentile(lat, 50):.2f} ms, p99 {np.percentile(lat, 99):.2f} ms")
+    for name, r in (("without routing", None), ("with routing", router)):
+        t = time.perf_counter()
+        for s in range(0, len(texts), 2000):
+            model.predict(texts[s : s + 2000], districts[s : s + 2000], r)
+        dt = time.perf_counter() - t
+        print(f"batch of {len(texts)} {name}: {dt:.1f}s, {len(texts) / dt:.0f} texts/s")
+
+
+if __name__ == "__main__":
+    main()

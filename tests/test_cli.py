@@ -1,0 +1,51 @@
+"""``python -m triage predict`` end to end, in a real subprocess."""
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+ROWS = [
+    {"comment": "ไฟฟ้าส่องสว่างดับทั้งซอย", "district": "จตุจักร", "ticket_id": "a"},
+    {"comment": "", "district": "บางรัก", "ticket_id": "b"},
+    {"comment": "มีขยะกองใหญ่ส่งกลิ่นเหม็น โทร 0812345678", "district": None, "ticket_id": "c"},
+    {"comment": "น้ำท่วมถนน ๕๕๕๕ 😀", "district": "บางเขน", "ticket_id": "d"},
+]
+
+
+def run_predict(model_dir, inp, out, *extra):
+    cmd = [sys.executable, "-m", "triage", "predict", "--model", str(model_dir / "current"), "--input", str(inp),
+           "--output", str(out), "--text-column", "comment", *extra]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("kind", ["csv", "parquet", "jsonl"])
+def test_predict_writes_one_object_per_row_in_order(small_model_dir, tmp_path, kind):
+    frame = pd.DataFrame(ROWS)
+    inp = tmp_path / f"in.{kind}"
+    {"csv": lambda: frame.to_csv(inp, index=False), "parquet": lambda: frame.to_parquet(inp),
+     "jsonl": lambda: frame.to_json(inp, orient="records", lines=True, force_ascii=False)}[kind]()
+    out = tmp_path / "out.jsonl"
+    res = run_predict(small_model_dir, inp, out, "--district-column", "district", "--id-column", "ticket_id")
+    assert res.returncode == 0, res.stderr
+    recs = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["id"] for r in recs] == ["a", "b", "c", "d"]
+    assert recs[1] == {"id": "b", "error": "empty complaint text"}
+    for r in (recs[0], recs[2], recs[3]):
+        assert {"topics", "topic_scores", "urgency", "urgency_scores", "explanation", "agencies"} <= set(r)
+    assert "แสงสว่าง" in recs[0]["topics"]
+    assert "0812345678" not in res.stderr + res.stdout
+
+
+def test_predict_errors_are_one_clear_line(small_model_dir, tmp_path):
+    inp = tmp_path / "in.csv"
+    pd.DataFrame(ROWS).to_csv(inp, index=False)
+    res = run_predict(small_model_dir, inp, tmp_path / "o.jsonl", "--text-column", "text")
+    assert res.returncode == 2 and "no column 'text'" in res.stderr and "Traceback" not in res.stderr
+    res = run_predict(small_model_dir, tmp_path / "missing.csv", tmp_path / "o.jsonl")
+    assert res.returncode == 2 and "does not exist" in res.stderr
+    res = run_predict(tmp_path, inp, tmp_path / "o.jsonl")
+    assert res.returncode == 3 and "train.py" in res.stderr
+    assert not (tmp_path / "o.jsonl").exists()

@@ -1,0 +1,327 @@
+"""Agency routing: directory and table validation, hand-written Thai cases, the learned model loop."""
+
+from __future__ import annotations
+
+import copy
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from triage.agency import correction_rows, fit_agency_model
+from triage.errors import ConfigError
+from triage.routing import DIRECTORY_PATH, TABLE_PATH, Directory, Router, RoutingTable
+from triage.testing import shared_data_dir
+from triage.text import normalize
+from triage.tools.build_directory import build_directory
+
+RAW_DIRECTORY = tomllib.loads(DIRECTORY_PATH.read_text(encoding="utf-8"))
+RAW_TABLE = tomllib.loads(TABLE_PATH.read_text(encoding="utf-8"))
+MEA = "การไฟฟ้านครหลวง"
+
+
+@pytest.fixture(scope="module")
+def router() -> Router:
+    return Router.load()
+
+
+def route(router: Router, text: str, district: str | None, topics: list[str] | None = None,
+          learned: Any = None) -> dict[str, Any]:
+    topics = topics or []
+    prediction = {"topics": topics, "topic_scores": {t: 0.8 for t in topics}}
+    return router.route(text, normalize(text), district, prediction, learned)
+
+
+# ---- directory ----
+
+def test_shipped_directory_loads_with_every_bangkok_district_office(router: Router) -> None:
+    d = router.directory
+    assert len(d.bangkok_districts) == 50
+    for district in d.bangkok_districts:
+        assert router.resolve("district_office", district) == [f"สำนักงานเขต{district}"]
+    assert {"สำนักงานเขตจตุจักร", "สน.บางซื่อ", f"{MEA} เขตบางเขน", "สำนักการระบายน้ำ กทม."} <= router.agency_names
+    assert d.canonical("เขตบางนา") == "สำนักงานเขตบางนา"  # the data's spelling is an alias
+
+
+def test_escalation_goes_up_to_the_root(router: Router) -> None:
+    assert router.directory.escalation("สน.บางซื่อ") == ["กองบัญชาการตำรวจนครบาล (บช.น.)",
+                                                       "สำนักงานตำรวจแห่งชาติ (Royal Thai Police)"]
+    assert router.directory.escalation("ฝ่ายโยธา เขตบางนา") == ["สำนักงานเขตบางนา", "กรุงเทพมหานคร"]
+
+
+def _directory(**changes: dict[str, Any]) -> dict[str, Any]:
+    raw = copy.deepcopy(RAW_DIRECTORY)
+    for name, spec in changes.items():
+        raw["agencies"][name] = spec
+    return raw
+
+
+def test_directory_rejects_an_unknown_parent() -> None:
+    raw = _directory(**{"สน.ทดสอบ": {"kind": "police", "parent": "กองที่ไม่มีจริง"}})
+    with pytest.raises(ConfigError, match="'สน.ทดสอบ' has parent 'กองที่ไม่มีจริง', which is not in the directory"):
+        Directory.from_dict(raw)
+
+
+def test_directory_rejects_a_loop_in_parents() -> None:
+    raw = _directory(**{"หน่วย ก": {"kind": "other", "parent": "หน่วย ข"}, "หน่วย ข": {"kind": "other", "parent": "หน่วย ก"}})
+    with pytest.raises(ConfigError, match="loop in parents: หน่วย . -> หน่วย . -> หน่วย ."):
+        Directory.from_dict(raw)
+
+
+def test_directory_rejects_a_district_with_no_office() -> None:
+    raw = copy.deepcopy(RAW_DIRECTORY)
+    del raw["agencies"]["สำนักงานเขตบางนา"]
+    for spec in raw["agencies"].values():  # its sections name it as parent
+        if spec.get("parent") == "สำนักงานเขตบางนา":
+            spec["parent"] = "กรุงเทพมหานคร"
+    with pytest.raises(ConfigError, match="district 'บางนา' has no district office"):
+        Directory.from_dict(raw)
+
+
+def test_directory_rejects_missing_kind_and_unknown_keys() -> None:
+    with pytest.raises(ConfigError, match="'หน่วย ก' has no kind"):
+        Directory.from_dict(_directory(**{"หน่วย ก": {"parent": "กรุงเทพมหานคร"}}))
+    with pytest.raises(ConfigError, match="unknown keys \\['phone'\\]"):
+        Directory.from_dict(_directory(**{"หน่วย ก": {"kind": "other", "phone": "1555"}}))
+
+
+# ---- routing table ----
+
+def _table(router: Router, raw: dict[str, Any]) -> RoutingTable:
+    return RoutingTable.from_dict(raw, router.directory)
+
+
+def test_table_rejects_an_unknown_agency(router: Router) -> None:
+    raw = copy.deepcopy(RAW_TABLE)
+    raw["rules"].append({"agency": "สำนักงานที่ไม่มีจริง", "phrases": ["x"]})
+    with pytest.raises(ConfigError, match="agency 'สำนักงานที่ไม่มีจริง' is not in the directory"):
+        _table(router, raw)
+    raw = copy.deepcopy(RAW_TABLE)
+    raw["kinds"]["telecom"]["agency"] = "กสทช ปลอม"
+    with pytest.raises(ConfigError, match="kind 'telecom': agency 'กสทช ปลอม' is not in the directory"):
+        _table(router, raw)
+
+
+def test_table_rejects_unknown_kinds_bad_patterns_and_empty_rules(router: Router) -> None:
+    raw = copy.deepcopy(RAW_TABLE)
+    raw["rules"].append({"kind": "astrology", "phrases": ["ดวง"]})
+    with pytest.raises(ConfigError, match="kind 'astrology' is not one of: "):
+        _table(router, raw)
+    raw = copy.deepcopy(RAW_TABLE)
+    raw["rules"].append({"kind": "police", "phrases": ["(ขโมย"]})
+    with pytest.raises(ConfigError, match="bad phrase pattern"):
+        _table(router, raw)
+    raw = copy.deepcopy(RAW_TABLE)
+    raw["rules"].append({"kind": "police"})
+    with pytest.raises(ConfigError, match="needs 'topics' or 'phrases'"):
+        _table(router, raw)
+    raw = copy.deepcopy(RAW_TABLE)
+    del raw["kinds"]["railway"]
+    with pytest.raises(ConfigError, match="has kind 'railway', which is not one of"):
+        _table(router, raw)
+
+
+def test_router_load_reports_an_unreadable_file(tmp_path: Path) -> None:
+    bad = tmp_path / "agencies.toml"
+    bad.write_text("[agencies\n", encoding="utf-8")
+    with pytest.raises(ConfigError, match="cannot read agency directory"):
+        Router.load(bad)
+
+
+# ---- hand-written cases: one or more for every kind the table routes to ----
+
+CASES = [
+    ("ถนนหน้าบ้านเป็นหลุมเป็นบ่อ รถตกหลุมบ่อยมาก", "พญาไท", ["ถนน"], "สำนักงานเขตพญาไท"),
+    ("สายไฟฟ้าแรงสูงขาดห้อยลงมาเกือบถึงพื้น อันตรายมาก", "บางเขน", ["สายไฟ"], f"{MEA} เขตบางเขน"),
+    ("หม้อแปลงไฟฟ้าระเบิด ไฟดับทั้งซอย", "ลาดพร้าว", ["สายไฟ"], f"{MEA} เขตนวลจันทร์"),
+    ("สายสื่อสารห้อยระโยงระยางเกี่ยวรถมอเตอร์ไซค์", "บางนา", ["สายไฟ"],
+     "สำนักงานคณะกรรมการกิจการกระจายเสียง กิจการโทรทัศน์และกิจการโทรคมนาคมแห่งชาติ (กสทช.)"),
+    ("มีรถจอดในที่ห้ามจอดหน้าปากซอยทุกวัน ขับรถผิดกฎจราจร", "บางกะปิ", ["กีดขวาง"], "สน.ลาดพร้าว"),
+    ("ผักตบชวาเต็มคลอง ขอให้กรมชลประทานมาเก็บ", "หนองจอก", ["คลอง"], "กรมชลประทาน"),
+    ("วัยรุ่นแข่งรถเสียงท่อดังทุกคืน", "ราชเทวี", ["เสียงรบกวน"], "สน.พญาไท"),
+    ("สัญญาณไฟจราจรที่แยกเสียไม่ทำงาน รถติดยาว", "ดินแดง", ["จราจร"], "สำนักการจราจรและขนส่ง กรุงเทพมหานคร (สจส.)"),
+    ("รถเมล์สาย 8 ไม่จอดรับผู้โดยสารที่ป้าย", "บางซื่อ", ["การเดินทาง"], "องค์การขนส่งมวลชนกรุงเทพ (ขสมก.)"),
+    ("แท็กซี่ไม่รับผู้โดยสาร ปฏิเสธทุกคัน", "ปทุมวัน", [], "กรมการขนส่งทางบก"),
+    ("ถนนเลียบทางรถไฟเป็นหลุมใหญ่ รางรถไฟชำรุด", "บางซื่อ", ["ถนน"], "การรถไฟแห่งประเทศไทย"),
+    ("งานก่อสร้างรถไฟฟ้าสายสีส้มเสียงดังตลอดคืน", "บางกะปิ", ["เสียงรบกวน"],
+     "การรถไฟฟ้าขนส่งมวลชนแห่งประเทศไทย (รฟม.)"),
+    ("ไฟส่องสว่างบนทางพิเศษศรีรัชขาออกดับหลายดวง", "ดินแดง", ["แสงสว่าง"], "การทางพิเศษแห่งประเทศไทย"),
+    ("ทางหลวงหมายเลข 9 ช่วงบางแคผิวทางยุบเป็นแอ่ง", "บางแค", ["ถนน"], "กรมทางหลวง"),
+    ("ถนนทางหลวงชนบทช่วงข้ามคลองผิวแตกเป็นลอนคลื่น", "ตลิ่งชัน", ["ถนน"], "กรมทางหลวงชนบท กระทรวงคมนาคม"),
+    ("ท่อประปาแตก น้ำไหลนองถนนมาสองวัน", "จตุจักร", ["ถนน"],
+     "การประปานครหลวง กปน. (Metropolitan Waterworks Authority - MWA)"),
+    ("ประตูระบายน้ำคลองเปิดปิดไม่ได้ น้ำเน่า", "บางกะปิ", ["คลอง"], "สำนักการระบายน้ำ กทม."),
+    ("กลิ่นเหม็นจากโรงกำจัดขยะอ่อนนุชทั้งคืน", "ประเวศ", ["ความสะอาด"], "สำนักสิ่งแวดล้อม กทม."),
+    ("สุนัขจรจัดไล่กัดคนในซอย ขอให้มาจับ", "หลักสี่", ["สัตว์จรจัด"], "กองสัตวแพทย์ สำนักอนามัย กทม."),
+    ("มีคนไร้บ้านนอนบนทางเท้าหน้าห้าง และขอทานอุ้มเด็ก", "วัฒนา", ["คนจรจัด"], "สำนักพัฒนาสังคม กทม."),
+    ("เรือโดยสารคลองแสนแสบรับผู้โดยสารเกินจำนวน", "ราชเทวี", ["คลอง"], "กรมเจ้าท่า (Marine Department)"),
+    ("ถนนในหมู่บ้านเป็นหลุม รถเสียหาย", "เมืองนนทบุรี", ["ถนน"], "ศูนย์ดำรงธรรมจังหวัดนนทบุรี"),
+]
+
+
+@pytest.mark.parametrize(("text", "district", "topics", "expected"), CASES, ids=[c[3][:24] for c in CASES])
+def test_hand_written_cases_route_to_the_owner(router: Router, text: str, district: str, topics: list[str],
+                                               expected: str) -> None:
+    out = route(router, text, district, topics)
+    assert out["agencies"][0] == expected, out["agency_explanation"]
+    assert set(out["agencies"]) <= router.agency_names
+    assert out["agency_scores"][expected] > 0
+    assert out["agency_explanation"]["table"]
+
+
+def test_every_routable_kind_has_a_hand_written_case(router: Router) -> None:
+    covered = {router.directory.kind_of(c[3]) for c in CASES}
+    targets = {router.key_kind(("@" if r.is_agency else "") + r.target) for r in router.table.rules}
+    assert targets | {"district_office", "damrongdhamma"} <= covered
+
+
+def test_flooded_road_with_a_fallen_pole_gets_both_agencies(router: Router) -> None:
+    out = route(router, "น้ำท่วมถนนสูงครึ่งเมตร และเสาไฟฟ้าล้มขวางถนน", "ลาดพร้าว", ["น้ำท่วม", "ถนน"])
+    assert out["agencies"][:2] == [f"{MEA} เขตนวลจันทร์", "สำนักงานเขตลาดพร้าว"]
+    assert "สำนักการระบายน้ำ กทม." in out["agencies"]
+    assert out["agency_scores"][out["agencies"][0]] >= out["agency_scores"][out["agencies"][1]]
+    assert not out["agency_needs_review"]
+
+
+def test_vague_complaint_goes_to_review_with_candidates(router: Router) -> None:
+    out = route(router, "แย่มาก", "บางนา", [])
+    assert out["agency_needs_review"]
+    assert out["agency_candidates"] and out["agency_candidates"][0]["agency"] == "สำนักงานเขตบางนา"
+    assert any("vague" in r for r in out["agency_explanation"]["review_reasons"])
+
+
+def test_no_district_goes_to_review(router: Router) -> None:
+    out = route(router, "มอเตอร์ไซค์ขับย้อนศรและฝ่าไฟแดงทุกวันที่แยกนี้", None, ["จราจร"])
+    assert out["agency_needs_review"]
+    assert out["agencies"][0] == "กองบัญชาการตำรวจนครบาล (บช.น.)"  # the kind's fallback
+    assert {c["agency"] for c in out["agency_candidates"]} >= {"กองบัญชาการตำรวจนครบาล (บช.น.)"}
+
+
+def test_clear_complaint_with_district_needs_no_review(router: Router) -> None:
+    out = route(router, "ทางเท้าชำรุดเป็นหลุมหน้าปากซอย เดินสะดุดล้ม", "บางรัก", ["ทางเท้า"])
+    assert out["agencies"] == ["สำนักงานเขตบางรัก"]
+    assert not out["agency_needs_review"] and out["agency_candidates"] == []
+
+
+TOPICS = ["ถนน", "ทางเท้า", "น้ำท่วม", "แสงสว่าง", "ความสะอาด", "ความปลอดภัย", "กีดขวาง", "ท่อระบายน้ำ", "สะพาน",
+          "จราจร", "สายไฟ", "คลอง", "ต้นไม้", "เสียงรบกวน", "ป้าย", "สัตว์จรจัด", "คนจรจัด", "PM2.5", "การเดินทาง",
+          "ห้องน้ำ", "ป้ายจราจร", "ขยะ"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(topics=st.lists(st.sampled_from(TOPICS), max_size=3), text=st.text(max_size=80),
+       district=st.one_of(st.none(), st.sampled_from(["บางนา", "จตุจักร", "เมืองนนทบุรี", "ไม่มีเขตนี้"])))
+def test_every_complaint_routes_somewhere(topics: list[str], text: str, district: str | None) -> None:
+    r = Router.load() if not hasattr(test_every_complaint_routes_somewhere, "r") else test_every_complaint_routes_somewhere.r
+    test_every_complaint_routes_somewhere.r = r  # type: ignore[attr-defined]
+    out = route(r, text, district, topics)
+    assert out["agencies"] and set(out["agencies"]) <= r.agency_names
+    assert set(out["agency_scores"]) == set(out["agencies"])
+
+
+# ---- the learned model with the table ----
+
+def test_learned_model_overrides_the_table_only_when_confident(router: Router) -> None:
+    texts = [normalize(t) for t in ["ไฟถนนดับทั้งซอยมืดมาก", "ไฟถนนดับหลายดวงในซอย", "ไฟทางดับมืดมากในซอย",
+                                    "ถนนเป็นหลุมใหญ่", "ทางเท้าพังเป็นหลุม", "ถนนเป็นหลุมเป็นบ่อรถตก"]]
+    kinds = ["electricity"] * 3 + ["district_office"] * 3
+    learned = fit_agency_model(texts * 3, kinds * 3, C=50.0)
+    text = "ไฟถนนดับทั้งซอย มืดมาก"
+    learned.override_, learned.veto_ = 0.6, 1.01
+    out = route(router, text, "บางเขน", ["แสงสว่าง"], learned)
+    assert out["agencies"][0] == f"{MEA} เขตบางเขน"
+    assert "overrode" in out["agency_explanation"]["decision"]
+    assert out["agency_explanation"]["learned"]["electricity"] > 0.6
+    learned.override_ = 1.01  # never confident enough: the table decides
+    out = route(router, text, "บางเขน", ["แสงสว่าง"], learned)
+    assert out["agencies"][0] == "สำนักงานเขตบางเขน"
+    assert out["agency_needs_review"]  # table and model disagree
+    assert f"{MEA} เขตบางเขน" in [c["agency"] for c in out["agency_candidates"]]
+
+
+def test_corrections_become_training_rows(router: Router) -> None:
+    # as triage.corrections exports them: agency is "|"-separated, primary first; empty when untouched
+    corr = pd.DataFrame({"id": ["a", "b", "c", "d"], "text": ["น้ำประปาไม่ไหล", "ขยะล้น", "x", "ถนนพัง"],
+                         "agency": ["การประปานครหลวง กปน. (Metropolitan Waterworks Authority - MWA)|เขตบางนา",
+                                    "เขตบางนา", "ไม่มี", ""]})
+    rows, unknown = correction_rows(corr, router)
+    assert rows["kind"].tolist() == ["water_supply", "district_office"] and rows["id"].tolist() == ["a", "b"]
+    assert unknown == 1
+
+
+# ---- the directory builder ----
+
+def test_build_directory_reads_local_agencies_from_forwards() -> None:
+    forwards = pd.DataFrame({
+        "district": ["บางนา", "บางนา", "บางนา", "พระโขนง"],
+        "forwarded_from": ["เขตบางนา"] * 3 + ["เขตพระโขนง"],
+        "forwarded_to": ["สน.บางนา", "สน.บางนา", "สน.อุดมสุข", f"{MEA} เขตบางกะปิ"],
+    })
+    tickets = pd.DataFrame({"district": ["บางนา", "พระโขนง", "เมืองนนทบุรี"],
+                            "province": ["กรุงเทพมหานคร", "กรุงเทพมหานคร", "นนทบุรี"], "note": [None, None, None]})
+    raw = build_directory(forwards, tickets)
+    agencies = raw["agencies"]
+    assert agencies["สน.บางนา"]["districts"] == ["บางนา"] and agencies["สน.อุดมสุข"]["also"] == ["บางนา"]
+    assert agencies[f"{MEA} เขตบางกะปิ"]["districts"] == ["พระโขนง"]
+    assert agencies["ศูนย์ดำรงธรรมจังหวัดนนทบุรี"]["districts"] == ["เมืองนนทบุรี"]
+    Directory.from_dict(raw)  # what the builder writes validates
+
+
+def test_every_forwarded_agency_is_in_the_directory(router: Router) -> None:
+    path = shared_data_dir() / "routing" / "traffy-forwards.csv"
+    if not path.exists():
+        pytest.skip(f"no forwards at {path}")
+    forwards = pd.read_csv(path)
+    missing = {a for a in forwards["forwarded_to"] if router.directory.canonical(str(a)) is None}
+    assert not missing
+
+
+# ---- the trained model (session fixture: configs/traffy.toml on a real slice, with its [agency] section) ----
+
+def test_trained_model_carries_an_agency_model_and_routes(small_model: Any, small_model_dir: Path) -> None:
+    import json
+
+    assert small_model.agency is not None and "police" in small_model.agency.kinds
+    router = Router.load()
+    texts = ["สายสื่อสารห้อยระโยงระยางเกี่ยวรถมอเตอร์ไซค์ล้ม", "ถนนหน้าบ้านเป็นหลุมเป็นบ่อ รถตกหลุมบ่อยมาก"]
+    recs = small_model.predict(texts, ["บางนา", "พญาไท"], router)
+    for rec in recs:
+        assert rec["agencies"] and set(rec["agencies"]) <= router.agency_names
+        assert set(rec["agency_scores"]) == set(rec["agencies"])
+        assert rec["agency_explanation"]["learned"] is not None  # both contributions are shown
+        assert "topics" in rec and "urgency" in rec
+    assert recs[1]["agencies"][0] == "สำนักงานเขตพญาไท"
+    metrics = json.loads((small_model_dir / "current" / "metrics.json").read_text(encoding="utf-8"))["agency"]
+    assert metrics["status_quo"]["ordinary_kept"] == 1.0
+    for name in ("router", "table_only"):
+        assert 0 <= metrics[name]["forwarded_kind"] <= 1 and 0 <= metrics[name]["ordinary_kept"] <= 1
+    assert "## Agency routing" in (small_model_dir / "current" / "report.md").read_text(encoding="utf-8")
+
+
+def test_reviewers_agency_correction_is_learned_by_retraining(small_model: Any, traffy_slice: Path) -> None:
+    """The loop: a reviewer sets the agency of a case, the export carries an ``agency`` column, and
+    retraining (the agency step of ``train()``, ``triage.agency.train_agency``) learns it."""
+    from triage.agency import train_agency
+    from triage.data import load_config, load_dataset
+    from triage.testing import REPO
+    from triage.text import normalize_many
+
+    text = "มาตรวัดน้ำหน้าบ้านหมุนเร็วผิดปกติ บิลค่าน้ำสูงมาก"
+    mwa = "การประปานครหลวง กปน. (Metropolitan Waterworks Authority - MWA)"
+    before = small_model.agency.kind_proba(normalize(text)).get("water_supply", 0.0)
+    config = load_config(REPO / "configs" / "traffy.toml", traffy_slice)
+    config.agency = dict(config.agency, ordinary_train=1500, ordinary_eval=300)  # keep the test fast
+    frame, _ = load_dataset(config)
+    frame["norm"] = normalize_many(frame["text"].tolist())
+    corrections = pd.DataFrame({"id": ["case-1", "case-2"], "text": [text, "มาตรวัดน้ำประปาเสีย บิลค่าน้ำแพงผิดปกติ"],
+                                "agency": [mwa, mwa]})
+    learned, metrics = train_agency(small_model, frame, config, corrections, 3, lambda _m: None)
+    after = learned.kind_proba(normalize(text))
+    assert metrics["corrections"]["used"] == 2
+    assert max(after, key=after.get) == "water_supply" and after["water_supply"] > before
+    out = Router.load().route(text, normalize(text), "จตุจักร", {"topics": [], "topic_scores": {}}, learned)
+    assert mwa in out["agencies"] + [c["agency"] for c in out["agency_candidates"]]

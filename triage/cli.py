@@ -1,0 +1,298 @@
+"""Command line: ``python -m triage predict ...`` (batch prediction) and the ``train.py`` options.
+
+A thin shell over the package: it parses options, streams rows through ``TriageModel.predict``
+and turns the package's errors into exit codes in one place (2 bad usage or input, 3 model
+problem, 4 storage). Raw complaint text is never printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from triage.errors import (
+    ConfigError,
+    DataError,
+    InputError,
+    LabelError,
+    ModelError,
+    StorageError,
+    TriageError,
+)
+
+EXIT_CODES: dict[type[TriageError], int] = {
+    ConfigError: 2, DataError: 2, InputError: 2, LabelError: 2, ModelError: 3, StorageError: 4,
+}
+CHUNK_ROWS = 2000
+
+
+def _suffix(path: Path) -> str:
+    name = path.name.lower()
+    for ext in ("parquet", "jsonl", "json", "csv", "tsv"):
+        if name.endswith("." + ext) or name.endswith("." + ext + ".gz"):
+            return ext
+    raise DataError(f"input {path} must be .csv, .tsv, .parquet or .jsonl")
+
+
+def count_rows(path: Path) -> int | None:
+    """Row count for the progress bar (cheap for Parquet; None when it would mean a second pass)."""
+    if _suffix(path) == "parquet":
+        import pyarrow.parquet as pq
+
+        return int(pq.ParquetFile(path).metadata.num_rows)
+    return None
+
+
+def iter_chunks(path: Path, columns: list[str], chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
+    """Read an input file in chunks of rows, in file order, so 100k rows are never held twice."""
+    if not path.exists():
+        raise DataError(f"input file {path} does not exist")
+    kind = _suffix(path)
+    try:
+        if kind == "parquet":
+            import pyarrow.parquet as pq
+
+            pf = pq.ParquetFile(path)
+            missing = [c for c in columns if c not in pf.schema_arrow.names]
+            if missing:
+                raise DataError(f"input {path} has no column {missing[0]!r}; columns: {', '.join(pf.schema_arrow.names)}")
+            for batch in pf.iter_batches(batch_size=chunk_rows, columns=columns):
+                yield batch.to_pandas()
+            return
+        if kind in ("csv", "tsv"):
+            reader = pd.read_csv(path, chunksize=chunk_rows, dtype=str, keep_default_na=False,
+                                 sep="\t" if kind == "tsv" else ",", encoding="utf-8", encoding_errors="replace")
+        else:
+            reader = pd.read_json(path, lines=True, chunksize=chunk_rows, dtype=False)
+        with reader:
+            for chunk in reader:
+                missing = [c for c in columns if c not in chunk.columns]
+                if missing:
+                    raise DataError(f"input {path} has no column {missing[0]!r}; "
+                                    f"columns: {', '.join(map(str, chunk.columns))}")
+                yield chunk[columns]
+    except (ValueError, OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"cannot read {path}: {type(exc).__name__}: {exc}") from exc
+
+
+def _as_text(value: Any) -> str:
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    return str(value)
+
+
+def predict_file(model: Any, inp: Path, out: Path, text_column: str, district_column: str | None = None,
+                 id_column: str | None = None, router: Any = None, progress: bool = True) -> dict[str, int]:
+    """Triage every row of ``inp`` and write one JSON object per row to ``out``, in input order.
+
+    Rows with no usable text get ``{"error": ...}`` instead of a prediction, so the output always
+    lines up with the input. The output is written to a temporary file and renamed at the end.
+    """
+    from tqdm import tqdm
+
+    columns = [c for c in (text_column, district_column, id_column) if c]
+    counts = {"rows": 0, "predicted": 0, "empty": 0}
+    tmp = out.with_name(out.name + ".part")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    total = count_rows(inp)
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh, tqdm(total=total, unit="rows", disable=not progress,
+                                                             file=sys.stderr, mininterval=1.0) as bar:
+            for chunk in iter_chunks(inp, columns):
+                texts = [_as_text(v) for v in chunk[text_column]]
+                districts = [(_as_text(v) or None) for v in chunk[district_column]] if district_column else None
+                ok = [i for i, t in enumerate(texts) if t.strip()]
+                preds = model.predict([texts[i] for i in ok],
+                                      [districts[i] for i in ok] if districts else None, router) if ok else []
+                by_row = dict(zip(ok, preds))
+                for i in range(len(texts)):
+                    rec: dict[str, Any] = {}
+                    if id_column:
+                        rec["id"] = _as_text(chunk[id_column].iloc[i])
+                    if i in by_row:
+                        rec.update(by_row[i])
+                        counts["predicted"] += 1
+                    else:
+                        rec["error"] = "empty complaint text"
+                        counts["empty"] += 1
+                    fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                counts["rows"] += len(texts)
+                bar.update(len(texts))
+        tmp.replace(out)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise StorageError(f"cannot write {out}: {exc}") from exc
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return counts
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from triage import registry
+
+    model, meta = registry.load(args.model)
+    router = None
+    if not args.no_routing:
+        from triage.routing import Router
+
+        router = Router.load()
+    counts = predict_file(model, Path(args.input), Path(args.output), args.text_column, args.district_column,
+                          args.id_column, router, progress=not args.quiet)
+    print(f"model {meta.get('version')}: {counts['rows']} rows, {counts['predicted']} predicted, "
+          f"{counts['empty']} without text -> {args.output}", file=sys.stderr)
+    return 0
+
+
+def train_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="train.py", description="Train, evaluate and save a triage model.")
+    ap.add_argument("--config", default=None, help="dataset TOML config (default configs/traffy.toml "
+                    "unless --input is given)")
+    ap.add_argument("--data", default="../shared/data", help="folder that relative data paths resolve against")
+    ap.add_argument("--out", default="models", help="models folder: writes <version>/ and current")
+    cols = ap.add_argument_group("column options (instead of, or overriding, --config)")
+    cols.add_argument("--input", help="data file, folder or hub dataset name")
+    cols.add_argument("--text-column")
+    cols.add_argument("--id-column")
+    cols.add_argument("--time-column", help="enables a time-ordered split (with --valid-from/--test-from)")
+    cols.add_argument("--district-column")
+    cols.add_argument("--topic-column")
+    cols.add_argument("--topic-separator", help="separator of a multi-label topic column, e.g. '|'")
+    cols.add_argument("--urgency-column")
+    cols.add_argument("--valid-from", help="time split: validation from this time (e.g. 2022-10)")
+    cols.add_argument("--test-from", help="time split: test from this time (e.g. 2022-11)")
+    ap.add_argument("--features", default="word", choices=["word", "char", "both"])
+    ap.add_argument("--final-fit", default="all", choices=["all", "train"],
+                    help="ship a refit on all labelled rows (default) or the evaluated model itself")
+    ap.add_argument("--no-current", action="store_true", help="save the version without pointing current at it")
+    corr = ap.add_argument_group("retraining from reviewers' corrections")
+    corr.add_argument("--corrections", default=None,
+                      help="CSV from `python -m triage export-corrections`, trained on with the base data")
+    corr.add_argument("--correction-weight", type=int, default=3, help="how many times a correction counts")
+    corr.add_argument("--tolerance", type=float, default=0.0, help="how much lower micro-F1 may be than the "
+                      "current model's and still count as not worse (default 0)")
+    return ap
+
+
+def dataset_config(args: argparse.Namespace) -> Any:
+    """The dataset config from --config and/or the column options (options win)."""
+    import tomllib
+
+    from triage.data import config_from_dict
+
+    raw: dict[str, Any] = {}
+    path = args.config or (None if args.input else "configs/traffy.toml")
+    if path:
+        try:
+            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read dataset config {path}: {exc}") from exc
+    for key, opt in (("data", "input"), ("text_column", "text_column"), ("id_column", "id_column"),
+                     ("time_column", "time_column"), ("district_column", "district_column")):
+        if getattr(args, opt):
+            raw[key] = getattr(args, opt)
+    heads = raw.setdefault("heads", {})
+    if args.topic_column:
+        heads["topic"] = {"column": args.topic_column, **({"separator": args.topic_separator}
+                                                            if args.topic_separator else {})}
+    if args.urgency_column:
+        heads["urgency"] = {"column": args.urgency_column}
+    if args.valid_from and args.test_from:
+        raw["split"] = {"kind": "time", "valid_from": args.valid_from, "test_from": args.test_from}
+    elif args.input and not args.config:
+        raw.setdefault("split", {"kind": "random"})
+    return config_from_dict(raw, args.data, source=path or "command line")
+
+
+def train_main(argv: Sequence[str] | None = None) -> int:
+    from triage.training import TrainOptions, train
+
+    args = train_parser().parse_args(argv)
+
+    def go() -> int:
+        from triage.corrections import read_corrections
+        from triage.promote import train_and_promote
+
+        config = dataset_config(args)
+        options = TrainOptions(features=args.features, final_fit=args.final_fit,
+                               corrections=read_corrections(args.corrections) if args.corrections else None,
+                               correction_weight=args.correction_weight)
+        if args.no_current:
+            path, _metrics = train(config, Path(args.out), options, make_current=False)
+        else:  # the first model becomes current; a later one only if it is not worse than current
+            path, _comparison = train_and_promote(config, Path(args.out), options, args.tolerance)
+        print(headline(json.loads((path / "metrics.json").read_text(encoding="utf-8"))))
+        return 0
+
+    return run(go)
+
+
+def headline(metrics: dict[str, Any]) -> str:
+    """The numbers a person wants at the end of a training run."""
+    t = metrics["topic"]["test"]
+    lines = [f"model {metrics['version']} ({metrics['train_seconds']} s)",
+             f"  topic (held-out test): micro-F1 {t['micro_f1']}  macro-F1 {t['macro_f1']}  "
+             f"over {t['labels_scored']} labels, {t['rows']} rows; ECE {metrics['topic']['calibration']['ece']}"]
+    if "single_label" in metrics["topic"]:
+        s = metrics["topic"]["single_label"]
+        lines.append(f"  single-label: accuracy {s.get('accuracy')}  macro-F1 {s.get('macro_f1')}")
+    if "urgency" in metrics:
+        cv = metrics["urgency"]["cross_validated"]
+        lines.append(f"  urgency (nested 5-fold CV): recall(high) {cv['high_recall']}  precision(high) "
+                     f"{cv['high_precision']}  flagged high {cv['flagged_high_share']}  macro-F1 {cv['macro_f1']}")
+    for key, value in metrics.items():
+        if key not in ("topic", "urgency") and isinstance(value, dict) and "headline" in value:
+            lines.append(f"  {key}: {value['headline']}")
+    return "\n".join(lines)
+
+
+def cmd_export_corrections(argv: list[str]) -> int:
+    from triage.corrections import main as export_main
+
+    return export_main(argv)
+
+
+def build_parser(extra: dict[str, Callable[[argparse._SubParsersAction], None]] | None = None) -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m triage", description="Thai complaint triage")
+    sub = ap.add_subparsers(dest="command", required=True)
+    sub.add_parser("export-corrections", help="write reviewers' corrections as a training file (masked); "
+                   "see python -m triage export-corrections --help")
+    p = sub.add_parser("predict", help="triage every row of a CSV/Parquet/JSONL file into JSONL")
+    p.add_argument("--model", default="models/current", help="model version folder or models/current")
+    p.add_argument("--input", required=True, help="CSV, TSV, Parquet or JSONL file")
+    p.add_argument("--text-column", default="comment")
+    p.add_argument("--district-column", default=None, help="column with the district (เขต), used for routing")
+    p.add_argument("--id-column", default=None, help="copied into each output object as 'id'")
+    p.add_argument("--output", required=True, help="JSONL file, one object per input row, in input order")
+    p.add_argument("--no-routing", action="store_true", help="leave out agencies")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_predict)
+    for register in (extra or {}).values():
+        register(sub)
+    return ap
+
+
+def run(func: Callable[[], int]) -> int:
+    """Run a command, turning the package's errors into a one-line message and an exit code."""
+    try:
+        return func()
+    except TriageError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return next((code for kind, code in EXIT_CODES.items() if isinstance(exc, kind)), 1)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["export-corrections"]:  # its own parser lives with the store code
+        return cmd_export_corrections(argv[1:])
+    args = build_parser().parse_args(argv)
+    return run(lambda: args.func(args))
