@@ -325,3 +325,11 @@ def test_reviewers_agency_correction_is_learned_by_retraining(small_model: Any, 
     assert max(after, key=after.get) == "water_supply" and after["water_supply"] > before
     out = Router.load().route(text, normalize(text), "จตุจักร", {"topics": [], "topic_scores": {}}, learned)
     assert mwa in out["agencies"] + [c["agency"] for c in out["agency_candidates"]]
+
+
+def test_topic_rules_ignore_unlikely_topics(router: Router) -> None:
+    text = "ถนนหน้าบ้านเป็นหลุมเป็นบ่อ รถตกหลุมบ่อยมาก"
+    unlikely = {"topics": ["ถนน", "PM2.5"], "topic_scores": {"ถนน": 0.99, "PM2.5": 0.12}}
+    likely = {"topics": ["ถนน", "PM2.5"], "topic_scores": {"ถนน": 0.99, "PM2.5": 0.9}}
+    assert router.route(text, normalize(text), "พญาไท", unlikely, None)["agencies"] == ["สำนักงานเขตพญาไท"]
+    assert "สำนักสิ่งแวดล้อม กทม." in router.route(text, normalize(text), "พญาไท", likely, None)["agencies"]

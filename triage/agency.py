@@ -208,7 +208,7 @@ def _primary_kinds(router: Router, norms: list[str], districts: list[Any], recor
     out = np.empty((len(norms), len(grid)), dtype=object)
     for i, (n, d, rec) in enumerate(zip(norms, districts, records)):
         d = d if isinstance(d, str) and d else None
-        table = router.table_kinds(n, list(rec.get("topics", [])))
+        table = router.table_kinds(n, router.rule_topics(rec))
         p = router.usable(learned.kind_proba(n), d)
         for j, setting in enumerate(grid):
             out[i, j] = router.key_kind(router.decide(table, p, *setting)[1][0])

@@ -278,6 +278,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.store = store
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    # review pages (issue 5): everything else for them lives in triage/review.py
+    from triage.review import router as review_router
+
+    app.include_router(review_router)
 
     @app.exception_handler(TriageError)
     async def _triage_error(request: Request, exc: TriageError) -> JSONResponse:

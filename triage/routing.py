@@ -216,6 +216,7 @@ class RoutingTable:
     veto: float = 0.9
     agreement_bonus: float = 0.15
     review_margin: float = 0.5
+    topic_min_score: float = 0.5
     secondary: float = 0.4
     review_below: float = 0.45
     min_words: int = 3
@@ -243,7 +244,7 @@ class RoutingTable:
                                   f"{', '.join(sorted(kinds))}")
         rules = [cls._rule(i, r, kinds, directory, source) for i, r in enumerate(raw.get("rules") or [], 1)]
         settings = raw.get("settings") or {}
-        known = {"default_score", "outside_bangkok", "no_district", "override", "veto", "agreement_bonus", "review_margin", "secondary", "review_below",
+        known = {"default_score", "outside_bangkok", "no_district", "override", "veto", "agreement_bonus", "review_margin", "topic_min_score", "secondary", "review_below",
                  "min_words", "max_agencies"}
         unknown = set(settings) - known
         if unknown:
@@ -335,6 +336,11 @@ class Router:
                 out[key] = (rule.score, f"rule {rule.index}: {why}" + (f" ({rule.note})" if rule.note else ""))
         return out
 
+    def rule_topics(self, prediction: dict[str, Any]) -> list[str]:
+        """The predicted topics that topic rules may use: decided, and at least ``topic_min_score`` likely."""
+        scores = prediction.get("topic_scores") or {}
+        return [x for x in prediction.get("topics", []) if scores.get(x, 1.0) >= self.table.topic_min_score]
+
     def usable(self, kind_p: dict[str, float], district: str | None) -> dict[str, float]:
         """The learned model's kinds that the table knows and can resolve in this district."""
         return {k: p for k, p in kind_p.items() if k in self.table.kinds and self.resolve(k, district)}
@@ -396,8 +402,7 @@ class Router:
         """
         t = self.table
         district = district.strip() if isinstance(district, str) and district.strip() else None
-        topics = list(prediction.get("topics", []))
-        table = self.table_kinds(norm, topics)
+        table = self.table_kinds(norm, self.rule_topics(prediction))
         learned_p = self.usable(learned.kind_proba(norm), district) if learned is not None else {}
 
         ranked, order, decision = self.decide(table, learned_p, *self.thresholds(learned))

@@ -413,3 +413,137 @@ class SQLiteStore:
     def integrity(self) -> str:
         """SQLite's own integrity check: ``"ok"`` when the file is sound."""
         return str(self._read("PRAGMA integrity_check")[0][0])
+
+    # -- for the review pages (triage.review): reads, and writes that refuse a stale form ----------
+
+    def review_queue_filtered(self, limit: int = 50, offset: int = 0, *, agency: str | None = None,
+                              urgency: str | None = None, district: str | None = None,
+                              status: str | None = None) -> tuple[list[dict[str, Any]], int]:
+        """The review queue (same order as ``review_queue``) narrowed by agency, urgency, district, status."""
+        where, params = [IN_QUEUE], []
+        for column, value in (("agency", agency), ("urgency", urgency), ("district", district), ("status", status)):
+            if value:
+                where.append(f"{column} = ?")
+                params.append(value)
+        cond = " AND ".join(where)
+        rows = self._read(f"SELECT * FROM cases WHERE {cond} ORDER BY urgency_rank, created_at, id LIMIT ? OFFSET ?",
+                          (*params, limit, offset))
+        total = self._read(f"SELECT count(*) FROM cases WHERE {cond}", tuple(params))[0][0]
+        return [self._case(r) for r in rows], int(total)
+
+    def queue_facets(self) -> dict[str, list[str]]:
+        """The values the queue's filters can take: the agencies, urgencies, districts, statuses in the queue."""
+        out: dict[str, list[str]] = {}
+        for column in ("agency", "urgency", "district", "status"):
+            rows = self._read(f"SELECT DISTINCT {column} FROM cases WHERE {IN_QUEUE} AND {column} IS NOT NULL "
+                              f"ORDER BY {column} LIMIT 500")
+            out[column] = [str(r[0]) for r in rows]
+        return out
+
+    def overview_counts(self, newer_than: list[str]) -> dict[str, Any]:
+        """Open cases per agency, urgency and status; the queue per urgency with its oldest case.
+
+        ``newer_than`` are created_at bounds (ISO, UTC); each queue row gets ``newer[i]``, how many
+        of its cases were created at or after ``newer_than[i]``, so the page can show age buckets.
+        """
+        per_agency = self._read(f"SELECT agency, count(*) AS n FROM cases WHERE {OPEN_CASE} "
+                                "GROUP BY agency ORDER BY n DESC, agency LIMIT 30")
+        per_urgency = self._read(f"SELECT urgency, count(*) AS n FROM cases WHERE {OPEN_CASE} "
+                                 "GROUP BY urgency ORDER BY min(urgency_rank)")
+        per_status = self._read("SELECT status, count(*) AS n FROM cases GROUP BY status ORDER BY n DESC")
+        sums = "".join(f", sum(created_at >= ?) AS b{i}" for i in range(len(newer_than)))
+        waiting = self._read(f"SELECT urgency, count(*) AS n, min(created_at) AS oldest{sums} FROM cases "
+                             f"WHERE {IN_QUEUE} GROUP BY urgency ORDER BY min(urgency_rank)", tuple(newer_than))
+        return {
+            "total": int(self._read("SELECT count(*) FROM cases")[0][0]),
+            "per_agency": [dict(r) for r in per_agency],
+            "per_urgency": [dict(r) for r in per_urgency],
+            "per_status": [dict(r) for r in per_status],
+            "waiting": [{"urgency": r["urgency"], "n": r["n"], "oldest": r["oldest"],
+                         "newer": [int(r[f"b{i}"] or 0) for i in range(len(newer_than))]} for r in waiting],
+        }
+
+    def correction_rates(self, since: str, by: str) -> list[dict[str, Any]]:
+        """Per week (its Monday) and predicted ``by`` ("topic" or "agency"), of the cases created since
+        ``since``: how many there were (``n``) and how many a reviewer changed (``changed``)."""
+        if by not in ("topic", "agency"):
+            raise ValueError(f"by {by!r} is not one of: topic, agency")
+        key = "'$.topics[0]'" if by == "topic" else "'$.agencies[0]'"
+        rows = self._read(
+            f"SELECT date(substr(created_at, 1, 10), '-6 days', 'weekday 1') AS week, "
+            f"json_extract(prediction, {key}) AS label, count(*) AS n, sum(id IN ({CHANGED_CASES})) AS changed "
+            "FROM cases WHERE created_at >= ? GROUP BY week, label ORDER BY week, label", (since,))
+        return [{"week": r["week"], "label": r["label"], "n": int(r["n"]), "changed": int(r["changed"] or 0)}
+                for r in rows]
+
+    def corrections_since(self, since: str) -> int:
+        """How many corrections reviewers made since a time (e.g. since the served model was trained)."""
+        return int(self._read("SELECT count(*) FROM corrections WHERE at >= ?", (since,))[0][0])
+
+    def correct_at_version(self, case_id: int, version: str, reviewer: str, reason: str, topics: list[str] | None,
+                           urgency: str | None, urgency_rank: int | None,
+                           agencies: list[str] | None) -> dict[str, Any]:
+        """``add_correction``, only if the case is still at ``version`` (its ``updated_at``); else StaleError.
+
+        For a form opened at ``version``: a second tab or a double submit then changes nothing.
+        """
+        with self._lock, self._claimed(case_id, version):
+            return self.add_correction(case_id, reviewer, reason, topics, urgency, urgency_rank, agencies)
+
+    def change_status_at_version(self, case_id: int, version: str, status: str, agency: str | None, actor: str,
+                                 note: str | None) -> dict[str, Any]:
+        """``change_status``, only if the case is still at ``version`` (see ``correct_at_version``)."""
+        with self._lock, self._claimed(case_id, version):
+            return self.change_status(case_id, status, agency, actor, note)
+
+    @contextmanager
+    def _claimed(self, case_id: int, version: str) -> Iterator[None]:
+        """Move the case off ``version`` in one conditional UPDATE, so that of two writers (threads or
+        worker processes) holding the same version exactly one proceeds and the other gets StaleError.
+        If the write that follows fails (e.g. a refused transition), the version is put back."""
+        claim = now()
+        with self._write() as db:
+            moved = db.execute("UPDATE cases SET updated_at = ? WHERE id = ? AND updated_at = ?",
+                               (claim, case_id, version)).rowcount
+            if moved == 0:
+                current = self._get(db, case_id)["updated_at"]  # NotFoundError if there is no such case
+                raise StaleError(f"case {case_id} was changed at {current}, after this form was opened "
+                                 f"(at version {version}); nothing was saved")
+        try:
+            yield
+        except BaseException:
+            with self._write() as db:
+                db.execute("UPDATE cases SET updated_at = ? WHERE id = ? AND updated_at = ?", (version, case_id, claim))
+            raise
+
+
+OPEN_CASE = "status NOT IN ('resolved', 'rejected')"
+IN_QUEUE = f"needs_review = 1 AND {OPEN_CASE}"
+CHANGED_CASES = """
+    SELECT case_id FROM corrections
+    WHERE (topics IS NOT NULL AND json_extract(topics, '$') IS NOT json_extract(before, '$.topics'))
+       OR (urgency IS NOT NULL AND urgency IS NOT json_extract(before, '$.urgency'))
+       OR (agencies IS NOT NULL AND json_extract(agencies, '$') IS NOT json_extract(before, '$.agencies'))
+"""
+"""Cases where a reviewer changed a label (a correction that confirms the labels changes nothing)."""
+
+
+class StaleError(ConflictError):
+    """A form saved against an older version of a case than the stored one."""
+
+
+class ReviewStore(Store, Protocol):
+    """What the review pages need on top of ``Store`` (see the ``SQLiteStore`` methods of the same names)."""
+
+    def review_queue_filtered(self, limit: int = 50, offset: int = 0, *, agency: str | None = None,
+                              urgency: str | None = None, district: str | None = None,
+                              status: str | None = None) -> tuple[list[dict[str, Any]], int]: ...
+    def queue_facets(self) -> dict[str, list[str]]: ...
+    def overview_counts(self, newer_than: list[str]) -> dict[str, Any]: ...
+    def correction_rates(self, since: str, by: str) -> list[dict[str, Any]]: ...
+    def corrections_since(self, since: str) -> int: ...
+    def correct_at_version(self, case_id: int, version: str, reviewer: str, reason: str, topics: list[str] | None,
+                           urgency: str | None, urgency_rank: int | None,
+                           agencies: list[str] | None) -> dict[str, Any]: ...
+    def change_status_at_version(self, case_id: int, version: str, status: str, agency: str | None, actor: str,
+                                 note: str | None) -> dict[str, Any]: ...

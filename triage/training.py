@@ -76,9 +76,8 @@ def recency_weights(times: pd.Series, weights: tuple[float, ...]) -> np.ndarray 
     drift (the label ป้าย only exists from 2022-10 on), so the newest tickets teach the current
     conventions; measured in README (Recency). None when rows have no time.
     """
-    # corrections carry an empty time (it sorts into the training part): unknown, like NaN
     parsed = pd.to_datetime(times.astype(str).str[:7], format="%Y-%m", errors="coerce")
-    known = (times.notna() & parsed.notna()).to_numpy()
+    known = parsed.notna().to_numpy()
     if not weights or not known.any():
         return None
     month = pd.PeriodIndex(parsed[known], freq="M")
