@@ -75,3 +75,17 @@ def test_correct_export_retrain_promote_reload(tmp_path: Path, traffy_slice: Pat
         # cases keep the version that triaged them
         first = c.get("/v1/cases", params={"limit": 100}, headers=H_REVIEWER).json()["items"][-1]
         assert first["model_version"] == old_version
+
+
+def test_train_py_takes_corrections_and_tolerance(tmp_path):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, str(REPO / "train.py"), "--help"], capture_output=True, text=True,
+                       check=True, cwd=REPO)
+    assert "--corrections" in r.stdout and "--tolerance" in r.stdout
+    (tmp_path / "c.csv").write_text("id,text,topic,urgency,agency,district,corrected_at\n"
+                                    "t1,ไฟดับ [phone],ไฟฟ้า|ถนน,high,,บางรัก,2026-01-01\n", encoding="utf-8")
+    frame = corrections.read_corrections(tmp_path / "c.csv")
+    assert frame["topic"].tolist() == [["ไฟฟ้า", "ถนน"]] and frame["time"].tolist() == [""]
+    assert frame["urgency"].tolist() == ["high"]
