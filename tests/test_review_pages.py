@@ -174,10 +174,10 @@ def test_correct_records_only_what_changed_and_refuses_unknown_labels(client):
     assert bad.status_code == 422 and "ไม่มีหัวข้อนี้" in bad.text
     r = client.post(f"/review/cases/{case['id']}/correct", follow_redirects=False,
                     data={"csrf": token, "version": case["updated_at"], "topics": case["topics"],
-                          "urgency": case["urgency"], "agencies": ["หน่วยงานทดสอบ", ""], "reason": "หน่วยงานผิด"})
+                          "urgency": case["urgency"], "agencies": ["สน.บางซื่อ", ""], "reason": "หน่วยงานผิด"})
     assert r.status_code == 303
     after = client.get(f"/v1/cases/{case['id']}", headers=H_REVIEWER).json()
-    assert after["agencies"] == ["หน่วยงานทดสอบ"] and after["topics"] == case["topics"]
+    assert after["agencies"] == ["สน.บางซื่อ"] and after["topics"] == case["topics"]
     assert after["id"] not in [c["id"] for c in queued(client)]
     history = client.get(f"/v1/cases/{case['id']}/history", headers=H_REVIEWER).json()["events"]
     assert history[-1]["note"] == "corrected agencies: หน่วยงานผิด" and "สมศรี ตรวจดี" in history[-1]["actor"]
