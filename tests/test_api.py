@@ -346,3 +346,14 @@ def test_raw_text_and_contact_never_reach_the_log(client, caplog):
     assert f"case {out['case_id']}" in caplog.text
     for fragment in ("สมชาย", "99/1", "somchai", "ไฟฟ้าดับทั้งซอย"):
         assert fragment not in caplog.text
+
+
+def test_agencies_multi_and_unsure_cases_show_candidates_in_the_queue(client):
+    both = _triage(client, "น้ำท่วมถนนสูง เสาไฟฟ้าล้มขวางถนน สายไฟขาด", district="บางเขน")
+    assert "การไฟฟ้านครหลวง เขตบางเขน" in both["agencies"] and len(both["agencies"]) >= 2
+    assert set(both["agency_scores"]) >= set(both["agencies"]) and "table" in both["agency_explanation"]
+    vague = _triage(client, "มีปัญหาครับ")
+    assert vague["needs_review"] and vague["agency_candidates"]
+    queue = client.get("/v1/review/queue", params={"limit": 100}, headers=H_REVIEWER).json()["items"]
+    item = next(x for x in queue if x["id"] == vague["case_id"])
+    assert item["prediction"]["agency_candidates"][0]["agency"] == vague["agency_candidates"][0]["agency"]

@@ -369,6 +369,7 @@ def create_app(settings: Settings) -> FastAPI:
             topic_scores=pred.get("topic_scores", {}), urgency=case["urgency"],
             urgency_scores=pred.get("urgency_scores", {}), urgency_cues=pred.get("urgency_cues", []),
             agencies=case["agencies"], agency_scores=pred.get("agency_scores", {}),
+            agency_candidates=pred.get("agency_candidates") or [], agency_explanation=pred.get("agency_explanation") or {},
             needs_review=case["needs_review"], review_reasons=case["review_reasons"],
             explanation=pred.get("explanation", []), model_version=case["model_version"], status=case["status"],
         )
@@ -398,7 +399,8 @@ def create_app(settings: Settings) -> FastAPI:
                 "source": item.source, "external_id": item.external_id, "reporter_contact": item.reporter_contact,
                 "model_version": loaded.model.version,
                 "prediction": {k: pred.get(k) for k in ("topics", "topic_scores", "urgency", "urgency_scores",
-                                                         "urgency_cues", "agencies", "agency_scores", "explanation")},
+                                                         "urgency_cues", "agencies", "agency_scores", "agency_candidates",
+                                                         "agency_explanation", "explanation")},
                 "topics": pred["topics"], "urgency": pred.get("urgency"),
                 "urgency_rank": urgency_rank(loaded, pred.get("urgency")), "agencies": pred.get("agencies") or [],
                 "needs_review": False, "review_reasons": review_reasons(loaded, pred),

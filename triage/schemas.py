@@ -79,6 +79,8 @@ class TriageOut(BaseModel):
     urgency_cues: list[str] = []
     agencies: list[str]
     agency_scores: dict[str, float] = {}
+    agency_candidates: list[AgencyCandidate] = []
+    agency_explanation: dict[str, Any] = {}
     needs_review: bool
     review_reasons: list[str]
     explanation: list[Token]
@@ -122,12 +124,22 @@ class StatusIn(_In):
         return self
 
 
+class AgencyCandidate(BaseModel):
+    agency: str
+    score: float
+
+
 class PredictionOut(BaseModel):
     topics: list[str]
     topic_scores: dict[str, float]
     urgency: str | None = None
     urgency_scores: dict[str, float] = {}
     agencies: list[str] = []
+    agency_scores: dict[str, float] = {}
+    agency_candidates: list[AgencyCandidate] = Field(
+        [], description="When the router is unsure: the agencies a reviewer should choose from, with scores")
+    agency_explanation: dict[str, Any] = Field(
+        {}, description="What the routing table's rules and the learned agency model each contributed")
     explanation: list[Token] = []
 
 
