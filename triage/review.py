@@ -455,6 +455,8 @@ def case_view(case: dict[str, Any], now: datetime) -> dict[str, Any]:
         "pred_agencies": [(a, agency_scores.get(a)) for a in pred.get("agencies") or []],
         "words": [e.get("token") for e in pred.get("explanation") or [] if e.get("token")],
         "cues": pred.get("urgency_cues") or [],
+        "candidates": [(c.get("agency"), c.get("score")) for c in pred.get("agency_candidates") or []],
+        "agency_decision": (pred.get("agency_explanation") or {}).get("decision", ""),
     }
 
 
