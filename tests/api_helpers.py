@@ -1,10 +1,18 @@
-"""Shared pieces of the API tests: keys, settings for a tmp data dir, real complaint texts."""
+"""Shared pieces of the API tests: keys, settings for a tmp data dir, real complaint texts, a real server."""
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import httpx
+
 from triage.config import Settings
+from triage.testing import REPO
 
 INTAKE, REVIEWER, ADMIN = "intake-key-0001", "reviewer-key-0002", "admin-key-0003"
 KEYS = f"{INTAKE}:intake,{REVIEWER}:reviewer,{ADMIN}:admin"
@@ -26,3 +34,46 @@ def settings_for(tmp: Path, models: Path, **overrides: object) -> Settings:
     values: dict[str, object] = {"data_dir": tmp, "models_dir": models, "api_keys": KEYS}
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """A real ``serve.py`` on a free loopback port with a temp data dir, ready when constructed."""
+
+    def __init__(self, data: Path, models: Path, workers: int = 1, **env_extra: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "TRIAGE_DATA_DIR": str(data), "TRIAGE_MODELS_DIR": str(models), "TRIAGE_API_KEYS": KEYS,
+               "TRIAGE_LOG_LEVEL": "warning", **env_extra}
+        self.log = (data.parent / f"server-{self.port}.log").open("w")
+        self.proc = subprocess.Popen([sys.executable, str(REPO / "serve.py"), "--host", "127.0.0.1", "--port",
+                                      str(self.port), "--workers", str(workers)], env=env, cwd=REPO, stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"serve.py exited with {self.proc.returncode}; see {self.log.name}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        self.stop()
+        raise RuntimeError("serve.py did not become ready in 180 s")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -16,48 +15,9 @@ from pathlib import Path
 
 import httpx
 import pytest
-from api_helpers import H_ADMIN, H_INTAKE, H_REVIEWER, KEYS, TEXTS
+from api_helpers import H_ADMIN, H_INTAKE, H_REVIEWER, KEYS, TEXTS, Server, free_port
 
 from triage.testing import REPO
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    def __init__(self, data: Path, models: Path, workers: int = 1) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "TRIAGE_DATA_DIR": str(data), "TRIAGE_MODELS_DIR": str(models), "TRIAGE_API_KEYS": KEYS,
-               "TRIAGE_LOG_LEVEL": "warning"}
-        self.log = (data.parent / f"server-{self.port}.log").open("w")
-        self.proc = subprocess.Popen([sys.executable, str(REPO / "serve.py"), "--host", "127.0.0.1", "--port",
-                                      str(self.port), "--workers", str(workers)], env=env, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"serve.py exited with {self.proc.returncode}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        self.stop()
-        raise RuntimeError("serve.py did not become ready in 180 s")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +30,7 @@ def server(tmp_path_factory: pytest.TempPathFactory, small_model_dir: Path) -> I
 def test_serve_without_a_model_says_how_to_train(tmp_path):
     env = {**os.environ, "TRIAGE_DATA_DIR": str(tmp_path), "TRIAGE_MODELS_DIR": str(tmp_path / "none"),
            "TRIAGE_API_KEYS": KEYS}
-    r = subprocess.run([sys.executable, str(REPO / "serve.py"), "--port", str(_free_port())], env=env, cwd=REPO,
+    r = subprocess.run([sys.executable, str(REPO / "serve.py"), "--port", str(free_port())], env=env, cwd=REPO,
                        capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode != 0 and "train.py --config configs/traffy.toml" in r.stderr
 
@@ -78,7 +38,7 @@ def test_serve_without_a_model_says_how_to_train(tmp_path):
 def test_serve_without_keys_refuses_unless_dev(tmp_path, small_model_dir):
     env = {**os.environ, "TRIAGE_DATA_DIR": str(tmp_path), "TRIAGE_MODELS_DIR": str(small_model_dir),
            "TRIAGE_API_KEYS": ""}
-    r = subprocess.run([sys.executable, str(REPO / "serve.py"), "--port", str(_free_port())], env=env, cwd=REPO,
+    r = subprocess.run([sys.executable, str(REPO / "serve.py"), "--port", str(free_port())], env=env, cwd=REPO,
                        capture_output=True, text=True, timeout=120, check=False)
     assert r.returncode != 0 and "TRIAGE_DEV_MODE" in r.stderr
 

@@ -15,17 +15,13 @@ import importlib.util
 import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from api_helpers import H_INTAKE, H_REVIEWER, INTAKE, KEYS, REVIEWER, TEXTS
+from api_helpers import H_INTAKE, H_REVIEWER, INTAKE, REVIEWER, TEXTS, Server
 
 from triage.testing import REPO
 
@@ -60,47 +56,6 @@ def _browser_present() -> None:
         pytest.fail(f"{MISSING}; CI is set, so the browser tests must run (see .ci/run)", pytrace=False)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
-    """serve.py on a free loopback port with a temp data dir; every case goes to review (threshold 0.99)."""
-
-    def __init__(self, data: Path, models: Path) -> None:
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "TRIAGE_DATA_DIR": str(data), "TRIAGE_MODELS_DIR": str(models), "TRIAGE_API_KEYS": KEYS,
-               "TRIAGE_LOG_LEVEL": "warning", "TRIAGE_REVIEW_THRESHOLD": "0.99"}
-        self.log = (data.parent / f"server-{self.port}.log").open("w")
-        self.proc = subprocess.Popen([sys.executable, str(REPO / "serve.py"), "--host", "127.0.0.1", "--port",
-                                      str(self.port)], env=env, cwd=REPO, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"serve.py exited with {self.proc.returncode}; see {self.log.name}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        self.stop()
-        raise RuntimeError("serve.py did not become ready in 180 s")
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-
-
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
@@ -113,7 +68,8 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture(scope="module")
 def server(browser: Any, tmp_path_factory: pytest.TempPathFactory, small_model_dir: Path) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("review-srv") / "data", small_model_dir)
+    srv = Server(tmp_path_factory.mktemp("review-srv") / "data", small_model_dir,
+                 TRIAGE_REVIEW_THRESHOLD="0.99")  # every case goes to review
     try:
         items = [{"text": t, "district": d, "source": "line"} for d in ("บางรัก", "ดุสิต", None) for t in TEXTS]
         items.append({"text": f"นายสมชาย ใจดี โทร {PHONE} แจ้งว่าไฟฟ้าดับทั้งซอย"})  # no district: it needs review

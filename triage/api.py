@@ -97,6 +97,15 @@ def status_for(exc: Exception) -> int:
     return 500
 
 
+def check_model_labels(model: Any, topics: list[str] | None, urgency: str | None) -> None:
+    """Raise LabelError for a topic or urgency level that is not in the served model's label sets."""
+    for topic in topics or []:
+        if topic not in model.topic_labels:
+            raise LabelError("topic", topic, model.topic_labels)
+    if urgency is not None and urgency not in model.urgency_levels:
+        raise LabelError("urgency", urgency, model.urgency_levels)
+
+
 def allowed_agencies(router: Any) -> set[str] | None:
     """The agency names a correction may use: the router's directory, or None (any name) if it has none."""
     names = getattr(router, "agency_names", None)
@@ -480,11 +489,7 @@ def create_app(settings: Settings) -> FastAPI:
     def correct(case_id: CaseId, body: CorrectionIn, role: Annotated[str, Depends(need("correct"))]) -> CaseOut:
         """Record a reviewer's correction (kept in an audit trail); the case's labels change and it leaves the queue."""
         loaded = holder.current
-        for topic in body.topics or []:
-            if topic not in loaded.model.topic_labels:
-                raise LabelError("topic", topic, loaded.model.topic_labels)
-        if body.urgency is not None and body.urgency not in loaded.model.urgency_levels:
-            raise LabelError("urgency", body.urgency, loaded.model.urgency_levels)
+        check_model_labels(loaded.model, body.topics, body.urgency)
         names = allowed_agencies(loaded.router)
         for agency in body.agencies or []:
             if names is not None and agency not in names:

@@ -182,17 +182,10 @@ def train_parser() -> argparse.ArgumentParser:
 
 def dataset_config(args: argparse.Namespace) -> Any:
     """The dataset config from --config and/or the column options (options win)."""
-    import tomllib
+    from triage.data import config_from_dict, read_config_file
 
-    from triage.data import config_from_dict
-
-    raw: dict[str, Any] = {}
     path = args.config or (None if args.input else "configs/traffy.toml")
-    if path:
-        try:
-            raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ConfigError(f"cannot read dataset config {path}: {exc}") from exc
+    raw: dict[str, Any] = read_config_file(path) if path else {}
     for key, opt in (("data", "input"), ("text_column", "text_column"), ("id_column", "id_column"),
                      ("time_column", "time_column"), ("district_column", "district_column")):
         if getattr(args, opt):

@@ -65,13 +65,17 @@ class DatasetConfig:
         return str(self.base_dir / p)
 
 
-def load_config(path: str | Path, data_root: str | Path) -> DatasetConfig:
-    """Read a dataset TOML config; relative data paths resolve against ``data_root``."""
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The parsed dataset TOML config, or a ConfigError naming the file."""
     try:
-        raw = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(f"cannot read dataset config {path}: {exc}") from exc
-    return config_from_dict(raw, data_root, source=str(path))
+
+
+def load_config(path: str | Path, data_root: str | Path) -> DatasetConfig:
+    """Read a dataset TOML config; relative data paths resolve against ``data_root``."""
+    return config_from_dict(read_config_file(path), data_root, source=str(path))
 
 
 def config_from_dict(raw: dict[str, Any], data_root: str | Path, source: str = "") -> DatasetConfig:

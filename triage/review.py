@@ -549,7 +549,7 @@ def agency_choices(request: Request, case: dict[str, Any]) -> tuple[list[str], b
     """Agency names to offer (Thai, sorted) and whether only those are allowed.
 
     From the router's agency directory when it has one (then a correction must use them); else
-    the routing table's names for this case's district, the escalation level and agencies seen.
+    the escalation level and the agencies seen in cases.
     """
     from pythainlp.util import collate
 
@@ -561,11 +561,6 @@ def agency_choices(request: Request, case: dict[str, Any]) -> tuple[list[str], b
     if names is not None:
         return collate(list(names)), True
     seen: set[str] = {settings.escalation_agency, *case["agencies"], *case["agency_path"]}
-    district = case.get("district")
-    table = getattr(router_, "table", {}) or {}
-    for template in [n for names_ in table.values() for n in names_] + [getattr(router_, "default", "")]:
-        if template and ("{district}" not in template or district):
-            seen.add(template.format(district=district) if "{district}" in template else template)
     seen.update(_store(request).queue_facets().get("agency", []))
     return collate([s for s in seen if s]), False
 
@@ -654,12 +649,10 @@ def _correct(request: Request, case_id: int, form: dict[str, list[str]]) -> Resp
     new_agencies = _changed(agencies, case["agencies"], ordered=True) if agencies else None
     if new_topics is None and new_urgency is None and new_agencies is None:
         new_topics, new_urgency = topics, urgency  # a confirmation: recorded, and the case leaves the queue
+    from triage.api import check_model_labels
+
     try:
-        for topic in new_topics or []:
-            if topic not in loaded.model.topic_labels:
-                raise LabelError("topic", topic, loaded.model.topic_labels)
-        if new_urgency is not None and new_urgency not in loaded.model.urgency_levels:
-            raise LabelError("urgency", new_urgency, loaded.model.urgency_levels)
+        check_model_labels(loaded.model, new_topics, new_urgency)
         choices, closed_list = agency_choices(request, case)
         for agency in new_agencies or []:
             if closed_list and agency not in choices:

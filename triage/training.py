@@ -9,6 +9,7 @@ labelled rows, keeping the calibration and thresholds found on the validation pa
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -274,8 +275,6 @@ def train(config: DatasetConfig, models_dir: Path, options: TrainOptions | None 
         "metrics": metrics,
     }
     files = {"report.md": evaluate.markdown_report(metrics).encode("utf-8")}
-    import json
-
     files["metrics.json"] = json.dumps(metrics, ensure_ascii=False, indent=2).encode("utf-8")
     files.update(evaluate.plots(metrics))
     path = registry.save(model, meta, models_dir, version, files, make_current=make_current)
