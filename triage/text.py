@@ -32,12 +32,27 @@ _URL = re.compile(r"(?:https?://|www\.)\S+", re.IGNORECASE)
 # The look-behind makes a match start only at the head of a word: no quadratic scans.
 _EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]{1,64}@[\w-]{1,63}(?:\.[\w-]{1,63})+")
 # 13-digit Thai national ID, written plain or as 1-2345-67890-12-3.
-_NATIONAL_ID = re.compile(r"(?<!\d)\d[- ]?\d{4}[- ]?\d{5}[- ]?\d{2}[- ]?\d(?!\d)")
+# Separators people put between digit groups: spaces, dots, hyphens and the dashes a phone
+# keyboard or word processor substitutes for them (en dash, em dash, minus sign).
+_SEP = "[ .\\-\u2010-\u2015\u2212]"
+_NATIONAL_ID = re.compile(
+    rf"(?<!\d)\d{_SEP}?\d{{4}}{_SEP}?\d{{5}}{_SEP}?\d{{2}}{_SEP}?\d(?!\d)"
+)
 # Thai phone numbers: 0X-XXX-XXXX, 0XX-XXX-XXXX, +66 X XXXX XXXX, with spaces/dashes/dots.
-_PHONE = re.compile(r"(?<![\d/])(?:\+?66[- .]?|0)\d(?:[- .]?\d){7,8}(?![\d/])")
-# A person's name after a Thai title: นาย สมชาย, นางสาวสมศรี, คุณวิไล.
+# Also written digit by digit with spaces (0 8 1 2 3 4 5 6 7 8) or with dashes (081–234–5678).
+_PHONE = re.compile(rf"(?<![\d/])(?:\+?66{_SEP}?|0{_SEP}?)\d(?:{_SEP}{{0,2}}\d){{7,8}}(?![\d/])")
+# A phone number spelt out in Thai number words: ศูนย์แปดหนึ่ง สองสามสี่ ... (nine or more words).
+_DIGIT_WORDS = "ศูนย์|หนึ่ง|สอง|สาม|สี่|ห้า|หก|เจ็ด|แปด|เก้า|โอ"
+_PHONE_WORDS = re.compile(rf"(?:(?:{_DIGIT_WORDS})[ \-\u2013]?){{9,}}")
+# LINE ids: "line id: somchai_1990", "ไลน์ @shop", "ไอดีไลน์ abc.def".
+_LINE_ID = re.compile(
+    r"((?:line|ไลน์|ไลน)\s*(?:id|ไอดี)?|(?:id|ไอดี)\s*(?:line|ไลน์|ไลน))\s*[:：=]?\s*@?[A-Za-z0-9._\-]{3,40}",
+    re.IGNORECASE,
+)
+# A person's name after a Thai title: นาย สมชาย, นางสาวสมศรี, คุณวิไล, ด.ช.สมปอง. Abbreviated
+# titles count only at the start of a word (ร้านส.หน้าวัง is a shop, not นส.).
 _NAME = re.compile(
-    r"(นางสาว|นาย|นาง|คุณ|น\.ส\.)(?!ภาพ|ค่า|สมบัติ|ธรรม|หญิง|ชาย|ยาย|ตา|ป้า|ลุง|แม่|พ่อ|คน|ท่าน|ครู|หมอ|ทาง|จ้าง|ก)"
+    r"(นางสาว|นาย|นาง|คุณ|เด็กชาย|เด็กหญิง|(?<![ก-๙])(?:น\.ส\.|นส\.|ด\.ช\.|ด\.ญ\.|ดช\.|ดญ\.))(?!ภาพ|ค่า|สมบัติ|ธรรม|หญิง|ชาย|ยาย|ตา|ป้า|ลุง|แม่|พ่อ|คน|ท่าน|ครู|หมอ|ทาง|จ้าง|ก)"
     r"\s?[ก-๙]{2,20}(?:\s[ก-๙]{2,25})?"
 )
 _LAUGH = re.compile(r"5{4,}")
@@ -101,7 +116,9 @@ def normalize(text: str) -> str:
 def mask_personal(text: str) -> str:
     """Mask personal data for logs, exports and reviewers' lists.
 
-    Phone numbers, national IDs, e-mails and names after a Thai title become placeholders;
+    Phone numbers (also spaced digit by digit, with dashes, or spelt in Thai number words),
+    national IDs, e-mails, LINE ids and names after a Thai title (นาย, นางสาว, คุณ, ด.ช., ด.ญ., ...)
+    become placeholders;
     the rest of the text is kept as written so a reviewer can still read it.
     ``โทร 081-234-5678 นายสมชาย`` -> ``โทร [phone] นาย[name]``.
     """
@@ -109,6 +126,8 @@ def mask_personal(text: str) -> str:
     text = _EMAIL.sub("[email]", text)
     text = _NATIONAL_ID.sub("[national-id]", text)
     text = _PHONE.sub("[phone]", text)
+    text = _PHONE_WORDS.sub("[phone]", text)
+    text = _LINE_ID.sub(lambda m: f"{m.group(1)} [line-id]", text)
     text = _NAME.sub(lambda m: f"{m.group(1)}[name]", text)
     return text
 
