@@ -8,7 +8,8 @@
     ├── LabelError              a label that is not in the model's or directory's label set
     ├── NotFoundError           a case (or other record) that does not exist
     ├── ConflictError           a stale update or an impossible workflow transition
-    └── StorageError            the case store could not write (disk full, locked too long)
+    ├── StorageError            the case store could not write (disk full, locked too long)
+    └── BusyError               the service is at capacity; retry after ``retry_after`` seconds
 
 The API turns these into HTTP status codes in one place (``triage.api``), the CLI into exit
 codes in one place (``triage.cli``). Messages name the bad value and what was expected.
@@ -55,3 +56,11 @@ class ConflictError(TriageError):
 
 class StorageError(TriageError):
     """The store could not write, e.g. the disk is full."""
+
+
+class BusyError(TriageError):
+    """The service is at capacity (its request queue is full): a 503 with ``Retry-After``."""
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
