@@ -63,7 +63,14 @@ def worker_pids(pid: int) -> list[int]:
         children = [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
     except OSError:
         children = []
-    return children or [pid]
+    workers = []
+    for child in children:  # not multiprocessing's resource tracker
+        try:
+            if b"resource_tracker" not in Path(f"/proc/{child}/cmdline").read_bytes():
+                workers.append(child)
+        except OSError:
+            pass
+    return workers or [pid]
 
 
 def rss_mb(pids: list[int]) -> list[float]:

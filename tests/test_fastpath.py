@@ -20,8 +20,11 @@ def complaints(traffy_slice: Path) -> tuple[list[str], list[str | None]]:
     last = max((traffy_slice / "traffy").glob("*.parquet"))
     frame = pd.read_parquet(last, columns=["comment", "district"]).dropna(subset=["comment"])
     frame = frame[frame["comment"].str.strip().str.len() > 0].sample(300, random_state=3)
-    texts = frame["comment"].tolist() + ["ไฟดับ", "5555 ค่ะะะะ ๆๆๆ", "ok", "ถนน" * 3000, "a\u200bb 081-234-5678"]
-    districts = [d if isinstance(d, str) else None for d in frame["district"]] + [None, "บางรัก", "x", None, "ปทุมวัน"]
+    # awkward ones last, ending with words the model has never seen (an empty feature row at the end)
+    texts = frame["comment"].tolist() + ["ไฟดับ", "5555 ค่ะะะะ ๆๆๆ", "ok", "ถนน" * 3000, "a\u200bb 081-234-5678",
+                                         "zzqxj qqzzv"]
+    districts = [d if isinstance(d, str) else None for d in frame["district"]] + [None, "บางรัก", "x", None, "ปทุมวัน",
+                                                                                  None]
     return texts, districts
 
 
@@ -90,3 +93,17 @@ def test_the_design_matrix_is_scipys_hstack(small_model, complaints):
 def test_fast_path_caches_are_not_saved_with_the_model(small_model, complaints):
     small_model.predict(complaints[0][:5])
     assert b"FastTfidf" not in pickle.dumps(small_model) and b"ColumnPicker" not in pickle.dumps(small_model)
+
+
+@pytest.mark.parametrize("empty", [[], [0], [39], [0, 1, 38, 39], list(range(40))])
+def test_picking_columns_is_scipys_column_indexing(empty):
+    from scipy import sparse
+
+    keep = np.ones(40, dtype=np.float32)
+    keep[empty] = 0  # empty rows, also first and last
+    X = (sparse.diags(keep) @ sparse.random(40, 60, density=0.1, format="csr", dtype=np.float32, random_state=2)).tocsr()
+    X.eliminate_zeros()
+    cols = np.array([0, 3, 4, 17, 30, 59])
+    fast = fastpath.ColumnPicker(cols, 60)(X)
+    slow = X[:, cols].tocsr()
+    assert fast.shape == slow.shape and (fast != slow).nnz == 0 and np.array_equal(fast.indptr, slow.indptr)

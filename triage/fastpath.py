@@ -20,7 +20,7 @@ inside ``sklearn.config_context(assume_finite=True, skip_parameter_validation=Tr
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -106,11 +106,16 @@ pickled with a model, dropped with it, rebuilt when it is refitted (the fitted a
 by identity)."""
 
 
-def cached(owner: Any, fitted: Any, build: Any, tag: str = "") -> Any:
+def cached(owner: Any, fitted: Any, build: Callable[[], Any], tag: str = "") -> Any:
+    """``build()``, made once per (owner, tag) and remade when ``fitted`` is no longer the same object."""
     key = (id(owner), tag)
     found = _CACHE.get(key)
     if found is None or found[0]() is not owner or found[1] is not fitted:
-        ref = weakref.ref(owner, lambda _r, key=key: _CACHE.pop(key, None))
+
+        def drop(_ref: Any, key: tuple[int, str] = key) -> None:
+            _CACHE.pop(key, None)
+
+        ref = weakref.ref(owner, drop)
         found = (ref, fitted, build())
         _CACHE[key] = found
     return found[2]
@@ -221,10 +226,8 @@ class ColumnPicker:
     def __call__(self, X: sparse.csr_matrix) -> sparse.csr_matrix:
         new = self.map[X.indices]
         keep = new >= 0
-        counts = np.add.reduceat(keep, X.indptr[:-1]) if X.nnz else np.zeros(X.shape[0], dtype=np.int64)
-        # reduceat gives a row's first element for an empty row: count empty rows as 0
-        counts = np.where(np.diff(X.indptr) > 0, counts, 0)
-        indptr = np.concatenate([[0], np.cumsum(counts)]).astype(np.int32)
+        kept_before = np.concatenate([[0], np.cumsum(keep)])  # kept entries before each position
+        indptr = kept_before[X.indptr].astype(np.int32)
         return sparse.csr_matrix((X.data[keep], new[keep].astype(np.int32), indptr), shape=(X.shape[0], len(self.cols)))
 
 
