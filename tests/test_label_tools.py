@@ -12,7 +12,7 @@ from triage.tools import sample_urgency, urgency_labels
 def tiny_data(tmp_path):
     rows = []
     for m in ("2022-10", "2022-11"):
-        for i in range(60):
+        for i in range(300):
             danger = i % 3 == 0
             rows.append({
                 "ticket_id": f"{m}-{i}", "timestamp": f"{m}-05 10:00:00",
