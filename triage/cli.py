@@ -1,8 +1,9 @@
 """Command line: ``python -m triage predict ...`` (batch prediction) and the ``train.py`` options.
 
-A thin shell over the package: it parses options, streams rows through ``TriageModel.predict``
-and turns the package's errors into exit codes in one place (2 bad usage or input, 3 model
-problem, 4 storage). Raw complaint text is never printed.
+A thin shell over the package: it parses options, streams rows through the predict path that the
+service uses too (``triage.prediction.predict``: the model, then the router) and turns the
+package's errors into exit codes in one place, ``run``, with ``triage.errors.exit_code`` (2 bad
+usage or input, 3 model problem, 4 cannot write). Raw complaint text is never printed.
 """
 
 from __future__ import annotations
@@ -16,19 +17,9 @@ from typing import Any
 
 import pandas as pd
 
-from triage.errors import (
-    ConfigError,
-    DataError,
-    InputError,
-    LabelError,
-    ModelError,
-    StorageError,
-    TriageError,
-)
+from triage.errors import DataError, StorageError, TriageError, exit_code
+from triage.prediction import predict
 
-EXIT_CODES: dict[type[TriageError], int] = {
-    ConfigError: 2, DataError: 2, InputError: 2, LabelError: 2, ModelError: 3, StorageError: 4,
-}
 CHUNK_ROWS = 2000
 
 
@@ -108,8 +99,8 @@ def predict_file(model: Any, inp: Path, out: Path, text_column: str, district_co
                 texts = [_as_text(v) for v in chunk[text_column]]
                 districts = [(_as_text(v) or None) for v in chunk[district_column]] if district_column else None
                 ok = [i for i, t in enumerate(texts) if t.strip()]
-                preds = model.predict([texts[i] for i in ok],
-                                      [districts[i] for i in ok] if districts else None, router) if ok else []
+                preds = predict(model, [texts[i] for i in ok],
+                                [districts[i] for i in ok] if districts else None, router) if ok else []
                 by_row = dict(zip(ok, preds))
                 for i in range(len(texts)):
                     rec: dict[str, Any] = {}
@@ -240,8 +231,9 @@ def headline(metrics: dict[str, Any]) -> str:
         lines.append(f"  urgency (nested 5-fold CV): recall(high) {cv['high_recall']}  precision(high) "
                      f"{cv['high_precision']}  flagged high {cv['flagged_high_share']}  macro-F1 {cv['macro_f1']}")
     for key, value in metrics.items():
-        if key not in ("topic", "urgency") and isinstance(value, dict) and "headline" in value:
-            lines.append(f"  {key}: {value['headline']}")
+        if key not in ("topic", "urgency") and isinstance(value, dict) and "summary" in value:
+            summary = str(value["summary"]).replace("\n", "\n    ")  # e.g. the agency step's table
+            lines.append(f"  {key}: {summary}")
     return "\n".join(lines)
 
 
@@ -277,7 +269,7 @@ def run(func: Callable[[], int]) -> int:
         return func()
     except TriageError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return next((code for kind, code in EXIT_CODES.items() if isinstance(exc, kind)), 1)
+        return exit_code(exc)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
