@@ -21,7 +21,7 @@ if __name__ == "__main__":
     from pydantic import ValidationError
 
     from triage import registry
-    from triage.api import create_app
+    from triage.app import create_app
     from triage.config import get_settings
     from triage.errors import ConfigError, ModelError, exit_code
 
@@ -43,7 +43,7 @@ if __name__ == "__main__":
     if settings.workers > 1:
         # each worker builds its app from the environment; a new one (SIGHUP replaces them one at a time)
         # loads and warms the model before it is ready, 3-10 s, longer than uvicorn's default 5 s wait
-        uvicorn.run("triage.api:app_from_env", factory=True, workers=settings.workers, timeout_worker_healthcheck=120,
+        uvicorn.run("triage.app:app_from_env", factory=True, workers=settings.workers, timeout_worker_healthcheck=120,
                     **options)
     else:
         uvicorn.run(create_app(settings), **options)

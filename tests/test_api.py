@@ -9,7 +9,7 @@ import pytest
 from api_helpers import H_ADMIN, H_INTAKE, H_REVIEWER, TEXTS, settings_for
 from fastapi.testclient import TestClient
 
-from triage.api import create_app
+from triage.app import create_app
 from triage.cases import allowed_agencies
 from triage.routing import Router
 from triage.store import open_store

@@ -16,7 +16,7 @@ from api_helpers import ADMIN, INTAKE, REVIEWER, TEXTS, settings_for
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
-from triage.api import create_app
+from triage.app import create_app
 from triage.auth import PERMISSIONS
 
 EXPECTED: dict[str, set[str]] = {

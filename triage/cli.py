@@ -90,9 +90,9 @@ def predict_file(model: Any, inp: Path, out: Path, text_column: str, district_co
     columns = [c for c in (text_column, district_column, id_column) if c]
     counts = {"rows": 0, "predicted": 0, "empty": 0}
     tmp = out.with_name(out.name + ".part")
-    out.parent.mkdir(parents=True, exist_ok=True)
     total = count_rows(inp)
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "w", encoding="utf-8") as fh, tqdm(total=total, unit="rows", disable=not progress,
                                                              file=sys.stderr, mininterval=1.0) as bar:
             for chunk in iter_chunks(inp, columns):

@@ -1,6 +1,6 @@
 """Typed FastAPI dependencies: the settings, the case store, the served model, the case service, roles.
 
-The app keeps what its start-up opened on ``app.state`` (``triage.api.create_app``); these are the
+The app keeps what its start-up opened on ``app.state`` (``triage.app.create_app``); these are the
 only functions that read it. Routes of the JSON API and the review pages take what they need as
 parameters, e.g. ``cases: CasesDep`` or ``role: Annotated[str, Depends(need("read"))]``.
 """

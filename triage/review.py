@@ -1,7 +1,8 @@
 """The review pages: a server-rendered UI at ``/review`` for the people who correct misrouted cases.
 
-A thin shell over the case service (``triage.cases``), like the JSON API (``triage.api``), which
-mounts this router; the two share only the service and the dependencies of ``triage.deps``. Pages: login, the review queue, one case (correct, forward, escalate,
+A thin shell over the case service (``triage.cases``), like the JSON API (``triage.api``); the app
+(``triage.app``) mounts both, and they share only the service and the dependencies of
+``triage.deps``. Pages: login, the review queue, one case (correct, forward, escalate,
 history) and an overview (counts, waiting times, correction rates, the model's metrics).
 
 Access: a reviewer or admin API key, given once on the login form, starts a session kept in a
