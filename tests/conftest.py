@@ -15,10 +15,8 @@ from pathlib import Path
 import pytest
 from api_helpers import require_shared_data
 
-from triage import registry
-from triage.data import load_config
-from triage.testing import REPO, write_traffy_slice
-from triage.training import TrainOptions, train
+# the training code (scikit-learn, pandas, datasets) is imported inside the fixtures that need it,
+# so that the unit tier starts fast
 
 TIERS = ("unit", "model", "server", "browser")
 MODULE_TIERS = {"test_review_browser": "browser", "test_api_server": "server"}
@@ -41,6 +39,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture(scope="session")
 def traffy_slice(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from triage.testing import write_traffy_slice
+
     data = require_shared_data("traffy")
     return write_traffy_slice(tmp_path_factory.mktemp("slice"), data=data.parent)
 
@@ -48,6 +48,10 @@ def traffy_slice(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def small_model_dir(traffy_slice: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A models folder with one trained version and ``current`` pointing at it."""
+    from triage.data import load_config
+    from triage.testing import REPO
+    from triage.training import TrainOptions, train
+
     models = tmp_path_factory.mktemp("models")
     config = load_config(REPO / "configs" / "traffy.toml", traffy_slice)
     train(config, models, TrainOptions(), log=lambda _msg: None)
@@ -56,5 +60,7 @@ def small_model_dir(traffy_slice: Path, tmp_path_factory: pytest.TempPathFactory
 
 @pytest.fixture(scope="session")
 def small_model(small_model_dir: Path):
+    from triage import registry
+
     model, _meta = registry.load(small_model_dir / "current")
     return model

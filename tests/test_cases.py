@@ -7,17 +7,8 @@ from pathlib import Path
 import pytest
 from test_store import record
 
-from triage import errors
-from triage.auth import authorize, fingerprint, role_for_fingerprint
 from triage.cases import Cases, check_agency, metrics_summary, move_agency, review_reasons, urgency_rank
-from triage.errors import (
-    ConflictError,
-    ForbiddenError,
-    InputError,
-    LabelError,
-    StaleError,
-    UnauthorizedError,
-)
+from triage.errors import ConflictError, InputError, LabelError, StaleError
 from triage.prediction import Prediction
 from triage.routing import Router
 from triage.serving import Served
@@ -38,38 +29,6 @@ def cases(tmp_path: Path, router: Router):
     # the move and correction rules read only the router of the served snapshot, not the model
     yield Cases(store, Served(None, {}, router, tmp_path, "now"), escalation_agency=CENTRAL)
     store.close()
-
-
-def test_every_error_has_its_status_and_exit_code():
-    expected = {  # the specification (README): HTTP status, exit code
-        errors.TriageError: (500, 1), errors.ConfigError: (500, 2), errors.DataError: (422, 2),
-        errors.ModelError: (503, 3), errors.InputError: (422, 2), errors.TooLargeError: (413, 2),
-        errors.NotFoundError: (404, 1), errors.ConflictError: (409, 1), errors.StaleError: (409, 1),
-        errors.StorageError: (503, 4), errors.UnauthorizedError: (401, 1), errors.ForbiddenError: (403, 1),
-    }
-    for cls, (status, code) in expected.items():
-        exc = cls("x")
-        assert (errors.http_status(exc), errors.exit_code(exc)) == (status, code), cls.__name__
-    label = errors.LabelError("topic", "x", ["a"])
-    assert (errors.http_status(label), errors.exit_code(label)) == (422, 2)
-    assert errors.http_status(ValueError("not ours")) == 500 and errors.exit_code(KeyError("k")) == 1
-
-
-def test_keys_roles_and_permissions():
-    keys = {"intake-key-1": "intake", "review-key-2": "reviewer"}
-    assert authorize(keys, "intake-key-1", "triage") == "intake"
-    assert authorize(keys, "review-key-2", "status") == "reviewer"
-    with pytest.raises(UnauthorizedError):
-        authorize(keys, None, "triage")
-    with pytest.raises(UnauthorizedError):
-        authorize(keys, "intake-key-1x", "triage")
-    with pytest.raises(ForbiddenError):
-        authorize(keys, "intake-key-1", "read")
-    with pytest.raises(ForbiddenError):
-        authorize(keys, "review-key-2", "admin")
-    assert authorize({}, None, "admin") == "admin"  # development mode
-    assert role_for_fingerprint(keys, fingerprint("review-key-2")) == "reviewer"
-    assert role_for_fingerprint(keys, fingerprint("gone-key-99")) is None
 
 
 def test_urgency_rank_puts_unknown_last():

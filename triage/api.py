@@ -61,8 +61,8 @@ def triage_many(cases: Cases, items: list[ComplaintIn]) -> list[TriageOut]:
 
 @triage_routes.post("/v1/triage", response_model=TriageOut,
                     responses={200: {"description": "The external_id was known: the stored case"}, 201: {}})
-def triage(body: ComplaintIn, response: Response, cases: CasesDep,
-           role: Annotated[str, Depends(need("triage"))]) -> TriageOut:
+def triage(body: ComplaintIn, response: Response, role: Annotated[str, Depends(need("triage"))],
+           cases: CasesDep) -> TriageOut:
     """Triage one complaint and store it as a case (201), or return the known case for its external_id (200)."""
     out = triage_many(cases, [body])[0]
     response.status_code = 201 if out.created else 200
@@ -70,7 +70,7 @@ def triage(body: ComplaintIn, response: Response, cases: CasesDep,
 
 
 @triage_routes.post("/v1/triage/batch", response_model=BatchOut)
-def triage_batch(body: BatchIn, settings: SettingsDep, role: Annotated[str, Depends(need("triage"))],
+def triage_batch(body: BatchIn, role: Annotated[str, Depends(need("triage"))], settings: SettingsDep,
                  cases: CasesDep) -> BatchOut:
     """Triage up to TRIAGE_MAX_BATCH complaints in one call; all are stored or none."""
     if len(body.items) > settings.max_batch:

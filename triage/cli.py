@@ -9,6 +9,7 @@ usage or input, 3 model problem, 4 cannot write). Raw complaint text is never pr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -117,12 +118,18 @@ def predict_file(model: Any, inp: Path, out: Path, text_column: str, district_co
                 bar.update(len(texts))
         tmp.replace(out)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        _remove_quietly(tmp)
         raise StorageError(f"cannot write {out}: {exc}") from exc
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _remove_quietly(tmp)
         raise
     return counts
+
+
+def _remove_quietly(path: Path) -> None:
+    """Remove a partial output; where nothing could be written (e.g. its folder is a file) there is none."""
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:

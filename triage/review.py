@@ -499,7 +499,7 @@ def _accept(request: Request, case_id: int, form: dict[str, list[str]], cases: C
 
 
 def not_found(request: Request, session: Session, case_id: int) -> HTMLResponse:
-    return render(request, "refused.html", status=404, session=session,
+    return render(request, "refused.html", status=http_status(NotFoundError()), session=session,
                   messages=[{"kind": "error", "th": f"ไม่พบเรื่อง #{case_id}", "en": f"Case {case_id} does not exist."}])
 
 
@@ -606,12 +606,12 @@ def _correct(request: Request, case_id: int, form: dict[str, list[str]], cases: 
     try:
         cases.correct(case_id, session.actor, reason, new_topics or None, new_urgency, new_agencies,
                       version=one(form, "version", 100))
-    except StaleError:
-        return again(409, CONFLICT_TH, CONFLICT_EN, kind="conflict")
+    except StaleError as exc:
+        return again(http_status(exc), CONFLICT_TH, CONFLICT_EN, kind="conflict")
     except LabelError as exc:
         # the page lists the allowed agencies in its search field, not in the message
         en = str(LabelError(exc.kind, exc.label, [AGENCY_LIST])) if exc.kind == "agency" else str(exc)
-        return again(422, f"ค่าไม่ถูกต้อง: {exc.kind} {exc.label!r} ไม่อยู่ในรายการที่เลือกได้", en)
+        return again(http_status(exc), f"ค่าไม่ถูกต้อง: {exc.kind} {exc.label!r} ไม่อยู่ในรายการที่เลือกได้", en)
     if one(form, "then", 20) == "next":
         following, _ = store.review_queue_filtered(1, 0)
         if following:
@@ -649,17 +649,17 @@ def _move(request: Request, case_id: int, form: dict[str, list[str]], cases: Cas
         return not_found(request, session, case_id)
     try:
         cases.move(case_id, status, agency, session.actor, note, version=one(form, "version", 100))
-    except InputError:
+    except InputError as exc:
         if status not in STATUSES:
-            return again(422, "เลือกสถานะที่ต้องการ", f"status {status!r} is not one of: {', '.join(STATUSES)}")
-        return again(422, "การส่งต่อต้องระบุหน่วยงานปลายทาง", "Forwarding needs the agency the case goes to.")
+            return again(http_status(exc), "เลือกสถานะที่ต้องการ", str(exc))
+        return again(http_status(exc), "การส่งต่อต้องระบุหน่วยงานปลายทาง", "Forwarding needs the agency the case goes to.")
     except LabelError as exc:
-        return again(422, f"ไม่รู้จักหน่วยงาน {exc.label!r} ในสารบบหน่วยงาน",
+        return again(http_status(exc), f"ไม่รู้จักหน่วยงาน {exc.label!r} ในสารบบหน่วยงาน",
                      f"agency {exc.label!r} is not in the agency directory")
-    except StaleError:
-        return again(409, CONFLICT_TH, CONFLICT_EN, kind="conflict")
+    except StaleError as exc:
+        return again(http_status(exc), CONFLICT_TH, CONFLICT_EN, kind="conflict")
     except ConflictError as exc:
-        return again(409, "ทำไม่ได้: ขั้นตอนนี้ไม่ได้รับอนุญาตจากสถานะปัจจุบัน หรือจะทำให้ส่งต่อวนซ้ำ", str(exc))
+        return again(http_status(exc), "ทำไม่ได้: ขั้นตอนนี้ไม่ได้รับอนุญาตจากสถานะปัจจุบัน หรือจะทำให้ส่งต่อวนซ้ำ", str(exc))
     return _redirect(f"{_base(request)}/cases/{case_id}?msg=moved")
 
 
