@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from triage import fastpath
+from triage.prediction import predict
 from triage.routing import Router
 from triage.text import normalize_many
 
@@ -65,13 +66,13 @@ def test_urgency_and_agency_probabilities_are_scikit_learns(small_model, complai
 
 def test_a_batch_predicts_what_one_at_a_time_and_the_plain_router_predict(small_model, complaints, router):
     texts, districts = complaints
-    batch = small_model.predict(texts, districts, router)
-    one = [small_model.predict([t], [d], router)[0] for t, d in zip(texts[:60], districts[:60])]
+    batch = predict(small_model, texts, districts, router)
+    one = [predict(small_model, [t], [d], router)[0] for t, d in zip(texts[:60], districts[:60])]
     assert batch[:60] == one
     # the router asking the agency model itself, one complaint at a time (the path before batching)
     norm = normalize_many(texts)
     for i, rec in enumerate(batch):
-        base = {k: v for k, v in rec.items() if k in ("topics", "topic_scores")}
+        base = {k: v for k, v in rec.items() if k in ("topics", "topic_scores")}  # what the router reads
         plain = router.route(texts[i], norm[i], districts[i], base, small_model.agency)
         assert {k: rec[k] for k in plain} == plain, i
 

@@ -15,6 +15,8 @@ from api_helpers import H_INTAKE, H_REVIEWER, TEXTS, Server
 
 from triage.schemas import TriageOut
 
+pytestmark = pytest.mark.server
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, small_model_dir: Path) -> Iterator[Server]:

@@ -14,10 +14,8 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from triage.auth import ROLES
 from triage.errors import ConfigError
-
-ROLES = ("intake", "reviewer", "admin")
-"""intake may triage; reviewer may read cases, correct them and move them on; admin may do all and reload."""
 
 
 def parse_api_keys(value: str) -> dict[str, str]:

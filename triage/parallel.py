@@ -17,13 +17,14 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any, Self
 
-Predict = Callable[[Any, list[str], list[str | None] | None, Any], list[dict[str, Any]]]
+Predict = Callable[..., list[Any]]
+"""``predict(model, texts, districts, router)``: one record per text (``triage.prediction.predict``)."""
 
 _FORKED: tuple[Predict, Any, Any] | None = None
 """What a forked worker predicts with: set in the parent just before the fork."""
 
 
-def _predict_part(part: tuple[list[str], list[str | None] | None]) -> list[dict[str, Any]]:
+def _predict_part(part: tuple[list[str], list[str | None] | None]) -> list[Any]:
     assert _FORKED is not None
     predict, model, router = _FORKED
     texts, districts = part
@@ -63,7 +64,7 @@ class ParallelPredict:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
-    def __call__(self, texts: list[str], districts: Sequence[str | None] | None = None) -> list[dict[str, Any]]:
+    def __call__(self, texts: list[str], districts: Sequence[str | None] | None = None) -> list[Any]:
         dist = list(districts) if districts is not None else None
         parts = min(self.jobs, len(texts) // self.min_part)
         if self._pool is None or parts < 2:
