@@ -59,6 +59,7 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--seconds", type=float, default=15.0)
     ap.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
+    ap.add_argument("--raw", default=None, help="also keep py-spy's raw (collapsed) stacks in this file")
     a = ap.parse_args()
     texts = load.complaint_texts(Path(a.data))
     port = load.free_port()
@@ -81,6 +82,8 @@ def main() -> int:
         finally:
             proc.terminate()
             proc.wait(20)
+        if a.raw:
+            Path(a.raw).write_text(raw.read_text())
         totals: collections.Counter[str] = collections.Counter()
         for line in raw.read_text().splitlines():
             stack, _, count = line.rpartition(" ")
