@@ -233,23 +233,29 @@ class ColumnPicker:
 
 
 class BatchKinds:
-    """A learned agency model's kind probabilities for a batch, computed in one call and handed to the router.
+    """A learned agency model's answers for a batch, computed in one call each and handed to the router.
 
-    The router asks ``kind_proba(norm)`` per complaint and reads the model's settings (thresholds,
-    calibration) as attributes: both come from here, the first from the batch computation.
+    The router asks ``kind_proba(norm)`` (and, for a model with a ranker, ``rank_proba(norm)``) per
+    complaint and reads the model's settings (thresholds, calibration) as attributes: the answers
+    come from the batch computation, the settings from the model itself.
     """
 
     def __init__(self, model: Any, norms: Sequence[str], analyses: Analyses) -> None:
         self._model = model
-        self._proba: dict[str, dict[str, float]] = {}
-        P = agency_proba(model, list(norms), analyses)
-        kinds = list(model.kinds)
-        for norm, row in zip(norms, P):
-            self._proba[norm] = {k: float(v) for k, v in zip(kinds, row)}
+        norms = list(norms)
+        self._proba = _rows(agency_proba(model, norms, analyses), list(model.kinds), norms)
+        ranker = getattr(model, "ranker_", None)
+        self._rank: dict[str, dict[str, float]] | None = None
+        if isinstance(ranker, Pipeline) and norms:
+            self._rank = _rows(pipeline_proba(ranker, norms, analyses)[1], [str(k) for k in ranker.classes_], norms)
 
     def kind_proba(self, norm: str) -> dict[str, float]:
         found = self._proba.get(norm)
-        return found if found is not None else self._model.kind_proba(norm)
+        return dict(found) if found is not None else self._model.kind_proba(norm)
+
+    def rank_proba(self, norm: str) -> dict[str, float]:
+        found = self._rank.get(norm) if self._rank is not None else None
+        return dict(found) if found is not None else self._model.rank_proba(norm)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
@@ -257,10 +263,22 @@ class BatchKinds:
         return getattr(self._model, name)
 
 
+def _rows(P: np.ndarray, labels: list[str], norms: list[str]) -> dict[str, dict[str, float]]:
+    return {norm: {k: float(v) for k, v in zip(labels, row)} for norm, row in zip(norms, P)}
+
+
 def agency_proba(model: Any, norms: list[str], analyses: Analyses) -> np.ndarray:
-    """The agency model's kind probabilities for normalised texts, through its pipeline's fast path."""
+    """The agency model's kind probabilities for normalised texts, through its pipeline's fast path.
+
+    A model that follows reviewers' corrections (``memory_``) adjusts them as its own
+    ``kind_proba_many`` does, from the same features.
+    """
     pipe = getattr(model, "pipeline", None)
-    if not isinstance(pipe, Pipeline) or getattr(model, "memory_", None) is not None:
+    if not isinstance(pipe, Pipeline):
         with quiet_sklearn():
             return np.asarray(model.kind_proba_many(norms))
-    return pipeline_proba(pipe, norms, analyses)[1]
+    X, P = pipeline_proba(pipe, norms, analyses)
+    memory = getattr(model, "memory_", None)
+    if memory is not None and len(memory):
+        P = memory.adjust(X, P)
+    return P
