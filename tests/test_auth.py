@@ -67,3 +67,14 @@ def test_the_last_matching_key_decides_and_keys_are_compared_whole():
     assert role_for_key(keys, "same-prefix") is None and role_for_key(keys, "") is None
     assert role_for_key({}, None) == "admin" and role_for_fingerprint({}, "anything") == "admin"
     assert len(fingerprint("k")) == 12 and fingerprint("k") != fingerprint("k2")
+
+
+def test_a_key_that_is_not_valid_unicode_is_unknown_not_a_crash():
+    """Header values can carry anything; a lone surrogate must not raise (found by mutation testing)."""
+    keys = {"intake-key-1": "intake"}
+    assert role_for_key(keys, "\ud800intake-key-1") is None
+    assert len(fingerprint("\ud800")) == 12
+    with pytest.raises(UnauthorizedError, match="^missing or unknown API key"):
+        authorize(keys, "\udfffx", "triage")
+    with pytest.raises(ForbiddenError, match="^role 'intake' may not do this"):
+        authorize(keys, "intake-key-1", "read")
