@@ -7,7 +7,9 @@ unexpected is a JSON 500 that names no input. Raw complaint text and reporter co
 reach a log line.
 
 Roles (``X-API-Key``): intake may triage; reviewer may read, correct and move cases; admin may
-do everything and reload the model.
+do everything and reload the model; an agency key (``key:agency:<name>``) reads and moves only its
+agency's cases (``triage.access``). Start-up also starts two background threads: the deadline check
+(``triage.sla``) and, with a webhook URL, the outbox delivery (``triage.outbox``).
 """
 
 
@@ -32,11 +34,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from triage import registry
-from triage.config import Settings
+from triage.access import check_move, own_case, permissions
+from triage.config import Settings, agency_of
 from triage.errors import (
     ConfigError,
     ConflictError,
     DataError,
+    ForbiddenError,
     InputError,
     LabelError,
     ModelError,
@@ -44,6 +48,7 @@ from triage.errors import (
     StorageError,
     TriageError,
 )
+from triage.outbox import Deliverer
 from triage.routing import Router
 from triage.schemas import (
     BatchIn,
@@ -58,8 +63,10 @@ from triage.schemas import (
     StatusIn,
     TriageOut,
 )
+from triage.sla import Every, escalate_overdue, is_overdue
 from triage.store import Store, open_store
 from triage.text import has_letters, mask_personal
+from triage.tracking import RateLimiter
 
 log = logging.getLogger("triage.api")
 
@@ -76,10 +83,6 @@ class TooLargeError(InputError):
 
 class UnauthorizedError(TriageError):
     """No API key, or one that is not configured (401)."""
-
-
-class ForbiddenError(TriageError):
-    """A valid key whose role may not do this (403)."""
 
 
 # The one place where errors become status codes (most specific class first).
@@ -262,14 +265,31 @@ def create_app(settings: Settings) -> FastAPI:
             raise StorageError("the case store is not open")
         return s
 
+    def escalation_pass() -> None:
+        router = holder.current.router if holder.ready else None
+        escalate_overdue(store(), getattr(router, "directory", None), settings.escalation_agency)  # type: ignore[arg-type]
+        wake_delivery()
+
+    def wake_delivery() -> None:
+        deliverer = state.get("deliverer")
+        if deliverer is not None:
+            deliverer.wake()
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not keys:
             log.warning("DEVELOPMENT MODE: no API keys, every caller is admin. Never expose this service.")
-        state["store"] = open_store(settings.database)
+        state["store"] = open_store(settings.database, settings.sla, webhooks=bool(settings.webhook_url))
         previous = None
+        background: list[Any] = []
         try:
             holder.reload()
+            background.append(Every("deadline-check", settings.sla_check_seconds, escalation_pass).start())
+            if settings.webhook_url:
+                state["deliverer"] = Deliverer(store(), settings.webhook_url, settings.webhook_secret,  # type: ignore[arg-type]
+                                               settings.webhook_timeout, settings.webhook_retry_seconds,
+                                               settings.webhook_max_backoff).start()
+                background.append(state["deliverer"])
             if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGHUP"):
                 # one process: SIGHUP reloads in place. Several workers: uvicorn's parent takes SIGHUP
                 # and replaces the workers one at a time, each new one loading the current model.
@@ -279,6 +299,9 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             if previous is not None:
                 signal.signal(signal.SIGHUP, previous)
+            for task in background:
+                task.stop()
+            state.pop("deliverer", None)
             state.pop("store").close()
 
     app = FastAPI(title="triage", version="1", lifespan=lifespan,
@@ -286,11 +309,16 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.models = holder
     app.state.settings = settings
     app.state.store = store
+    app.state.wake_delivery = wake_delivery
+    app.state.track_limiter = RateLimiter(settings.track_rate_per_minute, settings.track_burst)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     # review pages (issue 5): everything else for them lives in triage/review.py
+    from triage.public import router as public_router
     from triage.review import router as review_router
 
     app.include_router(review_router)
+    # the complainant's tracking (issue 10): JSON, feedback and the Thai page, no key
+    app.include_router(public_router)
 
     @app.exception_handler(TriageError)
     async def _triage_error(request: Request, exc: TriageError) -> JSONResponse:
@@ -334,7 +362,7 @@ def create_app(settings: Settings) -> FastAPI:
                         role = known_role
             if role is None:
                 raise UnauthorizedError("missing or unknown API key: send it in the X-API-Key header")
-            if permission not in PERMISSIONS[role]:
+            if permission not in permissions(role, PERMISSIONS):
                 raise ForbiddenError(f"role {role!r} may not do this (needs permission {permission!r})")
             return role
         return check
@@ -381,6 +409,7 @@ def create_app(settings: Settings) -> FastAPI:
             agency_candidates=pred.get("agency_candidates") or [], agency_explanation=pred.get("agency_explanation") or {},
             needs_review=case["needs_review"], review_reasons=case["review_reasons"],
             explanation=pred.get("explanation", []), model_version=case["model_version"], status=case["status"],
+            tracking_code=case.get("tracking_code"),
         )
 
     def triage_many(items: list[ComplaintIn]) -> list[TriageOut]:
@@ -447,14 +476,18 @@ def create_app(settings: Settings) -> FastAPI:
 
     def case_out(case: dict[str, Any], with_text: bool, role: str = "reviewer") -> CaseOut:
         """A case for a response: raw text only where asked for, the reporter's contact only for admins."""
-        data = {k: case[k] for k in CaseOut.model_fields if k in case and k not in ("text", "reporter_contact")}
+        data = {k: case[k] for k in CaseOut.model_fields
+                if k in case and k not in ("text", "reporter_contact", "overdue")}
         return CaseOut(**data, text=case["text"] if with_text else None,
-                       reporter_contact=case.get("reporter_contact") if role == "admin" else None)
+                       reporter_contact=case.get("reporter_contact") if role == "admin" else None,
+                       overdue=is_overdue(case.get("deadline"), case["status"], datetime.now(UTC)))
 
     @app.get("/v1/cases/{case_id}", response_model=CaseOut, tags=["cases"])
     def get_case(case_id: CaseId, role: Annotated[str, Depends(need("read"))]) -> CaseOut:
-        """One case with its raw text, prediction and current labels (the reporter's contact for admins)."""
-        return case_out(store().get_case(case_id), with_text=True, role=role)
+        """One case with its raw text, prediction and current labels (the reporter's contact for admins).
+
+        An agency key reads only cases its agency holds now; another agency's case is a 404."""
+        return case_out(own_case(role, store().get_case(case_id)), with_text=True, role=role)
 
     @app.get("/v1/cases", response_model=CaseList, tags=["cases"])
     def list_cases(role: Annotated[str, Depends(need("read"))],
@@ -464,7 +497,9 @@ def create_app(settings: Settings) -> FastAPI:
                    needs_review: bool | None = None,
                    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
                    cursor: Annotated[str | None, Query(max_length=30)] = None) -> CaseList:
-        """Cases newest first, filtered; pass ``next_cursor`` back as ``cursor`` for the next page."""
+        """Cases newest first, filtered; pass ``next_cursor`` back as ``cursor`` for the next page.
+
+        An agency key lists only the cases its agency holds now (its ``agency`` filter is always its own)."""
         after = None
         if cursor is not None:
             if not cursor.isdigit() or int(cursor) > 2**62:
@@ -473,6 +508,11 @@ def create_app(settings: Settings) -> FastAPI:
         for name, value in (("status", status), ("agency", agency), ("urgency", urgency)):
             if value is not None:
                 _unicode(name, value)
+        own = agency_of(role)
+        if own is not None:
+            if agency is not None and agency != own:
+                return CaseList(items=[], next_cursor=None)
+            agency = own
         cases, nxt = store().list_cases(status=status, agency=agency, urgency=urgency, needs_review=needs_review,
                                         limit=min(limit, settings.page_limit), cursor=after)
         return CaseList(items=[case_out(c, with_text=False) for c in cases], next_cursor=None if nxt is None else str(nxt))
@@ -481,7 +521,9 @@ def create_app(settings: Settings) -> FastAPI:
     def review_queue(role: Annotated[str, Depends(need("read"))],
                      limit: Annotated[int, Query(ge=1, le=1000)] = 50,
                      offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> QueueOut:
-        """Open cases that need a person: most urgent first, then oldest first."""
+        """Open cases that need a person: most urgent first, then oldest first (not for agency keys)."""
+        if agency_of(role) is not None:
+            raise ForbiddenError("the review queue is for reviewers; an agency key lists its cases at /v1/cases")
         cases, total = store().review_queue(min(limit, settings.page_limit), offset)
         return QueueOut(items=[case_out(c, with_text=False) for c in cases], total=total)
 
@@ -503,7 +545,13 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.post("/v1/cases/{case_id}/status", response_model=CaseOut, tags=["cases"])
     def change_status(case_id: CaseId, body: StatusIn, role: Annotated[str, Depends(need("status"))]) -> CaseOut:
-        """Move a case on: assign, start, forward to another agency, escalate to the central level, resolve, reject."""
+        """Move a case on: assign, start, forward to another agency, escalate to the central level, resolve, reject.
+
+        ``note`` is internal; ``public_note`` shows on the complainant's tracking page and in the webhook.
+        Forwarding or escalating resets the case's deadline. An agency key moves only its own cases, and
+        only to: assigned (accept), in_progress, forwarded, escalated, resolved."""
+        check_move(role, body.status)
+        before = own_case(role, store().get_case(case_id))
         agency = body.agency
         if body.status == "escalated" and agency is None:
             agency = settings.escalation_agency
@@ -512,15 +560,21 @@ def create_app(settings: Settings) -> FastAPI:
         names = allowed_agencies(holder.current.router)
         if agency is not None and names is not None and agency not in names and agency != settings.escalation_agency:
             raise LabelError("agency", agency, sorted(names))
-        case = store().change_status(case_id, body.status, agency, body.actor, body.note)
+        if agency_of(role) is not None:  # only if it is still this agency's case, unchanged since the check
+            case = store().change_status_at_version(case_id, before["updated_at"], body.status, agency, body.actor,
+                                                    body.note, public_note=body.public_note)
+        else:
+            case = store().change_status(case_id, body.status, agency, body.actor, body.note,
+                                         public_note=body.public_note)
+        wake_delivery()
         log.info("case %d -> %s (%s)", case_id, body.status, body.actor)
         return case_out(case, with_text=True)
 
     @app.get("/v1/cases/{case_id}/history", response_model=HistoryOut, tags=["cases"])
     def history(case_id: CaseId, role: Annotated[str, Depends(need("read"))]) -> HistoryOut:
         """Every step of a case, oldest first, so the complainant can be told where it stands."""
+        case = own_case(role, store().get_case(case_id))
         events = store().history(case_id)
-        case = store().get_case(case_id)
         return HistoryOut(case_id=case_id, status=case["status"], agency=case["agency"], events=events)
 
     # -- model and operations -------------------------------------------------------------------

@@ -8,7 +8,8 @@
     ├── LabelError              a label that is not in the model's or directory's label set
     ├── NotFoundError           a case (or other record) that does not exist
     ├── ConflictError           a stale update or an impossible workflow transition
-    └── StorageError            the case store could not write (disk full, locked too long)
+    ├── StorageError            the case store could not write (disk full, locked too long)
+    └── ForbiddenError          a valid key that may not do this (a role's permission, an agency's step)
 
 The API turns these into HTTP status codes in one place (``triage.api``), the CLI into exit
 codes in one place (``triage.cli``). Messages name the bad value and what was expected.
@@ -55,3 +56,7 @@ class ConflictError(TriageError):
 
 class StorageError(TriageError):
     """The store could not write, e.g. the disk is full."""
+
+
+class ForbiddenError(TriageError):
+    """A valid key whose role may not do this."""

@@ -46,7 +46,9 @@ from triage.errors import (
     NotFoundError,
     TriageError,
 )
+from triage.sla import is_overdue
 from triage.store import TRANSITIONS, ReviewStore, StaleError
+from triage.text import mask_personal
 
 log = logging.getLogger("triage.review")
 
@@ -441,8 +443,15 @@ def age(created_at: str, now: datetime | None = None) -> dict[str, str]:
     return {"th": f"{n} วัน", "en": f"{n} d"}
 
 
+def due(deadline: str, now: datetime) -> dict[str, str]:
+    """How far a deadline is, ahead or past, in the same words as ``age``."""
+    at = datetime.fromisoformat(deadline)
+    return age((now - abs(at - now)).isoformat(), now)
+
+
 def case_view(case: dict[str, Any], now: datetime) -> dict[str, Any]:
-    """What a page shows of a case: the model's prediction with its confidences, and how long it has waited."""
+    """What a page shows of a case: the model's prediction with its confidences, how long it has waited and
+    how far its deadline is."""
     pred = case["prediction"]
     topic_scores = pred.get("topic_scores") or {}
     agency_scores = pred.get("agency_scores") or {}
@@ -457,6 +466,8 @@ def case_view(case: dict[str, Any], now: datetime) -> dict[str, Any]:
         "cues": pred.get("urgency_cues") or [],
         "candidates": [(c.get("agency"), c.get("score")) for c in pred.get("agency_candidates") or []],
         "agency_decision": (pred.get("agency_explanation") or {}).get("decision", ""),
+        "overdue": is_overdue(case.get("deadline"), case["status"], now),
+        "due": due(case["deadline"], now) if case.get("deadline") else None,
     }
 
 
@@ -586,7 +597,8 @@ def case_page(request: Request, session: Session, case_id: int, status: int = 20
                   draft=draft, draft_agencies=agencies, move=move_draft or {},
                   transitions=TRANSITIONS.get(case["status"], ()), history=store.history(case_id),
                   corrections=store.corrections(case_id), escalation_agency=request.app.state.settings.escalation_agency,
-                  next_id=next_id)
+                  next_id=next_id, feedback=[{**f, "comment": mask_personal(f["comment"]) if f["comment"] else None}
+                                             for f in store.feedback_for(case_id)])
 
 
 @router.get("/cases/{case_id}")
@@ -690,8 +702,10 @@ def _move(request: Request, case_id: int, form: dict[str, list[str]]) -> Respons
     action = one(form, "action", 20)
     agency = one(form, "agency", 200) or None
     note = one(form, "note", 2000) or None
+    public_note = one(form, "public_note", 2000) or None
     status = {"forward": "forwarded", "escalate": "escalated"}.get(action) or one(form, "status", 20)
-    draft = {"action": action, "agency": agency or "", "note": note or "", "status": status}
+    draft = {"action": action, "agency": agency or "", "note": note or "", "status": status,
+             "public_note": public_note or ""}
 
     def again(code: int, th: str, en: str, kind: str = "error") -> HTMLResponse:
         return case_page(request, session, case_id, status=code, move_draft=draft,
@@ -713,7 +727,8 @@ def _move(request: Request, case_id: int, form: dict[str, list[str]]) -> Respons
                      f"agency {agency!r} is not in the agency directory")
     try:
         _store(request).change_status_at_version(case_id, one(form, "version", 100), status, agency, session.actor,
-                                                 note)
+                                                 note, public_note=public_note)
+        request.app.state.wake_delivery()
     except StaleError:
         return again(409, CONFLICT_TH, CONFLICT_EN, kind="conflict")
     except ConflictError as exc:
@@ -806,7 +821,11 @@ def overview(request: Request) -> Response:
     charts = {by: rate_chart(store.correction_rates(weeks[0], by), weeks) for by in ("topic", "agency")}
     created = loaded.meta.get("created")
     metrics = metrics_summary(loaded.meta.get("metrics", {}))
+    now_iso = now.isoformat(timespec="microseconds")
+    deadlines = [{**c, "due": due(c["deadline"], now)} for c in store.deadlines(now_iso)]
     return render(request, "overview.html", session=session, page="overview", counts=counts, charts=charts,
+                  deadlines=deadlines, escalations=store.escalations(), ratings=store.agency_ratings(now_iso),
+                  hours=lambda h: "–" if h is None else f"{h:.1f}",
                   buckets=AGE_BUCKETS, model={"version": loaded.model.version, "created": created,
                                               "loaded_at": loaded.loaded_at, "metrics": metrics,
                                               "topics": len(loaded.model.topic_labels),
