@@ -309,6 +309,9 @@ def test_a_hanging_receiver_never_blocks_a_request(server, receiver):
     events = wait_for(lambda: len(receiver.for_case(case_id)) == 3 and receiver.for_case(case_id), 30,
                       "delivery after the hang")
     assert [e["status"] for e in events] == ["assigned", "in_progress", "resolved"]
+    # the receiver got the first event while hanging and again after: a duplicate it drops by event_id
+    tries = [json.loads(a["body"])["event_id"] for a in receiver.attempts if json.loads(a["body"])["case_id"] == case_id]
+    assert tries.count(events[0]["event_id"]) >= 2
 
 
 # -- deadlines of seconds: the service escalates by itself ---------------------------------------
