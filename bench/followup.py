@@ -83,7 +83,7 @@ def main() -> int:
     data = Path(tempfile.mkdtemp(prefix="triage-bench-followup-"))
     env = {**os.environ, "TRIAGE_DATA_DIR": str(data), "TRIAGE_MODELS_DIR": args.models, "TRIAGE_API_KEYS": KEYS,
            "TRIAGE_LOG_LEVEL": "warning", "TRIAGE_WEBHOOK_URL": hook.url, "TRIAGE_WEBHOOK_SECRET": SECRET,
-           "TRIAGE_WEBHOOK_TIMEOUT": "2", "TRIAGE_TRACK_BURST": "1000000"}
+           "TRIAGE_WEBHOOK_TIMEOUT": "2", "TRIAGE_TRACK_BURST": "100000"}
     log = (data / "server.log").open("w")
     proc = subprocess.Popen([sys.executable, str(REPO / "serve.py"), "--port", str(port)], env=env, cwd=REPO,
                             stdout=log, stderr=subprocess.STDOUT)
@@ -91,6 +91,8 @@ def main() -> int:
     try:
         with httpx.Client(base_url=url, timeout=30) as c:
             for _ in range(300):
+                if proc.poll() is not None:
+                    sys.exit(f"bench: serve.py exited; see {log.name}")
                 try:
                     if c.get("/readyz").status_code == 200:
                         break
@@ -119,8 +121,8 @@ def main() -> int:
                     r = c.post(f"/v1/cases/{case['case_id']}/status", json={"actor": "bench", "status": status},
                                headers=REVIEWER)
                     assert r.status_code == 200, r.text
-                    done[case["case_id"]] = time.perf_counter()
-                    took.append(done[case["case_id"]] - started)
+                    took.append(time.perf_counter() - started)
+                    done[case["case_id"]] = started
                 return took, done
 
             half = len(cases) // 2
@@ -130,7 +132,7 @@ def main() -> int:
                 time.sleep(0.05)
             delays = [hook.arrived[(cid, "assigned")] - at for cid, at in done.items() if (cid, "assigned") in hook.arrived]
             print(f"status change, receiver answering: {pct(took)}")
-            print(f"status change -> signed event at the receiver: {pct(delays)}")
+            print(f"status change sent -> signed event at the receiver: {pct(delays)}")
             hook.hang.set()
             took_hanging, _ = moves("assigned", cases[half:])
             print(f"status change, receiver hanging: {pct(took_hanging)}")
