@@ -13,7 +13,7 @@ from api_helpers import H_INTAKE, H_REVIEWER, TEXTS, settings_for
 from fastapi.testclient import TestClient
 from test_review_pages import csrf_of, login
 
-from triage.api import create_app
+from triage.app import create_app
 from triage.config import Settings, parse_api_keys
 from triage.errors import ConfigError
 from triage.outbox import backoff, event_body, signature, verify

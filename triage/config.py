@@ -14,17 +14,8 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from triage.auth import AGENCY_ROLE, ROLES, agency_of
 from triage.errors import ConfigError
-
-ROLES = ("intake", "reviewer", "admin")
-"""intake may triage; reviewer may read cases, correct them and move them on; admin may do all and reload."""
-AGENCY_ROLE = "agency:"
-"""An agency key's role is ``agency:<official agency name>``: it reads and moves only that agency's cases."""
-
-
-def agency_of(role: str | None) -> str | None:
-    """The agency an ``agency:<name>`` role belongs to, else None."""
-    return role[len(AGENCY_ROLE):] if role and role.startswith(AGENCY_ROLE) else None
 
 
 def parse_api_keys(value: str) -> dict[str, str]:

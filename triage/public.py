@@ -27,6 +27,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from triage.deps import StoreDep
 from triage.errors import ConflictError, NotFoundError
 from triage.schemas import FeedbackIn, TrackOut
 from triage.sla import is_overdue
@@ -102,9 +103,8 @@ def _too_many(wait: float) -> JSONResponse:
                          "detail": None}, status_code=429, headers={"Retry-After": str(int(wait) + 1)})
 
 
-def _lookup(request: Request, code: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def _lookup(store: Any, code: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """(case, public view) for a code; NotTracked for any code no case has."""
-    store = request.app.state.store()
     code = code.strip().upper()  # read over the phone or typed in lower case: the same code
     case = store.find_tracking(code) if looks_like_code(code) else None
     if case is None:
@@ -112,33 +112,33 @@ def _lookup(request: Request, code: str) -> tuple[dict[str, Any], dict[str, Any]
     return case, public_view(case, store.events_for(case["id"]))
 
 
-def _feedback(request: Request, code: str, body: FeedbackIn) -> dict[str, Any]:
-    case, _ = _lookup(request, code)
-    request.app.state.store().add_feedback(case["id"], body.stars, body.comment, body.reopen)
+def _feedback(request: Request, store: Any, code: str, body: FeedbackIn) -> dict[str, Any]:
+    case, _ = _lookup(store, code)
+    store.add_feedback(case["id"], body.stars, body.comment, body.reopen)
     if body.reopen:
         request.app.state.wake_delivery()
     log.info("case %d rated %d stars by the complainant%s", case["id"], body.stars, ", reopened" if body.reopen else "")
-    return _lookup(request, code)[1]
+    return _lookup(store, code)[1]
 
 
 @router.get("/v1/track/{code}", response_model=TrackOut, tags=["tracking"])
-def track(request: Request, code: Code) -> Any:
+def track(request: Request, code: Code, store: StoreDep) -> Any:
     """Where a case stands, for anyone holding its tracking code (no key): status, agency, deadline and the
     steps with the notes staff marked public. Unknown code: 404. Rate limited per client (429)."""
     wait = _limited(request)
     if wait is not None:
         return _too_many(wait)
-    return _lookup(request, code)[1]
+    return _lookup(store, code)[1]
 
 
 @router.post("/v1/track/{code}/feedback", response_model=TrackOut, tags=["tracking"])
-def feedback(request: Request, code: Code, body: FeedbackIn) -> Any:
+def feedback(request: Request, code: Code, body: FeedbackIn, store: StoreDep) -> Any:
     """The complainant's rating (1-5 stars, a comment) of a resolved case, once per resolution; ``reopen``
     gives the case back to the agency that resolved it (409 before it is resolved)."""
     wait = _limited(request)
     if wait is not None:
         return _too_many(wait)
-    return _feedback(request, code, body)
+    return _feedback(request, store, code, body)
 
 
 @router.get("/track/static/track.css", include_in_schema=False)
@@ -156,13 +156,13 @@ MESSAGES = {
 
 
 @router.get("/track/{code}", include_in_schema=False)
-def track_page(request: Request, code: Code, msg: str = "") -> Response:
+def track_page(request: Request, code: Code, store: StoreDep, msg: str = "") -> Response:
     """The Thai page a complainant opens from the link with their code."""
     wait = _limited(request)
     if wait is not None:
         return _page(429, message=("error", f"มีการเรียกดูจากที่อยู่นี้บ่อยเกินไป กรุณาลองใหม่ในอีก {int(wait) + 1} วินาที"))
     try:
-        _, view = _lookup(request, code)
+        _, view = _lookup(store, code)
     except NotTracked:
         return _page(404, message=("error", "ไม่พบเรื่องตามรหัสติดตามนี้ กรุณาตรวจสอบรหัสอีกครั้ง"))
     can_rate = view["status"] == "resolved"
@@ -171,13 +171,13 @@ def track_page(request: Request, code: Code, msg: str = "") -> Response:
 
 
 @router.post("/track/{code}/feedback", include_in_schema=False)
-async def track_page_feedback(request: Request, code: Code) -> Response:
+async def track_page_feedback(request: Request, code: Code, store: StoreDep) -> Response:
     """The rating form of the page (url-encoded: stars, comment, reopen)."""
     raw = await request.body()
-    return await run_in_threadpool(_page_feedback, request, code, raw)
+    return await run_in_threadpool(_page_feedback, request, store, code, raw)
 
 
-def _page_feedback(request: Request, code: str, raw: bytes) -> Response:
+def _page_feedback(request: Request, store: Any, code: str, raw: bytes) -> Response:
     wait = _limited(request)
     if wait is not None:
         return _page(429, message=("error", f"มีการส่งบ่อยเกินไป กรุณาลองใหม่ในอีก {int(wait) + 1} วินาที"))
@@ -191,15 +191,15 @@ def _page_feedback(request: Request, code: str, raw: bytes) -> Response:
     except ValidationError:
         body = None
     try:
-        _, view = _lookup(request, code)
+        _, view = _lookup(store, code)
         if body is None:
             return _page(422, view=view, code=code, can_rate=view["status"] == "resolved",
                          message=("error", "กรุณาเลือกคะแนน 1-5 ดาว (ความคิดเห็นยาวไม่เกิน 2,000 ตัวอักษร)"))
-        _feedback(request, code, body)
+        _feedback(request, store, code, body)
     except NotTracked:
         return _page(404, message=("error", "ไม่พบเรื่องตามรหัสติดตามนี้ กรุณาตรวจสอบรหัสอีกครั้ง"))
     except ConflictError:
-        _, view = _lookup(request, code)
+        _, view = _lookup(store, code)
         return _page(409, view=view, code=code, can_rate=False,
                      message=("error", "ให้คะแนนเรื่องนี้ไปแล้ว หรือเรื่องยังไม่เสร็จสิ้น"))
     root = request.scope.get("root_path", "")

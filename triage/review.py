@@ -1,13 +1,15 @@
 """The review pages: a server-rendered UI at ``/review`` for the people who correct misrouted cases.
 
-A thin shell over the case store and the served model, like the JSON API (``triage.api``), which
-mounts this router. Pages: login, the review queue, one case (correct, forward, escalate,
+A thin shell over the case service (``triage.cases``), like the JSON API (``triage.api``); the app
+(``triage.app``) mounts both, and they share only the service and the dependencies of
+``triage.deps``. Pages: login, the review queue, one case (correct, forward, escalate,
 history) and an overview (counts, waiting times, correction rates, the model's metrics).
 
 Access: a reviewer or admin API key, given once on the login form, starts a session kept in a
 signed cookie (HttpOnly, SameSite=Strict, path ``/review``, 12 hours). The cookie holds a
 fingerprint of the key, never the key, and every request checks that key is still configured
-with a reviewer or admin role, so removing a key from ``TRIAGE_API_KEYS`` ends its sessions.
+with a role that may read cases (``triage.auth``: reviewer or admin), so removing a key from
+``TRIAGE_API_KEYS`` ends its sessions.
 Scripts may send ``X-API-Key`` instead. Intake keys are refused. Every form carries a CSRF token
 tied to the session, and a case form carries the case's version (``updated_at``): saving a form
 that another reviewer or tab has overtaken changes nothing and says so, keeping what was typed.
@@ -36,18 +38,25 @@ import jinja2
 from fastapi import APIRouter, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse
+from pythainlp.util import collate
 from starlette.concurrency import run_in_threadpool
 
+from triage.auth import authorize, fingerprint, may, role_for_fingerprint, role_for_key
+from triage.cases import Cases, metrics_summary
 from triage.config import Settings
+from triage.deps import CasesDep, SettingsDep, get_settings
 from triage.errors import (
     ConflictError,
     InputError,
     LabelError,
     NotFoundError,
+    Refused,
+    StaleError,
     TriageError,
+    http_status,
 )
 from triage.sla import is_overdue
-from triage.store import TRANSITIONS, ReviewStore, StaleError
+from triage.store import STATUSES, TRANSITIONS
 from triage.text import mask_personal
 
 log = logging.getLogger("triage.review")
@@ -57,7 +66,8 @@ router = APIRouter(prefix="/review", include_in_schema=False)
 COOKIE = "triage_review"
 LOGIN_COOKIE = "triage_review_login"
 SESSION_SECONDS = 12 * 3600
-REVIEW_ROLES = ("reviewer", "admin")
+REVIEW_PERMISSION = "review"
+"""What a key's role needs to use the review pages (``triage.auth.PERMISSIONS``: reviewer and admin)."""
 PACKAGE = Path(__file__).resolve().parent
 STATIC = {"review.css": "text/css; charset=utf-8", "review.js": "text/javascript; charset=utf-8"}
 CSP = ("default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; form-action 'self'; "
@@ -71,6 +81,7 @@ REASON_TH = {"low_confidence": "โมเดลไม่มั่นใจ · lo
              "agency_uncertain": "หน่วยงานไม่แน่ชัด · agency uncertain",
              "agency_corrected_before": "เคยแก้หน่วยงานแบบนี้ · agency corrected before"}
 ACCEPT_REASON = "ยืนยันผลของโมเดล (accepted as predicted)"
+AGENCY_LIST = "(ดูรายชื่อในช่องค้นหา · see the list in the field)"
 
 # Flash messages a redirect may name (by code only, so a URL cannot inject text into a page).
 MESSAGES: dict[str, tuple[str, str, str]] = {
@@ -106,35 +117,6 @@ class Session:
     def actor(self) -> str:
         """Who did it, for the audit trail: the name given at login and the key's fingerprint."""
         return f"{self.name} (key {self.key_fp})"
-
-
-class Refused(Exception):
-    """The caller may not see review pages: ``status`` 401 (unknown key) or 403 (wrong role)."""
-
-    def __init__(self, status: int) -> None:
-        super().__init__(status)
-        self.status = status
-
-
-def fingerprint(key: str) -> str:
-    """A short one-way name for an API key, safe to keep in a cookie or an audit trail."""
-    return hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()[:12]
-
-
-def role_for_key(keys: Mapping[str, str], key: str) -> str | None:
-    role = None
-    for known, known_role in keys.items():
-        if hmac.compare_digest(known.encode(), key.encode("utf-8", "replace")):
-            role = known_role
-    return role
-
-
-def role_for_fingerprint(keys: Mapping[str, str], fp: str) -> str | None:
-    role = None
-    for known, known_role in keys.items():
-        if hmac.compare_digest(fingerprint(known), fp):
-            role = known_role
-    return role
 
 
 _secrets: dict[Path, bytes] = {}
@@ -191,18 +173,15 @@ def unsign(secret: bytes, value: str, max_age: int) -> dict[str, Any] | None:
 def current_session(request: Request) -> Session | None:
     """The caller's review session, from ``X-API-Key`` or the session cookie; None if there is none.
 
-    Raises Refused when an ``X-API-Key`` header is unknown (401) or not a reviewer's (403).
+    Raises UnauthorizedError when an ``X-API-Key`` header is unknown, ForbiddenError when its role
+    may not review (``triage.auth``).
     """
-    settings: Settings = request.app.state.settings
+    settings = get_settings(request)
     keys = settings.keys
     header = request.headers.get("x-api-key")
     if header is not None:
-        role = role_for_key(keys, header) if keys else "admin"
-        if role is None:
-            raise Refused(401)
-        if role not in REVIEW_ROLES:
-            raise Refused(403)
-        return Session(role=role, name="api", key_fp=fingerprint(header), csrf="", via_header=True)
+        header_role = authorize(keys, header, REVIEW_PERMISSION)
+        return Session(role=header_role, name="api", key_fp=fingerprint(header), csrf="", via_header=True)
     raw = request.cookies.get(COOKIE)
     if not raw:
         return None
@@ -210,8 +189,8 @@ def current_session(request: Request) -> Session | None:
     if data is None:
         return None
     fp = str(data.get("fp", ""))
-    role = role_for_fingerprint(keys, fp) if keys else "admin"
-    if role not in REVIEW_ROLES:
+    role = role_for_fingerprint(keys, fp)
+    if role is None or not may(role, REVIEW_PERMISSION):
         return None
     return Session(role=role, name=str(data.get("name", "")), key_fp=fp, csrf=str(data.get("csrf", "")))
 
@@ -249,7 +228,7 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
     context.setdefault("session", None)
     context.setdefault("messages", [])
     context.setdefault("page", "")
-    context.setdefault("dev_mode", not request.app.state.settings.keys)
+    context.setdefault("dev_mode", not get_settings(request).keys)
     html = _env().get_template(template).render(base=_base(request), **context)
     response = HTMLResponse(html, status_code=status)
     _protect(response)
@@ -292,7 +271,7 @@ def need_session(request: Request) -> Session | Response:
     try:
         session = current_session(request)
     except Refused as exc:
-        return refused_page(request, exc.status)
+        return refused_page(request, http_status(exc))
     if session is None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         if request.method != "GET":
@@ -343,7 +322,7 @@ def static(name: str) -> Response:
 
 
 @router.get("/login")
-def login_form(request: Request, next: Annotated[str, Query(max_length=2000)] = "",
+def login_form(request: Request, settings: SettingsDep, next: Annotated[str, Query(max_length=2000)] = "",
                msg: Annotated[str, Query(max_length=30)] = "") -> Response:
     """The login form; a CSRF token for it travels in a short-lived cookie of its own."""
     try:
@@ -355,18 +334,17 @@ def login_form(request: Request, next: Annotated[str, Query(max_length=2000)] = 
     response = render(request, "login.html", next=safe_next(request, next), csrf=token, name="",
                       messages=flash(msg, None))
     _set_cookie(response, request, LOGIN_COOKIE,
-                sign(session_secret(request.app.state.settings), {"csrf": token, "iat": int(time.time())}), 3600)
+                sign(session_secret(settings), {"csrf": token, "iat": int(time.time())}), 3600)
     return response
 
 
 @router.post("/login")
-async def login(request: Request) -> Response:
+async def login(request: Request, settings: SettingsDep) -> Response:
     form = await read_form(request)
-    return await run_in_threadpool(_login, request, form)
+    return await run_in_threadpool(_login, request, form, settings)
 
 
-def _login(request: Request, form: dict[str, list[str]]) -> Response:
-    settings: Settings = request.app.state.settings
+def _login(request: Request, form: dict[str, list[str]], settings: Settings) -> Response:
     secret = session_secret(settings)
     target = safe_next(request, one(form, "next"))
     name = one(form, "name", 80)
@@ -384,11 +362,11 @@ def _login(request: Request, form: dict[str, list[str]]) -> Response:
         return again(400, "แบบฟอร์มหมดอายุ กรุณาลองอีกครั้ง", "The form expired; please try again.")
     key = one(form, "key", 500)
     keys = settings.keys
-    role = role_for_key(keys, key) if keys else "admin"
+    role = role_for_key(keys, key)
     if role is None:
         log.warning("review login refused: unknown key")
         return again(401, "ไม่รู้จักกุญแจนี้", "Unknown API key.")
-    if role not in REVIEW_ROLES:
+    if not may(role, REVIEW_PERMISSION):
         log.warning("review login refused: a %s key", role)
         return again(403, "กุญแจนี้ไม่มีสิทธิ์ตรวจทาน (ต้องเป็นบทบาท reviewer หรือ admin)",
                      "This key may not review cases: it needs the reviewer or admin role.")
@@ -423,11 +401,6 @@ def csrf_message() -> dict[str, str]:
 
 
 # -- the queue ------------------------------------------------------------------------------------
-
-def _store(request: Request) -> ReviewStore:
-    store: ReviewStore = request.app.state.store()
-    return store
-
 
 def age(created_at: str, now: datetime | None = None) -> dict[str, str]:
     """How long a case has waited, in Thai and English: ``{"th": "3 ชม.", "en": "3 h"}``."""
@@ -475,7 +448,7 @@ Filter = Annotated[str, Query(max_length=200)]
 
 
 @router.get("")
-def queue(request: Request, agency: Filter = "", urgency: Filter = "", district: Filter = "", status: Filter = "",
+def queue(request: Request, cases: CasesDep, settings: SettingsDep, agency: Filter = "", urgency: Filter = "", district: Filter = "", status: Filter = "",
           page: Annotated[int, Query(ge=0, le=100_000)] = 0, msg: Annotated[str, Query(max_length=30)] = "",
           case: Annotated[str, Query(max_length=20)] = "",
           focus: Annotated[int, Query(ge=0, le=1000)] = 0) -> Response:
@@ -483,16 +456,16 @@ def queue(request: Request, agency: Filter = "", urgency: Filter = "", district:
     session = need_session(request)
     if isinstance(session, Response):
         return session
-    store = _store(request)
-    limit = request.app.state.settings.page_limit
+    store = cases.store
+    limit = settings.page_limit
     filters = {"agency": agency, "urgency": urgency, "district": district, "status": status}
-    cases, total = store.review_queue_filtered(limit, page * limit, **filters)
+    found, total = store.review_queue_filtered(limit, page * limit, **filters)
     now = datetime.now(UTC)
     here = urlencode({k: v for k, v in {**filters, "page": page or ""}.items() if v})
     return render(request, "queue.html", session=session, messages=flash(msg, case), page="queue",
-                  cases=[case_view(c, now) for c in cases], total=total, filters=filters,
+                  cases=[case_view(c, now) for c in found], total=total, filters=filters,
                   facets=store.queue_facets(), page_no=page, limit=limit, here=here,
-                  focus=min(focus, max(len(cases) - 1, 0)),
+                  focus=min(focus, max(len(found) - 1, 0)),
                   prev_url=_page_url(request, filters, page - 1) if page > 0 else None,
                   next_url=_page_url(request, filters, page + 1) if (page + 1) * limit < total else None)
 
@@ -506,12 +479,12 @@ CaseId = Annotated[int, PathParam(ge=1, le=2**62)]
 
 
 @router.post("/cases/{case_id}/accept")
-async def accept(request: Request, case_id: CaseId) -> Response:
+async def accept(request: Request, case_id: CaseId, cases: CasesDep) -> Response:
     form = await read_form(request)
-    return await run_in_threadpool(_accept, request, case_id, form)
+    return await run_in_threadpool(_accept, request, case_id, form, cases)
 
 
-def _accept(request: Request, case_id: int, form: dict[str, list[str]]) -> Response:
+def _accept(request: Request, case_id: int, form: dict[str, list[str]], cases: Cases) -> Response:
     """Confirm the model's topics and urgency as they are: the case leaves the queue (kept in the audit trail)."""
     session = need_session(request)
     if isinstance(session, Response):
@@ -521,20 +494,12 @@ def _accept(request: Request, case_id: int, form: dict[str, list[str]]) -> Respo
     back = dict(parse_qsl(one(form, "back", 2000)))
     back = {k: v for k, v in back.items() if k in ("agency", "urgency", "district", "status", "page")}
     focus = one(form, "focus", 10)
-    store = _store(request)
     try:
-        case = store.get_case(case_id)
-        loaded = request.app.state.models.current
-        urgency = case["urgency"]
-        if not case["topics"] and urgency is None:
+        if cases.accept(case_id, one(form, "version", 100), session.actor, ACCEPT_REASON) is None:
             return render(request, "refused.html", status=422, session=session, messages=[{
                 "kind": "error", "th": f"เรื่อง #{case_id} ไม่มีผลให้ยืนยัน เปิดเรื่องเพื่อแก้ไข",
                 "en": f"Case {case_id} has no labels to accept; open it to correct it."}])
-        rank = urgency_rank(loaded.model.urgency_levels, urgency) if urgency is not None else None
-        store.correct_at_version(case_id, one(form, "version", 100), session.actor, ACCEPT_REASON,
-                                 case["topics"] or None, urgency, rank, None)
         back.update(msg="accepted", case=str(case_id))
-        log.info("case %d accepted as predicted by %s", case_id, session.actor)
     except StaleError:
         back.update(msg="conflict", case=str(case_id))
     except NotFoundError:
@@ -544,71 +509,61 @@ def _accept(request: Request, case_id: int, form: dict[str, list[str]]) -> Respo
     return _redirect(f"{_base(request)}?{urlencode(back)}")
 
 
-def urgency_rank(levels: list[str], urgency: str) -> int:
-    """Same rank the API gives: the level's position, most urgent first."""
-    return levels.index(urgency) if urgency in levels else len(levels)
-
-
 def not_found(request: Request, session: Session, case_id: int) -> HTMLResponse:
-    return render(request, "refused.html", status=404, session=session,
+    return render(request, "refused.html", status=http_status(NotFoundError()), session=session,
                   messages=[{"kind": "error", "th": f"ไม่พบเรื่อง #{case_id}", "en": f"Case {case_id} does not exist."}])
 
 
 # -- one case -------------------------------------------------------------------------------------
 
-def agency_choices(request: Request, case: dict[str, Any]) -> tuple[list[str], bool]:
+def agency_choices(cases: Cases, case: dict[str, Any]) -> tuple[list[str], bool]:
     """Agency names to offer (Thai, sorted) and whether only those are allowed.
 
     From the router's agency directory when it has one (then a correction must use them); else
     the escalation level and the agencies seen in cases.
     """
-    from pythainlp.util import collate
-
-    from triage.api import allowed_agencies
-
-    settings: Settings = request.app.state.settings
-    router_ = request.app.state.models.current.router
-    names = allowed_agencies(router_)
+    names = cases.agency_names
     if names is not None:
         return collate(list(names)), True
-    seen: set[str] = {settings.escalation_agency, *case["agencies"], *case["agency_path"]}
-    seen.update(_store(request).queue_facets().get("agency", []))
+    seen: set[str] = {cases.escalation_agency, *case["agencies"], *case["agency_path"]}
+    seen.update(cases.store.queue_facets().get("agency", []))
     return collate([s for s in seen if s]), False
 
 
-def case_page(request: Request, session: Session, case_id: int, status: int = 200,
+def case_page(request: Request, cases: Cases, session: Session, case_id: int, status: int = 200,
               messages: list[dict[str, str]] | None = None, draft: dict[str, Any] | None = None,
               move_draft: dict[str, str] | None = None) -> HTMLResponse:
     """The case page; ``draft`` keeps a reviewer's unsaved correction (after a conflict or a bad value)."""
-    store = _store(request)
+    store = cases.store
     case = store.get_case(case_id)
-    loaded = request.app.state.models.current
+    model = cases.served.model
     now = datetime.now(UTC)
     view = case_view(case, now)
-    choices, closed_list = agency_choices(request, case)
+    choices, closed_list = agency_choices(cases, case)
     if draft is None:
         draft = {"topics": case["topics"], "urgency": case["urgency"], "agencies": case["agencies"], "reason": ""}
     agencies = list(draft["agencies"]) + [""] * max(0, 3 - len(draft["agencies"]))
     queue_next, _ = store.review_queue_filtered(2, 0)
     next_id = next((c["id"] for c in queue_next if c["id"] != case_id), None)
     return render(request, "case.html", status=status, session=session, messages=messages or [], page="case",
-                  case=view, text=case["text"], topics=loaded.model.topic_labels,
-                  urgencies=loaded.model.urgency_levels, agency_names=choices, closed_list=closed_list,
+                  case=view, text=case["text"], topics=model.topic_labels,
+                  urgencies=model.urgency_levels, agency_names=choices, closed_list=closed_list,
                   draft=draft, draft_agencies=agencies, move=move_draft or {},
                   transitions=TRANSITIONS.get(case["status"], ()), history=store.history(case_id),
-                  corrections=store.corrections(case_id), escalation_agency=request.app.state.settings.escalation_agency,
+                  corrections=store.corrections(case_id), escalation_agency=cases.escalation_agency,
                   next_id=next_id, feedback=[{**f, "comment": mask_personal(f["comment"]) if f["comment"] else None}
                                              for f in store.feedback_for(case_id)])
 
 
 @router.get("/cases/{case_id}")
-def show_case(request: Request, case_id: CaseId, msg: Annotated[str, Query(max_length=30)] = "") -> Response:
+def show_case(request: Request, case_id: CaseId, cases: CasesDep,
+              msg: Annotated[str, Query(max_length=30)] = "") -> Response:
     """One case with its raw text (the reviewer opened it), the model's prediction, correction and workflow forms."""
     session = need_session(request)
     if isinstance(session, Response):
         return session
     try:
-        response = case_page(request, session, case_id, messages=flash(msg, str(case_id)))
+        response = case_page(request, cases, session, case_id, messages=flash(msg, str(case_id)))
     except NotFoundError:
         return not_found(request, session, case_id)
     log.info("case %d opened for review by %s", case_id, session.actor)
@@ -616,9 +571,9 @@ def show_case(request: Request, case_id: CaseId, msg: Annotated[str, Query(max_l
 
 
 @router.post("/cases/{case_id}/correct")
-async def correct(request: Request, case_id: CaseId) -> Response:
+async def correct(request: Request, case_id: CaseId, cases: CasesDep) -> Response:
     form = await read_form(request)
-    return await run_in_threadpool(_correct, request, case_id, form)
+    return await run_in_threadpool(_correct, request, case_id, form, cases)
 
 
 def _changed(new: list[str], old: list[str], ordered: bool) -> list[str] | None:
@@ -627,14 +582,14 @@ def _changed(new: list[str], old: list[str], ordered: bool) -> list[str] | None:
     return None if same else new
 
 
-def _correct(request: Request, case_id: int, form: dict[str, list[str]]) -> Response:
+def _correct(request: Request, case_id: int, form: dict[str, list[str]], cases: Cases) -> Response:
     """Save a correction of only what changed; nothing changed means the reviewer confirms the labels."""
     session = need_session(request)
     if isinstance(session, Response):
         return session
     if not check_csrf(session, form):
         return render(request, "refused.html", status=400, session=session, messages=[csrf_message()])
-    store = _store(request)
+    store = cases.store
     try:
         case = store.get_case(case_id)
     except NotFoundError:
@@ -646,7 +601,7 @@ def _correct(request: Request, case_id: int, form: dict[str, list[str]]) -> Resp
     draft = {"topics": topics, "urgency": urgency, "agencies": agencies, "reason": reason}
 
     def again(status: int, th: str, en: str, kind: str = "error") -> HTMLResponse:
-        return case_page(request, session, case_id, status=status, draft=draft,
+        return case_page(request, cases, session, case_id, status=status, draft=draft,
                          messages=[{"kind": kind, "th": th, "en": en}])
 
     if not reason:
@@ -655,28 +610,20 @@ def _correct(request: Request, case_id: int, form: dict[str, list[str]]) -> Resp
         return again(422, "เลือกหัวข้ออย่างน้อยหนึ่งหัวข้อ", "Choose at least one topic.")
     if len(topics) > 20 or len(agencies) > 10 or any(len(v) > 200 for v in topics + agencies):
         return again(422, "ค่าที่ส่งมายาวหรือมากเกินไป", "Too many or too long values.")
-    loaded = request.app.state.models.current
     new_topics = _changed(topics, case["topics"], ordered=False)
     new_urgency = urgency if urgency != case["urgency"] else None
     new_agencies = _changed(agencies, case["agencies"], ordered=True) if agencies else None
     if new_topics is None and new_urgency is None and new_agencies is None:
         new_topics, new_urgency = topics, urgency  # a confirmation: recorded, and the case leaves the queue
-    from triage.api import check_model_labels
-
     try:
-        check_model_labels(loaded.model, new_topics, new_urgency)
-        choices, closed_list = agency_choices(request, case)
-        for agency in new_agencies or []:
-            if closed_list and agency not in choices:
-                raise LabelError("agency", agency, ["(ดูรายชื่อในช่องค้นหา · see the list in the field)"])
-        rank = urgency_rank(loaded.model.urgency_levels, new_urgency) if new_urgency is not None else None
-        store.correct_at_version(case_id, one(form, "version", 100), session.actor, reason, new_topics or None,
-                                 new_urgency, rank, new_agencies)
-    except StaleError:
-        return again(409, CONFLICT_TH, CONFLICT_EN, kind="conflict")
+        cases.correct(case_id, session.actor, reason, new_topics or None, new_urgency, new_agencies,
+                      version=one(form, "version", 100))
+    except StaleError as exc:
+        return again(http_status(exc), CONFLICT_TH, CONFLICT_EN, kind="conflict")
     except LabelError as exc:
-        return again(422, f"ค่าไม่ถูกต้อง: {exc.kind} {exc.label!r} ไม่อยู่ในรายการที่เลือกได้", str(exc))
-    log.info("case %d corrected by %s (review page)", case_id, session.actor)
+        # the page lists the allowed agencies in its search field, not in the message
+        en = str(LabelError(exc.kind, exc.label, [AGENCY_LIST])) if exc.kind == "agency" else str(exc)
+        return again(http_status(exc), f"ค่าไม่ถูกต้อง: {exc.kind} {exc.label!r} ไม่อยู่ในรายการที่เลือกได้", en)
     if one(form, "then", 20) == "next":
         following, _ = store.review_queue_filtered(1, 0)
         if following:
@@ -686,19 +633,18 @@ def _correct(request: Request, case_id: int, form: dict[str, list[str]]) -> Resp
 
 
 @router.post("/cases/{case_id}/status")
-async def move(request: Request, case_id: CaseId) -> Response:
+async def move(request: Request, case_id: CaseId, cases: CasesDep) -> Response:
     form = await read_form(request)
-    return await run_in_threadpool(_move, request, case_id, form)
+    return await run_in_threadpool(_move, request, case_id, form, cases)
 
 
-def _move(request: Request, case_id: int, form: dict[str, list[str]]) -> Response:
+def _move(request: Request, case_id: int, form: dict[str, list[str]], cases: Cases) -> Response:
     """Forward the case to another agency, escalate it to the central level, or another workflow step."""
     session = need_session(request)
     if isinstance(session, Response):
         return session
     if not check_csrf(session, form):
         return render(request, "refused.html", status=400, session=session, messages=[csrf_message()])
-    settings: Settings = request.app.state.settings
     action = one(form, "action", 20)
     agency = one(form, "agency", 200) or None
     note = one(form, "note", 2000) or None
@@ -708,32 +654,27 @@ def _move(request: Request, case_id: int, form: dict[str, list[str]]) -> Respons
              "public_note": public_note or ""}
 
     def again(code: int, th: str, en: str, kind: str = "error") -> HTMLResponse:
-        return case_page(request, session, case_id, status=code, move_draft=draft,
+        return case_page(request, cases, session, case_id, status=code, move_draft=draft,
                          messages=[{"kind": kind, "th": th, "en": en}])
 
     try:
-        case = _store(request).get_case(case_id)
+        cases.store.get_case(case_id)
     except NotFoundError:
         return not_found(request, session, case_id)
-    if status not in STATUS_TH:
-        return again(422, "เลือกสถานะที่ต้องการ", f"status {status!r} is not one of: {', '.join(STATUS_TH)}")
-    if status == "escalated" and agency is None:
-        agency = settings.escalation_agency
-    if status == "forwarded" and agency is None:
-        return again(422, "การส่งต่อต้องระบุหน่วยงานปลายทาง", "Forwarding needs the agency the case goes to.")
-    choices, closed_list = agency_choices(request, case)
-    if agency is not None and closed_list and agency not in choices and agency != settings.escalation_agency:
-        return again(422, f"ไม่รู้จักหน่วยงาน {agency!r} ในสารบบหน่วยงาน",
-                     f"agency {agency!r} is not in the agency directory")
     try:
-        _store(request).change_status_at_version(case_id, one(form, "version", 100), status, agency, session.actor,
-                                                 note, public_note=public_note)
-        request.app.state.wake_delivery()
-    except StaleError:
-        return again(409, CONFLICT_TH, CONFLICT_EN, kind="conflict")
+        cases.move(case_id, status, agency, session.actor, note, version=one(form, "version", 100),
+                   public_note=public_note)
+    except InputError as exc:
+        if status not in STATUSES:
+            return again(http_status(exc), "เลือกสถานะที่ต้องการ", str(exc))
+        return again(http_status(exc), "การส่งต่อต้องระบุหน่วยงานปลายทาง", "Forwarding needs the agency the case goes to.")
+    except LabelError as exc:
+        return again(http_status(exc), f"ไม่รู้จักหน่วยงาน {exc.label!r} ในสารบบหน่วยงาน",
+                     f"agency {exc.label!r} is not in the agency directory")
+    except StaleError as exc:
+        return again(http_status(exc), CONFLICT_TH, CONFLICT_EN, kind="conflict")
     except ConflictError as exc:
-        return again(409, "ทำไม่ได้: ขั้นตอนนี้ไม่ได้รับอนุญาตจากสถานะปัจจุบัน หรือจะทำให้ส่งต่อวนซ้ำ", str(exc))
-    log.info("case %d -> %s by %s (review page)", case_id, status, session.actor)
+        return again(http_status(exc), "ทำไม่ได้: ขั้นตอนนี้ไม่ได้รับอนุญาตจากสถานะปัจจุบัน หรือจะทำให้ส่งต่อวนซ้ำ", str(exc))
     return _redirect(f"{_base(request)}/cases/{case_id}?msg=moved")
 
 
@@ -800,15 +741,13 @@ def week_starts(today: datetime, n: int) -> list[str]:
 
 
 @router.get("/overview")
-def overview(request: Request) -> Response:
+def overview(request: Request, cases: CasesDep) -> Response:
     """Counts per agency and urgency, waiting cases and ages, correction rates over time, the model."""
     session = need_session(request)
     if isinstance(session, Response):
         return session
-    from triage.api import metrics_summary
-
-    store = _store(request)
-    loaded = request.app.state.models.current
+    store = cases.store
+    loaded = cases.served
     now = datetime.now(UTC)
     bounds = [(now - delta).isoformat(timespec="microseconds") for _, _, delta in AGE_BUCKETS]
     counts = store.overview_counts(bounds)

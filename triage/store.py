@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from triage.errors import ConfigError, ConflictError, NotFoundError, StorageError
+from triage.errors import ConfigError, ConflictError, NotFoundError, StaleError, StorageError
 from triage.store_followup import MIGRATION as FOLLOWUP_MIGRATION
 from triage.store_followup import FollowupMixin
 
@@ -136,7 +136,7 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-def open_store(url: str, sla_hours: dict[str, float] | None = None, webhooks: bool = False) -> Store:
+def open_store(url: str, sla_hours: dict[str, float] | None = None, webhooks: bool = False) -> ReviewStore:
     """Open the store a URL names: ``sqlite:///path`` (or a plain path). Applies migrations.
 
     ``sla_hours`` gives each case its deadline; ``webhooks`` writes an outbox event per status change.
@@ -299,7 +299,8 @@ class SQLiteStore(FollowupMixin):
                    needs_review: bool | None = None, limit: int = 50,
                    cursor: int | None = None) -> tuple[list[dict[str, Any]], int | None]:
         """Cases newest first; ``cursor`` is the id of the last case of the previous page."""
-        where, params = [], []
+        where: list[str] = []
+        params: list[str | int] = []
         for column, value in (("status", status), ("agency", agency), ("urgency", urgency)):
             if value is not None:
                 where.append(f"{column} = ?")
@@ -553,10 +554,6 @@ CHANGED_CASES = """
        OR (agencies IS NOT NULL AND json_extract(agencies, '$') IS NOT json_extract(before, '$.agencies'))
 """
 """Cases where a reviewer changed a label (a correction that confirms the labels changes nothing)."""
-
-
-class StaleError(ConflictError):
-    """A form saved against an older version of a case than the stored one."""
 
 
 class ReviewStore(Store, Protocol):
