@@ -14,22 +14,33 @@ from pathlib import Path
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from triage.auth import ROLES
+from triage.auth import AGENCY_ROLE, ROLES, agency_of
 from triage.errors import ConfigError
 
 
 def parse_api_keys(value: str) -> dict[str, str]:
-    """``"k1:intake,k2:admin"`` -> ``{"k1": "intake", "k2": "admin"}``; raises ValueError naming a bad pair."""
+    """``"k1:intake,k2:admin"`` -> ``{"k1": "intake", "k2": "admin"}``; raises ValueError naming a bad pair.
+
+    ``"k3:agency:สำนักงานเขตบางรัก"`` gives ``{"k3": "agency:สำนักงานเขตบางรัก"}`` (the name is checked
+    against the agency directory at start, ``Settings.check_serving``).
+    """
     keys: dict[str, str] = {}
     for pair in (p.strip() for p in value.split(",")):
         if not pair:
+            continue
+        key, sep, agency = pair.rpartition(":agency:")
+        if sep and key.strip() and agency.strip():
+            key, agency = key.strip(), agency.strip()
+            if len(key) < 8:
+                raise ValueError(f"an API key for agency {agency!r} has {len(key)} characters; at least 8 are needed")
+            keys[key] = AGENCY_ROLE + agency
             continue
         key, sep, role = pair.rpartition(":")
         key, role = key.strip(), role.strip()
         if not sep or not key:
             raise ValueError(f"API key entry {pair.split(':')[0][:4]}... is not 'key:role'")
         if role not in ROLES:
-            raise ValueError(f"role {role!r} is not one of: {', '.join(ROLES)}")
+            raise ValueError(f"role {role!r} is not one of: {', '.join(ROLES)}, agency:<official agency name>")
         if len(key) < 8:
             raise ValueError(f"an API key for role {role!r} has {len(key)} characters; at least 8 are needed")
         keys[key] = role
@@ -68,11 +79,44 @@ class Settings(BaseSettings):
     """At most this many requests in one micro-batch."""
     batch_queue: int = Field(256, ge=1, le=100_000)
     """At most this many triage requests wait; more are refused with 503 and Retry-After."""
+    sla_hours: str = "high=24,medium=72,low=360"
+    """Hours an agency has to resolve a case, per urgency (fractions allowed); reset when it is forwarded."""
+    sla_check_seconds: float = Field(60.0, gt=0, le=86_400)
+    """How often the service escalates open cases past their deadline (``python -m triage escalate-overdue``
+    does one pass for an outside scheduler)."""
+    webhook_url: str = ""
+    """Where every status change is POSTed (signed JSON); empty: no webhooks."""
+    webhook_secret: str = ""
+    """The HMAC-SHA256 key of the ``X-Triage-Signature`` header; needed with a webhook URL."""
+    webhook_timeout: float = Field(5.0, gt=0, le=300)
+    """Seconds a receiver has to answer one delivery before it counts as failed and is retried."""
+    webhook_retry_seconds: float = Field(5.0, gt=0, le=3600)
+    """The first retry's delay; it doubles with each failed attempt up to ``webhook_max_backoff``."""
+    webhook_max_backoff: float = Field(3600.0, gt=0, le=86_400)
+    track_rate_per_minute: float = Field(30.0, gt=0, le=100_000)
+    """Tracking lookups (and feedback) allowed per client address per minute, with bursts of ``track_burst``."""
+    track_burst: int = Field(10, ge=1, le=100_000)
 
     @field_validator("api_keys")
     @classmethod
     def _check_keys(cls, value: str) -> str:
         parse_api_keys(value)
+        return value
+
+    @field_validator("sla_hours")
+    @classmethod
+    def _check_sla(cls, value: str) -> str:
+        from triage.sla import parse_sla_hours
+
+        parse_sla_hours(value)
+        return value
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _check_webhook_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError(f"webhook URL {value[:40]!r} must start with http:// or https://")
         return value
 
     @field_validator("log_level")
@@ -88,6 +132,33 @@ class Settings(BaseSettings):
         if not self.keys and not self.dev_mode:
             raise ConfigError("no API keys: set TRIAGE_API_KEYS='key:role,...' (roles: intake, reviewer, admin) "
                               "or TRIAGE_DEV_MODE=1 to serve without keys on a development machine")
+        if self.webhook_url and len(self.webhook_secret) < 16:
+            raise ConfigError("TRIAGE_WEBHOOK_URL is set but TRIAGE_WEBHOOK_SECRET is missing or shorter than 16 "
+                              "characters: receivers check each delivery's X-Triage-Signature with it")
+        self.check_agency_keys()
+
+    def check_agency_keys(self, directory_path: Path | None = None) -> None:
+        """Refuse ``key:agency:<name>`` entries whose name is not an agency of the directory."""
+        names = {agency_of(role) for role in self.keys.values()} - {None}
+        if not names:
+            return
+        from triage.routing import DIRECTORY_PATH, Directory
+
+        path = directory_path or DIRECTORY_PATH
+        directory = Directory.load(path)
+        for name in sorted(n for n in names if n is not None):
+            if name not in directory.agencies:
+                canon = directory.canonical(name)
+                hint = f" (its official name is {canon!r})" if canon else ""
+                raise ConfigError(f"TRIAGE_API_KEYS: agency {name!r} of an agency key is not in the agency directory "
+                                  f"{path}{hint}; use an official name from that file")
+
+    @property
+    def sla(self) -> dict[str, float]:
+        """Hours to resolve per urgency level, from ``sla_hours``."""
+        from triage.sla import parse_sla_hours
+
+        return parse_sla_hours(self.sla_hours)
 
     @property
     def keys(self) -> dict[str, str]:
