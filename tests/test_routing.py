@@ -21,7 +21,14 @@ from triage.agency import (
     strip_intake,
 )
 from triage.errors import ConfigError
-from triage.routing import DIRECTORY_PATH, TABLE_PATH, Directory, Places, Router, RoutingTable
+from triage.routing import (
+    DIRECTORY_PATH,
+    TABLE_PATH,
+    Directory,
+    Places,
+    Router,
+    RoutingTable,
+)
 from triage.testing import shared_data_dir
 from triage.text import normalize
 from triage.tools.build_directory import build_directory
@@ -417,9 +424,12 @@ ROAD = ["ถนนเป็นหลุมใหญ่", "ทางเท้า�
         "รถจอดขวางทางเข้าซอย", "จอดรถขวางหน้าบ้านไม่มีที่ให้ออก", "ทางเท้าชำรุดเดินลำบาก"]
 
 
+CRIME = ["วัยรุ่นแข่งรถเสียงดังทุกคืน", "มีการมั่วสุมเสพยาในซอย"]
+
+
 def _calibrated(threshold: float = 0.5) -> Any:
-    learned = fit_agency_model([normalize(t) for t in LIGHT + ROAD] * 3, (["electricity"] * 4 + ["district_office"] * 8) * 3,
-                               C=50.0)
+    learned = fit_agency_model([normalize(t) for t in LIGHT + ROAD + CRIME] * 3,
+                               (["electricity"] * 4 + ["district_office"] * 8 + ["police"] * 2) * 3, C=50.0)
     learned.calibration_, learned.move_threshold_ = (1.0, 0.0, 0.0, 0.0), threshold  # calibrated = the model's probability
     return learned
 

@@ -252,10 +252,12 @@ def fit_agency_model(norm_texts: list[str], kinds: list[str], weights: np.ndarra
     return AgencyModel(pipe, [str(k) for k in pipe.classes_], dict(Counter(kinds)))
 
 
-def fit_ranker(forwards: pd.DataFrame, C: float = 16.0) -> Pipeline | None:
-    """The kind among forwarded complaints (forwards to another kind than the district office only);
-    None with fewer than two kinds."""
-    rows = _routable(forwards)
+def fit_ranker(forwards: pd.DataFrame, C: float = 16.0, corrections: pd.DataFrame | None = None) -> Pipeline | None:
+    """The kind among forwarded complaints (forwards and reviewers' corrections to another kind than the
+    district office); None with fewer than two kinds."""
+    rows = _routable(forwards)[["norm", "kind"]]
+    if corrections is not None and len(corrections):
+        rows = pd.concat([rows, corrections[["norm", "kind"]]], ignore_index=True)
     rows = rows[rows["kind"] != DISTRICT_OFFICE]
     if rows["kind"].nunique() < 2:
         return None
@@ -645,7 +647,7 @@ def train_agency(model: Any, frame: pd.DataFrame, config: DatasetConfig, correct
     held = fit_agency_model(*_training_set(pd.concat([fw_tr, fw_va]), pd.concat([o_tr, o_va]), corr, correction_weight, rate),
                             C=st.C)
     held.calibration_, held.move_threshold_, held.forward_rate_ = calibration, st.move_threshold, rate
-    held.ranker_ = fit_ranker(pd.concat([fw_tr, fw_va]), st.rank_C)
+    held.ranker_ = fit_ranker(pd.concat([fw_tr, fw_va]), st.rank_C, corr)
     texts, norms = fw_te["comment"].tolist() + o_te["text"].tolist(), fw_te["norm"].tolist() + o_te["norm"].tolist()
     districts = fw_te["district"].tolist() + o_te["district"].tolist()
     recs = model.predict(texts)
@@ -682,7 +684,7 @@ def train_agency(model: Any, frame: pd.DataFrame, config: DatasetConfig, correct
     final = fit_agency_model(*_training_set(fw, _sample(bkk, st.ordinary_train, st.seed), corr, correction_weight, rate),
                              C=st.C)
     final.calibration_, final.move_threshold_, final.forward_rate_ = calibration, st.move_threshold, rate
-    final.ranker_ = fit_ranker(fw, st.rank_C)
+    final.ranker_ = fit_ranker(fw, st.rank_C, corr)
     metrics["trained_on"] = final.trained_on
     lines = summary_lines(metrics)
     metrics["summary"] = "\n".join(lines)

@@ -604,11 +604,12 @@ class Router:
                          rank_p: dict[str, float] | None) -> dict[str, float]:
         """Scores that rank the reviewer's suggestions: for kinds other than the district office, the
         ranker's probability of the kind among forwarded complaints (0.7) plus a strong rule naming
-        it (0.3); without a ranker, the calibrated probabilities. The district office keeps its score."""
+        it (0.3), or its calibrated probability when that is higher; without a ranker, the calibrated
+        probabilities. The district office keeps its score."""
         if rank_p is None:
             return dict(score_of)
         evidence = self.rule_evidence(table)
-        return {k: (v if k == DISTRICT_OFFICE else 0.7 * rank_p.get(k, 0.0) + 0.3 * evidence.get(k, (0.0, 0.0))[0])
+        return {k: (v if k == DISTRICT_OFFICE else max(v, 0.7 * rank_p.get(k, 0.0) + 0.3 * evidence.get(k, (0.0, 0.0))[0]))
                 for k, v in score_of.items()}
 
     def _calibrated_order(self, table: dict[str, tuple[float, str]], learned_p: dict[str, float],
