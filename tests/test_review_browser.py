@@ -72,7 +72,8 @@ def server(browser: Any, tmp_path_factory: pytest.TempPathFactory, small_model_d
                  TRIAGE_REVIEW_THRESHOLD="0.99")  # every case goes to review
     try:
         items = [{"text": t, "district": d, "source": "line"} for d in ("บางรัก", "ดุสิต", None) for t in TEXTS]
-        items.append({"text": f"นายสมชาย ใจดี โทร {PHONE} แจ้งว่าไฟฟ้าดับทั้งซอย"})  # no district: it needs review
+        # urgent (a sparking wire and a fallen pole), so it waits in the queue until someone accepts it
+        items.append({"text": f"นายสมชาย ใจดี โทร {PHONE} แจ้งว่าสายไฟช็อตมีประกายไฟ เสาไฟฟ้าล้มขวางถนน อันตรายมาก"})
         r = httpx.post(f"{srv.url}/v1/triage/batch", json={"items": items}, headers=H_INTAKE, timeout=60)
         assert r.status_code == 200, r.text
         yield srv
