@@ -108,3 +108,19 @@ def test_picking_columns_is_scipys_column_indexing(empty):
     fast = fastpath.ColumnPicker(cols, 60)(X)
     slow = X[:, cols].tocsr()
     assert fast.shape == slow.shape and (fast != slow).nnz == 0 and np.array_equal(fast.indptr, slow.indptr)
+
+
+def test_an_agency_model_following_corrections_and_its_ranker_give_their_own_numbers(small_model, complaints, router):
+    police = next(a.name for a in router.directory.agencies.values() if a.kind == "police")
+    texts = complaints[0][:80]
+    corrections = pd.DataFrame({"text": texts[:12], "agency": [police] * 12})
+    learned = small_model.agency.learn_corrections(corrections, router)
+    assert learned.memory_ is not None and len(learned.memory_)
+    norm = normalize_many(texts)
+    fast = fastpath.agency_proba(learned, norm, fastpath.Analyses())
+    assert np.array_equal(fast, learned.kind_proba_many(norm))
+    batch = fastpath.BatchKinds(learned, norm, fastpath.Analyses())
+    for n in norm[:20]:
+        assert batch.kind_proba(n) == learned.kind_proba(n)
+        if learned.ranker_ is not None:
+            assert batch.rank_proba(n) == learned.rank_proba(n)
