@@ -177,6 +177,8 @@ def train_parser() -> argparse.ArgumentParser:
     corr.add_argument("--correction-weight", type=int, default=3, help="how many times a correction counts")
     corr.add_argument("--tolerance", type=float, default=0.0, help="how much lower micro-F1 may be than the "
                       "current model's and still count as not worse (default 0)")
+    corr.add_argument("--force-promote", action="store_true", help="make the new model current even when no "
+                      "honest comparison is possible (the current model has no record of its training rows)")
     return ap
 
 
@@ -219,7 +221,8 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         if args.no_current:
             path, _metrics = train(config, Path(args.out), options, make_current=False)
         else:  # the first model becomes current; a later one only if it is not worse than current
-            path, _comparison = train_and_promote(config, Path(args.out), options, args.tolerance)
+            path, _comparison = train_and_promote(config, Path(args.out), options, args.tolerance,
+                                                  force=args.force_promote)
         print(headline(json.loads((path / "metrics.json").read_text(encoding="utf-8"))))
         return 0
 
@@ -239,6 +242,14 @@ def headline(metrics: dict[str, Any]) -> str:
         cv = metrics["urgency"]["cross_validated"]
         lines.append(f"  urgency (nested 5-fold CV): recall(high) {cv['high_recall']}  precision(high) "
                      f"{cv['high_precision']}  flagged high {cv['flagged_high_share']}  macro-F1 {cv['macro_f1']}")
+    if metrics.get("stage_seconds"):
+        cpu = metrics.get("stage_cpu_seconds", {})
+        lines.append("  seconds per stage, wall (CPU): " + ", ".join(
+            f"{k} {v} ({cpu.get(k, '?')})" for k, v in metrics["stage_seconds"].items()))
+    if metrics.get("frozen"):
+        f = metrics["frozen"]
+        lines.append(f"  shipped model on the frozen slice ({f['rows']} rows it never trained on: {f['describe']}): "
+                     f"micro-F1 {f['micro_f1']}  macro-F1 {f['macro_f1']}")
     for key, value in metrics.items():
         if key not in ("topic", "urgency") and isinstance(value, dict) and "headline" in value:
             lines.append(f"  {key}: {value['headline']}")

@@ -20,6 +20,8 @@ from __future__ import annotations
 import re
 import warnings
 import tomllib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -62,6 +64,66 @@ def make_featurizer(kind: str = "word") -> FeatureUnion:
     if not parts:
         raise ValueError(f"feature kind {kind!r} is not one of: {', '.join(FEATURE_KINDS)}")
     return FeatureUnion(parts, n_jobs=len(parts))
+
+
+def _analyze_chunk(texts: list[str]) -> list[list[str]]:
+    return [word_analyzer(t) for t in texts]
+
+
+def analyze_words(norm_texts: list[str], n_jobs: int = 2, chunk: int = 20_000) -> dict[str, list[str]]:
+    """Word 1-2-grams of each distinct normalised text, tokenised once (in ``n_jobs`` processes).
+
+    Training featurises the same texts several times (train, train + validation, everything);
+    tokenising is most of a word TF-IDF fit, so it is done once here and reused through
+    :class:`AnalyzedWords`.
+    """
+    distinct = list(dict.fromkeys(norm_texts))
+    if len(distinct) < 2 * chunk or n_jobs == 1:
+        return dict(zip(distinct, _analyze_chunk(distinct)))
+    from joblib import Parallel, delayed
+
+    parts = Parallel(n_jobs=n_jobs)(delayed(_analyze_chunk)(distinct[i : i + chunk])
+                                    for i in range(0, len(distinct), chunk))
+    return dict(zip(distinct, (words for part in parts for words in part)))
+
+
+class AnalyzedWords:
+    """An analyzer that looks texts up in precomputed ``analyze_words`` output (others are analysed)."""
+
+    def __init__(self, analyzed: dict[str, list[str]]) -> None:
+        self.analyzed = analyzed
+
+    def __call__(self, text: str) -> list[str]:
+        words = self.analyzed.get(text)
+        return words if words is not None else word_analyzer(text)
+
+
+@contextmanager
+def precomputed_words(featurizer: FeatureUnion, analyzed: dict[str, list[str]] | None) -> Iterator[None]:
+    """Within the block the featurizer's word part reads ``analyzed`` instead of tokenising.
+
+    The shipped featurizer keeps ``word_analyzer``: the swap is undone on leaving, so what is
+    saved is identical to a featurizer fitted the slow way (``tests/test_model_training.py``).
+    """
+    vec = dict(featurizer.transformer_list).get("word")
+    if vec is None or analyzed is None:
+        yield
+        return
+    original = vec.analyzer
+    vec.analyzer = AnalyzedWords(analyzed)
+    try:
+        yield
+    finally:
+        vec.analyzer = original
+
+
+def fit_featurizer(kind: str, norm_texts: list[str],
+                   analyzed: dict[str, list[str]] | None = None) -> tuple[FeatureUnion, sparse.csr_matrix]:
+    """A featurizer fitted on ``norm_texts`` and their features, reusing precomputed words if given."""
+    featurizer = make_featurizer(kind)
+    with precomputed_words(featurizer, analyzed):
+        X = featurizer.fit_transform(norm_texts).tocsr()
+    return featurizer, X
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -307,8 +369,10 @@ class TriageModel:
     def urgency_levels(self) -> list[str]:
         return list(self.urgency.levels) if self.urgency else []
 
-    def featurize(self, norm_texts: list[str]) -> sparse.csr_matrix:
-        return self.featurizer.transform(norm_texts).tocsr()
+    def featurize(self, norm_texts: list[str], analyzed: dict[str, list[str]] | None = None) -> sparse.csr_matrix:
+        """TF-IDF features of normalised texts (``analyzed``: precomputed words, see ``analyze_words``)."""
+        with precomputed_words(self.featurizer, analyzed):
+            return self.featurizer.transform(norm_texts).tocsr()
 
     @cached_property
     def _word_offset(self) -> int:

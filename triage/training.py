@@ -9,6 +9,8 @@ labelled rows, keeping the calibration and thresholds found on the validation pa
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import time
 from collections.abc import Callable
@@ -38,7 +40,8 @@ from triage.model import (
     TopicHead,
     TriageModel,
     UrgencyHead,
-    make_featurizer,
+    analyze_words,
+    fit_featurizer,
 )
 from triage.text import normalize_many
 
@@ -117,6 +120,95 @@ def apply_corrections(frame: pd.DataFrame, corrections: pd.DataFrame | None, wei
     return pd.concat([kept] + [corr] * max(1, weight), ignore_index=True)
 
 
+FROZEN_DAYS = 14
+"""Default frozen evaluation slice of a time-ordered dataset: its newest two weeks."""
+FROZEN_CORRECTIONS = 0.25
+"""Default share of reviewers' corrections held back from training for the promotion gate."""
+FROZEN_SHARE = 0.05
+"""Default frozen share of a dataset without time (chosen by a hash of the row id)."""
+TRAINED_ROWS_FILE = "trained_rows.npz"
+
+
+def stable_hash(values: list[str]) -> np.ndarray:
+    """A 64-bit hash per string, the same in every process and Python version."""
+    return np.array([int.from_bytes(hashlib.blake2b(v.encode("utf-8"), digest_size=8).digest(), "little")
+                     for v in values], dtype=np.uint64)
+
+
+def _hash_share(ids: pd.Series, share: float) -> np.ndarray:
+    """Rows whose id hashes into the first ``share`` of the range: a fixed choice for every run."""
+    return (stable_hash(ids.astype(str).tolist()) / float(2**64)) < share
+
+
+@dataclass
+class FrozenRule:
+    """Which rows are held back from every shipped fit so that two shipped models can be compared.
+
+    From ``[split]``: ``frozen_from`` (a time: rows at or after it) or ``frozen_days`` (the newest
+    days of the data, default 14) for a time-ordered dataset, ``frozen`` (a share of rows by id
+    hash, default 0.05) otherwise; ``frozen_corrections`` (default 0.25) of reviewers' corrections
+    by id hash. A moving window: a later dataset freezes later rows, and the gate only ever
+    compares on rows that neither model's training record contains.
+    """
+
+    time_from: str | None
+    share: float | None
+    corrections_share: float
+
+    @classmethod
+    def from_config(cls, config: DatasetConfig, frame: pd.DataFrame) -> FrozenRule:
+        spec = config.split or {}
+        corr = float(spec.get("frozen_corrections", FROZEN_CORRECTIONS))
+        timed = spec.get("kind", "time") == "time" and config.time_column and frame["time"].notna().any()
+        if timed:
+            if spec.get("frozen_from"):
+                return cls(str(spec["frozen_from"]), None, corr)
+            times = frame["time"].astype(str)
+            newest = pd.Timestamp(times[times.str.match(r"\d{4}-\d{2}-\d{2}")].max()[:10])
+            start = newest - pd.Timedelta(days=int(spec.get("frozen_days", FROZEN_DAYS)) - 1)
+            return cls(start.strftime("%Y-%m-%d"), None, corr)
+        return cls(None, float(spec.get("frozen", FROZEN_SHARE)), corr)
+
+    def rows(self, frame: pd.DataFrame) -> np.ndarray:
+        """Boolean mask of the frozen base rows (corrections, whose time is empty, are never base rows)."""
+        if self.time_from is not None:
+            t = frame["time"].astype(str)
+            return ((t >= self.time_from) & t.str.match(r"\d{4}")).to_numpy()
+        return _hash_share(frame["id"], self.share or 0.0)
+
+    def held_corrections(self, corrections: pd.DataFrame | None) -> np.ndarray:
+        if corrections is None or corrections.empty:
+            return np.zeros(0, dtype=bool)
+        return _hash_share(corrections["id"], self.corrections_share)
+
+    def describe(self) -> str:
+        base = f"tickets from {self.time_from} on" if self.time_from else f"{self.share:.0%} of rows by id hash"
+        return f"{base} + {self.corrections_share:.0%} of reviewers' corrections by id hash"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"time_from": self.time_from, "share": self.share, "corrections_share": self.corrections_share}
+
+
+def frozen_slice(frame: pd.DataFrame, corrections: pd.DataFrame | None, rule: FrozenRule) -> pd.DataFrame:
+    """The frozen evaluation rows: base rows the rule freezes (minus corrected ones) and held-back
+    corrections (with the reviewers' labels); column ``source`` says which."""
+    corr_ids: set[str] = set() if corrections is None else set(corrections["id"].astype(str))
+    base = frame[rule.rows(frame) & ~frame["id"].astype(str).isin(corr_ids).to_numpy()].assign(source="base")
+    parts = [base]
+    if corrections is not None and not corrections.empty:
+        held = corrections[rule.held_corrections(corrections)]
+        parts.append(held.assign(source="correction"))
+    out = pd.concat(parts, ignore_index=True)
+    return out[out["topic"].map(lambda labs: isinstance(labs, list) and bool(labs))].reset_index(drop=True)
+
+
+def trained_rows_file(ids: list[str], norm_texts: list[str]) -> bytes:
+    """The record of what a shipped topic head was fitted on: hashes of row ids and normalised texts."""
+    buf = io.BytesIO()
+    np.savez(buf, id_hash=stable_hash(ids), text_hash=stable_hash(norm_texts))
+    return buf.getvalue()
+
+
 def urgency_metrics(y: np.ndarray, pred: list[str]) -> dict[str, Any]:
     """Recall and precision of high, share flagged high, macro-F1 and the confusion counts."""
     pred_a = np.array(pred)
@@ -131,22 +223,85 @@ def urgency_metrics(y: np.ndarray, pred: list[str]) -> dict[str, Any]:
     }
 
 
-def _urgency_design(model: TriageModel, head: UrgencyHead, norm: list[str]) -> Any:
-    X = model.featurize(norm)
+def cpu_seconds() -> float:
+    """CPU time of this process and its live worker processes (joblib's), for load-independent timing."""
+    total = time.process_time()
+    try:
+        import psutil
+
+        for child in psutil.Process().children(recursive=True):
+            try:
+                t = child.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                pass
+    except ImportError:
+        pass
+    return total
+
+
+class Clock:
+    """Wall-clock (and CPU) time per training stage, logged as it goes and kept for the report.
+
+    The CPU seconds include joblib's worker processes while they live; on a shared machine the
+    wall-clock time depends on the load, the CPU time much less.
+    """
+
+    def __init__(self, log: Log) -> None:
+        self.log = log
+        self.started = self.last = time.perf_counter()
+        self.cpu_started = self.cpu_last = cpu_seconds()
+        self.stages: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+
+    def step(self, msg: str, stage: str | None = None) -> None:
+        """Log ``msg``; with ``stage``, the time since the previous stage's step is booked to that stage."""
+        now = time.perf_counter()
+        if stage:
+            cpu = cpu_seconds()
+            self.stages[stage] = round(self.stages.get(stage, 0.0) + now - self.last, 1)
+            self.cpu[stage] = round(self.cpu.get(stage, 0.0) + cpu - self.cpu_last, 1)
+            msg = f"{msg} ({now - self.last:.1f} s)"
+            self.last, self.cpu_last = now, cpu
+        self.log(f"[{now - self.started:6.1f}s] {msg}")
+
+    def total(self) -> float:
+        return round(time.perf_counter() - self.started, 1)
+
+    def summary(self) -> str:
+        per = ", ".join(f"{k} {v} ({self.cpu.get(k, 0.0)})" for k, v in self.stages.items())
+        return f"seconds per stage, wall (CPU): {per}; total {self.total()} ({round(cpu_seconds() - self.cpu_started, 1)})"
+
+
+def _urgency_design(model: TriageModel, head: UrgencyHead, norm: list[str],
+                    analyzed: dict[str, list[str]] | None = None) -> Any:
+    X = model.featurize(norm, analyzed)
     head.select_words(model.word_block(X))
     return head.design(norm, model.topic.proba(X), model.word_block(X))
 
 
+def _fold_predictions(Z: Any, y: np.ndarray, tr: np.ndarray, te: np.ndarray, head: UrgencyHead,
+                      seed: int) -> list[str]:
+    fold = UrgencyHead(list(URGENCY_LEVELS), head.lexicon, word_cols_=head.word_cols_).fit(Z[tr], y[tr], seed)
+    return fold.decide(fold.proba(Z[te]), Z[te])
+
+
 def evaluate_urgency(model: TriageModel, frame: pd.DataFrame, norm: list[str], test_from: str | None,
-                     seed: int) -> dict[str, Any]:
-    """Nested cross-validation (threshold chosen inside each training fold) and a later-tickets test."""
+                     seed: int, analyzed: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """Nested cross-validation (threshold chosen inside each training fold) and a later-tickets test.
+
+    The five outer folds run in two processes: each is an independent fit of a few thousand columns.
+    """
+    from joblib import Parallel, delayed
+
     y = frame["urgency"].to_numpy()
     head = UrgencyHead(list(URGENCY_LEVELS), Lexicon.load())
-    Z = _urgency_design(model, head, norm)
+    Z = _urgency_design(model, head, norm, analyzed)
     pred = np.empty(len(y), dtype=object)
-    for tr, te in StratifiedKFold(5, shuffle=True, random_state=seed).split(np.zeros(len(y)), y):
-        fold = UrgencyHead(list(URGENCY_LEVELS), head.lexicon, word_cols_=head.word_cols_).fit(Z[tr], y[tr], seed)
-        pred[te] = fold.decide(fold.proba(Z[te]), Z[te])
+    folds = list(StratifiedKFold(5, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
+    results = Parallel(n_jobs=2)(delayed(_fold_predictions)(Z, y, tr, te, head, seed) for tr, te in folds)
+    for (_tr, te), fold_pred in zip(folds, results):
+        pred[te] = fold_pred
     out: dict[str, Any] = {"cross_validated": urgency_metrics(y, list(pred))}
     if test_from and frame["time"].notna().all():
         later = (frame["time"].astype(str) >= test_from).to_numpy()
@@ -161,18 +316,24 @@ def train(config: DatasetConfig, models_dir: Path, options: TrainOptions | None 
           make_current: bool = True) -> tuple[Path, dict[str, Any]]:
     """Train every head the dataset config defines, evaluate on held-out data, save a version."""
     options = options or TrainOptions()
-    started = time.perf_counter()
-
-    def step(msg: str) -> None:
-        log(f"[{time.perf_counter() - started:6.1f}s] {msg}")
+    clock = Clock(log)
+    step = clock.step
 
     frame, report = load_dataset(config)
-    frame = apply_corrections(frame, options.corrections, options.correction_weight)
-    step(f"loaded {config.name}: {report.summary()}")
+    # The frozen slice (newest rows + a share of corrections) is held back from every fit below
+    # except the evaluated recipe's own time split, so the promotion gate can compare two shipped
+    # models on rows neither saw (triage.promote).
+    rule = FrozenRule.from_config(config, frame)
+    held = rule.held_corrections(options.corrections)
+    corrections = options.corrections[~held] if options.corrections is not None else None
+    if held.any():
+        frame = frame[~frame["id"].astype(str).isin(set(options.corrections[held]["id"].astype(str)))]
+    frame = apply_corrections(frame, corrections, options.correction_weight)
+    step(f"loaded {config.name}: {report.summary()}", "load")
     if "topic" not in config.heads:
         raise DataError(f"dataset config {config.name!r} has no topic head; the model needs one")
     frame["norm"] = normalize_many(frame["text"].tolist())
-    step("normalised texts")
+    step("normalised texts", "normalise")
 
     labelled = frame[frame["topic"].map(bool)].reset_index(drop=True)
     if len(labelled) < 20:
@@ -185,32 +346,38 @@ def train(config: DatasetConfig, models_dir: Path, options: TrainOptions | None 
     multi = bool(labelled["topic"].map(len).gt(1).any())
     train_rows = labelled.loc[tr].drop_duplicates(subset=["norm"], keep="last")  # repeated texts add time, not signal
     step(f"split {split_desc}: train {len(tr)} ({len(train_rows)} distinct texts), validation {len(va)}, "
-         f"test {len(te)}; {len(labels)} topic labels, {'multi' if multi else 'single'}-label")
+         f"test {len(te)}; {len(labels)} topic labels, {'multi' if multi else 'single'}-label", "split")
+    urgent = frame[frame.get("urgency", pd.Series(dtype=object)).notna()].reset_index(drop=True) \
+        if "urgency" in frame.columns else frame.iloc[0:0]
+    # every text that is featurised below, tokenised once
+    analyzed = analyze_words(labelled["norm"].tolist() + urgent["norm"].tolist()) \
+        if options.features in ("word", "both") else None
+    step(f"tokenised {len(analyzed or {})} distinct texts", "tokenise")
 
-    featurizer = make_featurizer(options.features)
-    X_train = featurizer.fit_transform(train_rows["norm"].tolist()).tocsr()
-    step(f"features: {X_train.shape[1]} ({options.features})")
+    featurizer, X_train = fit_featurizer(options.features, train_rows["norm"].tolist(), analyzed)
+    step(f"features: {X_train.shape[1]} ({options.features})", "topic: features (train)")
     topic = TopicHead(labels, multi, C=options.topic_C).fit(X_train, _binarize(train_rows["topic"], labels),
                                                              recency_weights(train_rows["time"], options.recency))
+    step("topic head fitted on train", "topic: fit (train)")
     version = registry.new_version(config.name)
     model = TriageModel(version, featurizer, topic)
-    X_valid = model.featurize(labelled.loc[va, "norm"].tolist())
+    X_valid = model.featurize(labelled.loc[va, "norm"].tolist(), analyzed)
     topic.calibrate(X_valid, _binarize(labelled.loc[va, "topic"], labels))
+    step("topic head calibrated and thresholded on validation", "topic: calibrate (validation)")
     # Refit on train + validation with the calibration and thresholds found on validation, so that
     # the evaluated model knows the most recent month (labels such as ป้าย first appear there).
     recent = labelled.loc[tr.append(va)].drop_duplicates(subset=["norm"], keep="last")
-    featurizer = make_featurizer(options.features)
-    X_recent = featurizer.fit_transform(recent["norm"].tolist()).tocsr()
+    featurizer, X_recent = fit_featurizer(options.features, recent["norm"].tolist(), analyzed)
     refit = TopicHead(labels, multi, C=options.topic_C)
     refit.calibration_, refit.thresholds_ = topic.calibration_, topic.thresholds_
     topic = refit.fit(X_recent, _binarize(recent["topic"], labels), recency_weights(recent["time"], options.recency))
     model = TriageModel(version, featurizer, topic)
-    step(f"topic head calibrated on validation, refitted on train + validation ({len(recent)} distinct texts)")
-    X_test = model.featurize(labelled.loc[te, "norm"].tolist())
+    step(f"topic head refitted on train + validation ({len(recent)} distinct texts)", "topic: refit (train + validation)")
+    X_test = model.featurize(labelled.loc[te, "norm"].tolist(), analyzed)
     Y_test = _binarize(labelled.loc[te, "topic"], labels)
     P_test = topic.proba(X_test)
     D_test = topic.decide(P_test)
-    step("topic head scored on test")
+    step("topic head scored on test", "topic: score (test)")
     metrics: dict[str, Any] = {
         "version": version, "dataset": config.name, "split": split_desc, "data_report": report.summary(),
         "topic": {
@@ -226,43 +393,58 @@ def train(config: DatasetConfig, models_dir: Path, options: TrainOptions | None 
         pred1 = [labels[int(k)] for k in P_test.argmax(axis=1)]
         metrics["topic"]["single_label"] = evaluate.single_label_metrics(true1, pred1, labels)
     t = metrics["topic"]["test"]
-    step(f"topic test: micro-F1 {t['micro_f1']} macro-F1 {t['macro_f1']} (ECE {metrics['topic']['calibration']['ece']})")
+    step(f"topic test: micro-F1 {t['micro_f1']} macro-F1 {t['macro_f1']} (ECE {metrics['topic']['calibration']['ece']})",
+         "topic: report")
 
     test_from = str(config.split.get("test_from")) if config.split.get("test_from") else None
-    urgent = frame[frame.get("urgency", pd.Series(dtype=object)).notna()].reset_index(drop=True) \
-        if "urgency" in frame.columns else frame.iloc[0:0]
     if "urgency" in config.heads and len(urgent) >= 50:
-        metrics["urgency"] = evaluate_urgency(model, urgent, urgent["norm"].tolist(), test_from, options.seed)
+        metrics["urgency"] = evaluate_urgency(model, urgent, urgent["norm"].tolist(), test_from, options.seed, analyzed)
         cv = metrics["urgency"]["cross_validated"]
         step(f"urgency (5-fold nested CV on {len(urgent)}): recall(high) {cv['high_recall']} "
-             f"macro-F1 {cv['macro_f1']} flagged high {cv['flagged_high_share']}")
+             f"macro-F1 {cv['macro_f1']} flagged high {cv['flagged_high_share']}", "urgency: evaluate")
 
+    frozen = rule.rows(labelled)
+    shipped_rows = recent
     if options.final_fit == "all":
-        everything = labelled.drop_duplicates(subset=["norm"], keep="last")
-        final_featurizer = make_featurizer(options.features)
-        X_all = final_featurizer.fit_transform(everything["norm"].tolist()).tocsr()
+        everything = labelled[~frozen].drop_duplicates(subset=["norm"], keep="last")
+        shipped_rows = everything
+        final_featurizer, X_all = fit_featurizer(options.features, everything["norm"].tolist(), analyzed)
         final_topic = TopicHead(labels, multi, C=options.topic_C)
         final_topic.calibration_, final_topic.thresholds_ = topic.calibration_, topic.thresholds_
         final_topic.fit(X_all, _binarize(everything["topic"], labels), recency_weights(everything["time"], options.recency))
         model = TriageModel(version, final_featurizer, final_topic)
-        step(f"refitted topic head on all {len(everything)} distinct labelled texts")
+        step(f"refitted topic head on all {len(everything)} distinct labelled texts except the frozen slice "
+             f"({int(frozen.sum())} rows: {rule.describe()})", "topic: final fit")
+    held_out = frozen_slice(labelled, options.corrections, rule) if options.final_fit == "all" else labelled.iloc[0:0]
+    if len(held_out):
+        P_frozen = model.topic.proba(model.featurize(normalize_many(held_out["text"].tolist()), analyzed))
+        m = evaluate.multilabel_metrics(_binarize(held_out["topic"], labels), model.topic.decide(P_frozen), labels)
+        metrics["frozen"] = {"rule": rule.as_dict(), "describe": rule.describe(), "rows": len(held_out),
+                             "corrections": int((held_out["source"] == "correction").sum()),
+                             "micro_f1": m["micro_f1"], "macro_f1": m["macro_f1"]}
+        step(f"shipped topic head on the frozen slice ({len(held_out)} rows it never saw): micro-F1 {m['micro_f1']} "
+             f"macro-F1 {m['macro_f1']}", "topic: score (frozen slice)")
     if "urgency" in metrics:
         head = UrgencyHead(list(URGENCY_LEVELS), Lexicon.load())
-        Z = _urgency_design(model, head, urgent["norm"].tolist())
+        Z = _urgency_design(model, head, urgent["norm"].tolist(), analyzed)
         model.urgency = head.fit(Z, urgent["urgency"].to_numpy(), options.seed)
         metrics["urgency"].update(high_threshold=round(head.high_threshold_, 4), high_miss_cost=HIGH_MISS_COST,
                                   high_cue_bonus=HIGH_CUE_BONUS)
-        step(f"urgency head fitted on all {len(urgent)} labelled tickets, high threshold {head.high_threshold_:.3f}")
+        step(f"urgency head fitted on all {len(urgent)} labelled tickets, high threshold {head.high_threshold_:.3f}",
+             "urgency: final fit")
 
     # --- agency routing (issue 4): learned agency model from real forwards and reviewers' corrections ---
     if config.agency:
         from triage.agency import train_agency
 
-        model.agency, metrics["agency"] = train_agency(model, frame, config, options.corrections,
+        model.agency, metrics["agency"] = train_agency(model, frame, config, corrections,
                                                        options.correction_weight, step)
+        step("agency model trained and evaluated", "agency")
     # --- end agency routing ---
 
-    metrics["train_seconds"] = round(time.perf_counter() - started, 1)
+    metrics["stage_seconds"] = dict(clock.stages)
+    metrics["stage_cpu_seconds"] = dict(clock.cpu)
+    metrics["train_seconds"] = clock.total()
     meta = {
         "dataset": config.name,
         "dataset_fingerprint": fingerprint(frame[["id", "text", "topic"]].astype(str)),
@@ -270,13 +452,17 @@ def train(config: DatasetConfig, models_dir: Path, options: TrainOptions | None 
                    "heads": {k: vars(v) for k, v in config.heads.items()}, "options": {
                        "features": options.features, "final_fit": options.final_fit, "topic_C": options.topic_C,
                        "recency": list(options.recency),
-                       "corrections": 0 if options.corrections is None else len(options.corrections)}},
+                       "corrections": 0 if options.corrections is None else len(options.corrections),
+                       "corrections_held_out": int(held.sum())}},
+        "frozen_rule": rule.as_dict() if options.final_fit == "all" else None,
         "labels": {"topic": labels, "urgency": model.urgency_levels},
         "metrics": metrics,
     }
-    files = {"report.md": evaluate.markdown_report(metrics).encode("utf-8")}
+    files = {"report.md": evaluate.markdown_report(metrics).encode("utf-8"),
+             TRAINED_ROWS_FILE: trained_rows_file(shipped_rows["id"].astype(str).tolist(), shipped_rows["norm"].tolist())}
     files["metrics.json"] = json.dumps(metrics, ensure_ascii=False, indent=2).encode("utf-8")
     files.update(evaluate.plots(metrics))
     path = registry.save(model, meta, models_dir, version, files, make_current=make_current)
-    step(f"saved {path}")
+    step(f"saved {path}", "save")
+    log(clock.summary())
     return path, metrics
