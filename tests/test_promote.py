@@ -13,7 +13,13 @@ from triage import registry
 from triage.data import config_from_dict, load_dataset, read_config_file
 from triage.promote import TrainedRows, compare_and_promote, comparison_rows
 from triage.testing import REPO
-from triage.training import TRAINED_ROWS_FILE, FrozenRule, TrainOptions, stable_hash, train
+from triage.training import (
+    TRAINED_ROWS_FILE,
+    FrozenRule,
+    TrainOptions,
+    stable_hash,
+    train,
+)
 
 
 def _topic_config(data_root: Path, **split: object):

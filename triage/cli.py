@@ -167,7 +167,8 @@ def train_parser() -> argparse.ArgumentParser:
     cols.add_argument("--urgency-column")
     cols.add_argument("--valid-from", help="time split: validation from this time (e.g. 2022-10)")
     cols.add_argument("--test-from", help="time split: test from this time (e.g. 2022-11)")
-    ap.add_argument("--features", default="word", choices=["word", "char", "both"])
+    ap.add_argument("--features", default=None, choices=["word", "char", "both"],
+                    help="default: the config's [model] features, else word")
     ap.add_argument("--final-fit", default="all", choices=["all", "train"],
                     help="ship a refit on all labelled rows (default) or the evaluated model itself")
     ap.add_argument("--no-current", action="store_true", help="save the version without pointing current at it")
@@ -240,8 +241,16 @@ def headline(metrics: dict[str, Any]) -> str:
         lines.append(f"  single-label: accuracy {s.get('accuracy')}  macro-F1 {s.get('macro_f1')}")
     if "urgency" in metrics:
         cv = metrics["urgency"]["cross_validated"]
-        lines.append(f"  urgency (nested 5-fold CV): recall(high) {cv['high_recall']}  precision(high) "
+        lines.append(f"  urgency (nested 5-fold CV, {cv['rows']} tickets): recall(high) {cv['high_recall']}  precision(high) "
                      f"{cv['high_precision']}  flagged high {cv['flagged_high_share']}  macro-F1 {cv['macro_f1']}")
+        for key, name in (("cross_validated_random_reweighted", "CV, random stratum reweighted"),
+                          ("frozen_test", "frozen test"), ("frozen_test_random_reweighted",
+                                                           "frozen test, random stratum reweighted")):
+            u = metrics["urgency"].get(key)
+            if u:
+                lines.append(f"  urgency ({name}, {u['rows']} tickets, {u.get('high_rows', '?')} high): recall(high) "
+                             f"{u['high_recall']}  precision(high) {u['high_precision']}  flagged high "
+                             f"{u['flagged_high_share']}  macro-F1 {u['macro_f1']}")
     if metrics.get("stage_seconds"):
         cpu = metrics.get("stage_cpu_seconds", {})
         lines.append("  seconds per stage, wall (CPU): " + ", ".join(

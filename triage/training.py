@@ -29,11 +29,11 @@ from triage.data import (
     fingerprint,
     load_dataset,
     random_split,
+    read_label_files,
     time_split,
 )
 from triage.errors import DataError
 from triage.model import (
-    HIGH_CUE_BONUS,
     HIGH_MISS_COST,
     URGENCY_LEVELS,
     Lexicon,
@@ -52,13 +52,15 @@ Log = Callable[[str], None]
 class TrainOptions:
     """Choices for one training run."""
 
-    features: str = "word"
+    features: str | None = None  # None: the config's [model] features, else "word"
     final_fit: str = "all"  # "all": refit on every labelled row; "train": ship the evaluated model
-    topic_C: float = 0.5
+    topic_C: float | None = None  # None: the config's [model] topic_C, else 0.5
+    char_ngram: tuple[int, int] | None = None  # None: the config's [model] char_ngram, else (2, 4)
     recency: tuple[float, ...] = (4.0, 2.0)  # weight of the last month, the month before; older = 1
     seed: int = 0
     corrections: pd.DataFrame | None = None
     correction_weight: int = 3
+    calibrate_new_labels: bool = True  # labels first seen in validation: calibrated out of fold (TopicHead)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -209,23 +211,33 @@ def trained_rows_file(ids: list[str], norm_texts: list[str]) -> bytes:
     return buf.getvalue()
 
 
-def urgency_metrics(y: np.ndarray, pred: list[str]) -> dict[str, Any]:
-    """Recall and precision of high, share flagged high, macro-F1 and the confusion counts."""
+def urgency_metrics(y: np.ndarray, pred: list[str], weight: np.ndarray | None = None) -> dict[str, Any]:
+    """Recall and precision of high, share flagged high, macro-F1 and the confusion counts.
+
+    With ``weight`` (inverse sampling probability, pool/drawn) the numbers estimate the population
+    the rows were sampled from; the confusion counts stay raw.
+    """
     pred_a = np.array(pred)
+    w = np.ones(len(y)) if weight is None else np.asarray(weight, dtype=float)
     hi_true, hi_pred = y == "high", pred_a == "high"
     return {
         "rows": len(y),
-        "high_recall": round(float((hi_true & hi_pred).sum() / max(hi_true.sum(), 1)), 4),
-        "high_precision": round(float((hi_true & hi_pred).sum() / max(hi_pred.sum(), 1)), 4),
-        "flagged_high_share": round(float(hi_pred.mean()), 4),
-        "macro_f1": round(float(f1_score(y, pred_a, labels=list(URGENCY_LEVELS), average="macro", zero_division=0)), 4),
+        "high_rows": int(hi_true.sum()),
+        "high_recall": round(float(w[hi_true & hi_pred].sum() / max(w[hi_true].sum(), 1e-9)), 4),
+        "high_precision": round(float(w[hi_true & hi_pred].sum() / max(w[hi_pred].sum(), 1e-9)), 4),
+        "flagged_high_share": round(float(w[hi_pred].sum() / max(w.sum(), 1e-9)), 4),
+        "macro_f1": round(float(f1_score(y, pred_a, labels=list(URGENCY_LEVELS), average="macro", zero_division=0,
+                                         sample_weight=w)), 4),
         "confusion": {t: {p: int(((y == t) & (pred_a == p)).sum()) for p in URGENCY_LEVELS} for t in URGENCY_LEVELS},
     }
 
 
 def cpu_seconds() -> float:
-    """CPU time of this process and its live worker processes (joblib's), for load-independent timing."""
-    total = time.process_time()
+    """CPU time of this process, its live worker processes (joblib's) and the ones that ended."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    total = time.process_time() + usage.ru_utime + usage.ru_stime
     try:
         import psutil
 
@@ -238,6 +250,23 @@ def cpu_seconds() -> float:
     except ImportError:
         pass
     return total
+
+
+def with_config_defaults(options: TrainOptions, config: DatasetConfig) -> TrainOptions:
+    """Options left unset take the dataset config's ``[model]`` values (a dataset's own best settings
+    live in its config, not in code), else the built-in defaults."""
+    from dataclasses import replace
+
+    model = config.model or {}
+    known = {"features", "topic_C", "char_ngram"}
+    if set(model) - known:
+        raise DataError(f"[model] knows only {sorted(known)}; got {sorted(model)}")
+    return replace(
+        options,
+        features=options.features or str(model.get("features", "word")),
+        topic_C=options.topic_C if options.topic_C is not None else float(model.get("topic_C", 0.5)),
+        char_ngram=options.char_ngram or tuple(model.get("char_ngram", (2, 4))),  # type: ignore[arg-type]
+    )
 
 
 class Clock:
@@ -282,40 +311,90 @@ def _urgency_design(model: TriageModel, head: UrgencyHead, norm: list[str],
 
 def _fold_predictions(Z: Any, y: np.ndarray, tr: np.ndarray, te: np.ndarray, head: UrgencyHead,
                       seed: int) -> list[str]:
-    fold = UrgencyHead(list(URGENCY_LEVELS), head.lexicon, word_cols_=head.word_cols_).fit(Z[tr], y[tr], seed)
+    fold = UrgencyHead(list(URGENCY_LEVELS), head.lexicon, C=head.C, cue_bonus=head.cue_bonus,
+                       word_cols_=head.word_cols_).fit(Z[tr], y[tr], seed)
     return fold.decide(fold.proba(Z[te]), Z[te])
 
 
+def _urgency_reports(y: np.ndarray, pred: list[str], strata: pd.DataFrame | None) -> dict[str, Any]:
+    """Metrics on all rows and, when the rows carry a sampling design, on the random stratum reweighted."""
+    out = {"all": urgency_metrics(y, pred)}
+    if strata is not None and "stratum" in strata:
+        random = (strata["stratum"] == "random").to_numpy()
+        if random.any():
+            weight = (strata["pool"].astype(float) / strata["drawn"].astype(float)).to_numpy()
+            out["random_reweighted"] = urgency_metrics(y[random], list(np.array(pred, dtype=object)[random]),
+                                                       weight[random])
+    return out
+
+
+def _sampling_design(config: DatasetConfig, urgent: pd.DataFrame) -> pd.DataFrame | None:
+    """Per urgency row: stratum, pool, drawn from the label files (rows without a design: stratum "other")."""
+    head = config.heads.get("urgency")
+    if head is None or not head.file:
+        return None
+    table = read_label_files(config, head)
+    if "stratum" not in table.columns:
+        return None
+    ids = urgent["id"].astype(str)
+    design = pd.DataFrame({"stratum": ids.map(table["stratum"].to_dict()).fillna("other").to_numpy(),
+                           "pool": ids.map(table["pool"].to_dict()).fillna(1).to_numpy(),
+                           "drawn": ids.map(table["drawn"].to_dict()).fillna(1).to_numpy()})
+    return design
+
+
 def evaluate_urgency(model: TriageModel, frame: pd.DataFrame, norm: list[str], test_from: str | None,
-                     seed: int, analyzed: dict[str, list[str]] | None = None) -> dict[str, Any]:
+                     seed: int, analyzed: dict[str, list[str]] | None = None, frozen_from: str | None = None,
+                     strata: pd.DataFrame | None = None) -> tuple[dict[str, Any], np.ndarray]:
     """Nested cross-validation (threshold chosen inside each training fold) and a later-tickets test.
 
-    The five outer folds run in two processes: each is an independent fit of a few thousand columns.
+    With ``frozen_from`` (``[split] urgency_frozen_from``), every labelled ticket from that time on
+    is a frozen test: cross-validation runs on the earlier tickets only, and a model fitted on them
+    all is scored once on the frozen ones. ``strata`` (stratum, pool, drawn per row) adds estimates
+    reweighted to the random sample. Returns the metrics and the mask of rows the head may train on.
+    The five outer folds run in two processes.
     """
     from joblib import Parallel, delayed
 
     y = frame["urgency"].to_numpy()
+    times = frame["time"].astype(str)
+    fit = (times < frozen_from).to_numpy() if frozen_from else np.ones(len(y), dtype=bool)
     head = UrgencyHead(list(URGENCY_LEVELS), Lexicon.load())
     Z = _urgency_design(model, head, norm, analyzed)
-    pred = np.empty(len(y), dtype=object)
-    folds = list(StratifiedKFold(5, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
-    results = Parallel(n_jobs=2)(delayed(_fold_predictions)(Z, y, tr, te, head, seed) for tr, te in folds)
+    idx = np.flatnonzero(fit)
+    Zf, yf = Z[idx], y[idx]
+    pred = np.empty(len(yf), dtype=object)
+    folds = list(StratifiedKFold(5, shuffle=True, random_state=seed).split(np.zeros(len(yf)), yf))
+    results = Parallel(n_jobs=2)(delayed(_fold_predictions)(Zf, yf, tr, te, head, seed) for tr, te in folds)
     for (_tr, te), fold_pred in zip(folds, results):
         pred[te] = fold_pred
-    out: dict[str, Any] = {"cross_validated": urgency_metrics(y, list(pred))}
-    if test_from and frame["time"].notna().all():
-        later = (frame["time"].astype(str) >= test_from).to_numpy()
+    sub = strata.iloc[idx].reset_index(drop=True) if strata is not None else None
+    reports = _urgency_reports(yf, list(pred), sub)
+    out: dict[str, Any] = {"cross_validated": reports["all"]}
+    if "random_reweighted" in reports:
+        out["cross_validated_random_reweighted"] = reports["random_reweighted"]
+    if frozen_from and (~fit).any():
+        final = UrgencyHead(list(URGENCY_LEVELS), head.lexicon, word_cols_=head.word_cols_).fit(Zf, yf, seed)
+        rest = np.flatnonzero(~fit)
+        frozen_pred = final.decide(final.proba(Z[rest]), Z[rest])
+        reports = _urgency_reports(y[rest], frozen_pred, strata.iloc[rest].reset_index(drop=True)
+                                   if strata is not None else None)
+        out["frozen_test"] = reports["all"] | {"from": frozen_from}
+        if "random_reweighted" in reports:
+            out["frozen_test_random_reweighted"] = reports["random_reweighted"]
+    elif test_from and frame["time"].notna().all():
+        later = (times >= test_from).to_numpy()
         if later.sum() and (~later).sum() and (y[later] == "high").any():
             fold = UrgencyHead(list(URGENCY_LEVELS), head.lexicon, word_cols_=head.word_cols_).fit(
                 Z[~later], y[~later], seed)
             out["time_ordered"] = urgency_metrics(y[later], fold.decide(fold.proba(Z[later]), Z[later]))
-    return out
+    return out, fit
 
 
 def train(config: DatasetConfig, models_dir: Path, options: TrainOptions | None = None, log: Log = print,
           make_current: bool = True) -> tuple[Path, dict[str, Any]]:
     """Train every head the dataset config defines, evaluate on held-out data, save a version."""
-    options = options or TrainOptions()
+    options = with_config_defaults(options or TrainOptions(), config)
     clock = Clock(log)
     step = clock.step
 
@@ -354,7 +433,8 @@ def train(config: DatasetConfig, models_dir: Path, options: TrainOptions | None 
         if options.features in ("word", "both") else None
     step(f"tokenised {len(analyzed or {})} distinct texts", "tokenise")
 
-    featurizer, X_train = fit_featurizer(options.features, train_rows["norm"].tolist(), analyzed)
+    featurizer, X_train = fit_featurizer(options.features, train_rows["norm"].tolist(), analyzed,
+                                          options.char_ngram)
     step(f"features: {X_train.shape[1]} ({options.features})", "topic: features (train)")
     topic = TopicHead(labels, multi, C=options.topic_C).fit(X_train, _binarize(train_rows["topic"], labels),
                                                              recency_weights(train_rows["time"], options.recency))
@@ -367,7 +447,15 @@ def train(config: DatasetConfig, models_dir: Path, options: TrainOptions | None 
     # Refit on train + validation with the calibration and thresholds found on validation, so that
     # the evaluated model knows the most recent month (labels such as ป้าย first appear there).
     recent = labelled.loc[tr.append(va)].drop_duplicates(subset=["norm"], keep="last")
-    featurizer, X_recent = fit_featurizer(options.features, recent["norm"].tolist(), analyzed)
+    featurizer, X_recent = fit_featurizer(options.features, recent["norm"].tolist(), analyzed,
+                                           options.char_ngram)
+    if options.calibrate_new_labels and multi:
+        recent_w = recency_weights(recent["time"], options.recency)
+        in_valid = recent.index.isin(va)
+        new = topic.calibrate_new_labels(X_recent, _binarize(recent["topic"], labels), in_valid, recent_w, options.seed)
+        if new:
+            step(f"labels new in validation ({', '.join(new)}) calibrated on out-of-fold validation scores",
+                 "topic: calibrate new labels")
     refit = TopicHead(labels, multi, C=options.topic_C)
     refit.calibration_, refit.thresholds_ = topic.calibration_, topic.thresholds_
     topic = refit.fit(X_recent, _binarize(recent["topic"], labels), recency_weights(recent["time"], options.recency))
@@ -397,18 +485,28 @@ def train(config: DatasetConfig, models_dir: Path, options: TrainOptions | None 
          "topic: report")
 
     test_from = str(config.split.get("test_from")) if config.split.get("test_from") else None
+    urgency_fit = np.ones(len(urgent), dtype=bool)
     if "urgency" in config.heads and len(urgent) >= 50:
-        metrics["urgency"] = evaluate_urgency(model, urgent, urgent["norm"].tolist(), test_from, options.seed, analyzed)
+        frozen_from = config.split.get("urgency_frozen_from")
+        metrics["urgency"], urgency_fit = evaluate_urgency(
+            model, urgent, urgent["norm"].tolist(), test_from, options.seed, analyzed,
+            str(frozen_from) if frozen_from else None, _sampling_design(config, urgent))
         cv = metrics["urgency"]["cross_validated"]
-        step(f"urgency (5-fold nested CV on {len(urgent)}): recall(high) {cv['high_recall']} "
+        step(f"urgency (5-fold nested CV on {int(urgency_fit.sum())}): recall(high) {cv['high_recall']} "
              f"macro-F1 {cv['macro_f1']} flagged high {cv['flagged_high_share']}", "urgency: evaluate")
+        if "frozen_test" in metrics["urgency"]:
+            ft = metrics["urgency"]["frozen_test"]
+            step(f"urgency frozen test ({ft['rows']} tickets from {frozen_from} on, never used for a choice): "
+                 f"recall(high) {ft['high_recall']} precision(high) {ft['high_precision']} macro-F1 {ft['macro_f1']} "
+                 f"flagged high {ft['flagged_high_share']}")
 
     frozen = rule.rows(labelled)
     shipped_rows = recent
     if options.final_fit == "all":
         everything = labelled[~frozen].drop_duplicates(subset=["norm"], keep="last")
         shipped_rows = everything
-        final_featurizer, X_all = fit_featurizer(options.features, everything["norm"].tolist(), analyzed)
+        final_featurizer, X_all = fit_featurizer(options.features, everything["norm"].tolist(),
+                                                   analyzed, options.char_ngram)
         final_topic = TopicHead(labels, multi, C=options.topic_C)
         final_topic.calibration_, final_topic.thresholds_ = topic.calibration_, topic.thresholds_
         final_topic.fit(X_all, _binarize(everything["topic"], labels), recency_weights(everything["time"], options.recency))
@@ -426,11 +524,13 @@ def train(config: DatasetConfig, models_dir: Path, options: TrainOptions | None 
              f"macro-F1 {m['macro_f1']}", "topic: score (frozen slice)")
     if "urgency" in metrics:
         head = UrgencyHead(list(URGENCY_LEVELS), Lexicon.load())
-        Z = _urgency_design(model, head, urgent["norm"].tolist(), analyzed)
-        model.urgency = head.fit(Z, urgent["urgency"].to_numpy(), options.seed)
+        # the frozen urgency test month stays out of the shipped head too
+        shipped = urgent[urgency_fit].reset_index(drop=True)
+        Z = _urgency_design(model, head, shipped["norm"].tolist(), analyzed)
+        model.urgency = head.fit(Z, shipped["urgency"].to_numpy(), options.seed)
         metrics["urgency"].update(high_threshold=round(head.high_threshold_, 4), high_miss_cost=HIGH_MISS_COST,
-                                  high_cue_bonus=HIGH_CUE_BONUS)
-        step(f"urgency head fitted on all {len(urgent)} labelled tickets, high threshold {head.high_threshold_:.3f}",
+                                  high_cue_bonus=head.cue_bonus, trained_on=len(shipped))
+        step(f"urgency head fitted on {len(shipped)} labelled tickets, high threshold {head.high_threshold_:.3f}",
              "urgency: final fit")
 
     # --- agency routing (issue 4): learned agency model from real forwards and reviewers' corrections ---
@@ -451,6 +551,7 @@ def train(config: DatasetConfig, models_dir: Path, options: TrainOptions | None 
         "config": {"data": config.data, "text_column": config.text_column, "split": config.split,
                    "heads": {k: vars(v) for k, v in config.heads.items()}, "options": {
                        "features": options.features, "final_fit": options.final_fit, "topic_C": options.topic_C,
+                       "char_ngram": list(options.char_ngram or ()),
                        "recency": list(options.recency),
                        "corrections": 0 if options.corrections is None else len(options.corrections),
                        "corrections_held_out": int(held.sum())}},
