@@ -45,6 +45,7 @@ from triage.errors import (
     TriageError,
 )
 from triage.routing import Router
+from triage.security import FailureLimiter, HeaderLimit, NoStore, log_safe, scrub_prediction
 from triage.schemas import (
     BatchIn,
     BatchOut,
@@ -82,9 +83,17 @@ class ForbiddenError(TriageError):
     """A valid key whose role may not do this (403)."""
 
 
+class ThrottledError(TriageError):
+    """A client that sent too many wrong keys (429, with ``Retry-After``)."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many wrong API keys from this address; try again in {retry_after} s")
+        self.retry_after = retry_after
+
+
 # The one place where errors become status codes (most specific class first).
 STATUS_FOR: list[tuple[type[Exception], int]] = [
-    (UnauthorizedError, 401), (ForbiddenError, 403), (TooLargeError, 413), (LabelError, 422), (InputError, 422),
+    (UnauthorizedError, 401), (ForbiddenError, 403), (ThrottledError, 429), (TooLargeError, 413), (LabelError, 422), (InputError, 422),
     (NotFoundError, 404), (ConflictError, 409), (DataError, 422), (ModelError, 503), (StorageError, 503),
     (ConfigError, 500), (TriageError, 500),
 ]
@@ -286,7 +295,11 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.models = holder
     app.state.settings = settings
     app.state.store = store
+    app.state.failure_limits = {"keys": FailureLimiter(settings.key_failures, settings.failure_window),
+                                "logins": FailureLimiter(settings.login_failures, settings.failure_window)}
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(NoStore)
+    app.add_middleware(HeaderLimit, limit=settings.max_header_bytes)
     # review pages (issue 5): everything else for them lives in triage/review.py
     from triage.review import router as review_router
 
@@ -301,6 +314,8 @@ def create_app(settings: Settings) -> FastAPI:
         response = _error(code, str(exc), detail)
         if code == 401:
             response.headers["WWW-Authenticate"] = "APIKey"
+        if isinstance(exc, ThrottledError):
+            response.headers["Retry-After"] = str(exc.retry_after)
         return response
 
     @app.exception_handler(RequestValidationError)
@@ -323,18 +338,29 @@ def create_app(settings: Settings) -> FastAPI:
 
     api_key = APIKeyHeader(name="X-API-Key", auto_error=False)
 
+    key_failures: FailureLimiter = app.state.failure_limits["keys"]
+
     def need(permission: str) -> Callable[..., str]:
-        def check(key: Annotated[str | None, Depends(api_key)]) -> str:
+        def check(request: Request, key: Annotated[str | None, Depends(api_key)]) -> str:
             if not keys:
                 return "admin"
+            client = request.client.host if request.client else "unknown"
+            if key:  # a missing key is no guess; a wrong one counts, and over the limit even the right one waits
+                wait = key_failures.retry_after(client)
+                if wait is not None:
+                    raise ThrottledError(wait)
             role = None
             if key:
                 for known, known_role in keys.items():
                     if hmac.compare_digest(known.encode(), key.encode("utf-8", "replace")):
                         role = known_role
             if role is None:
+                if key:
+                    key_failures.fail(client)
+                    log.warning("refused API key from client %s: unknown key (%s %s)", log_safe(client),
+                                request.method, log_safe(request.url.path))
                 raise UnauthorizedError("missing or unknown API key: send it in the X-API-Key header")
-            if permission not in PERMISSIONS[role]:
+            if permission not in PERMISSIONS.get(role, frozenset()):
                 raise ForbiddenError(f"role {role!r} may not do this (needs permission {permission!r})")
             return role
         return check
@@ -407,9 +433,10 @@ def create_app(settings: Settings) -> FastAPI:
                 "text": item.text, "masked_text": mask_personal(item.text), "district": item.district,
                 "source": item.source, "external_id": item.external_id, "reporter_contact": item.reporter_contact,
                 "model_version": loaded.model.version,
-                "prediction": {k: pred.get(k) for k in ("topics", "topic_scores", "urgency", "urgency_scores",
-                                                         "urgency_cues", "agencies", "agency_scores", "agency_candidates",
-                                                         "agency_explanation", "explanation")},
+                "prediction": scrub_prediction(
+                    {k: pred.get(k) for k in ("topics", "topic_scores", "urgency", "urgency_scores", "urgency_cues",
+                                              "agencies", "agency_scores", "agency_candidates", "agency_explanation",
+                                              "explanation")}, item.text),
                 "topics": pred["topics"], "urgency": pred.get("urgency"),
                 "urgency_rank": urgency_rank(loaded, pred.get("urgency")), "agencies": pred.get("agencies") or [],
                 "needs_review": False, "review_reasons": review_reasons(loaded, pred),
@@ -448,6 +475,7 @@ def create_app(settings: Settings) -> FastAPI:
     def case_out(case: dict[str, Any], with_text: bool, role: str = "reviewer") -> CaseOut:
         """A case for a response: raw text only where asked for, the reporter's contact only for admins."""
         data = {k: case[k] for k in CaseOut.model_fields if k in case and k not in ("text", "reporter_contact")}
+        data["prediction"] = scrub_prediction(case["prediction"], case["text"])  # cases stored before the fix
         return CaseOut(**data, text=case["text"] if with_text else None,
                        reporter_contact=case.get("reporter_contact") if role == "admin" else None)
 
@@ -497,7 +525,7 @@ def create_app(settings: Settings) -> FastAPI:
         rank = urgency_rank(loaded, body.urgency) if body.urgency is not None else None
         case = store().add_correction(case_id, body.reviewer, body.reason, body.topics, body.urgency, rank,
                                       body.agencies)
-        log.info("case %d corrected by %s: %s", case_id, body.reviewer,
+        log.info("case %d corrected by %s: %s", case_id, log_safe(body.reviewer),
                  ", ".join(k for k in ("topics", "urgency", "agencies") if getattr(body, k) is not None))
         return case_out(case, with_text=True)
 
@@ -513,7 +541,7 @@ def create_app(settings: Settings) -> FastAPI:
         if agency is not None and names is not None and agency not in names and agency != settings.escalation_agency:
             raise LabelError("agency", agency, sorted(names))
         case = store().change_status(case_id, body.status, agency, body.actor, body.note)
-        log.info("case %d -> %s (%s)", case_id, body.status, body.actor)
+        log.info("case %d -> %s (%s)", case_id, body.status, log_safe(body.actor))
         return case_out(case, with_text=True)
 
     @app.get("/v1/cases/{case_id}/history", response_model=HistoryOut, tags=["cases"])
@@ -526,7 +554,7 @@ def create_app(settings: Settings) -> FastAPI:
     # -- model and operations -------------------------------------------------------------------
 
     def model_out(loaded: Loaded) -> ModelOut:
-        return ModelOut(version=loaded.model.version, created=loaded.meta.get("created"), path=str(loaded.path),
+        return ModelOut(version=loaded.model.version, created=loaded.meta.get("created"),
                         labels={"topic": loaded.model.topic_labels, "urgency": loaded.model.urgency_levels},
                         metrics=metrics_summary(loaded.meta.get("metrics", {})), loaded_at=loaded.loaded_at)
 

@@ -4,10 +4,12 @@ A thin shell over the case store and the served model, like the JSON API (``tria
 mounts this router. Pages: login, the review queue, one case (correct, forward, escalate,
 history) and an overview (counts, waiting times, correction rates, the model's metrics).
 
-Access: a reviewer or admin API key, given once on the login form, starts a session kept in a
-signed cookie (HttpOnly, SameSite=Strict, path ``/review``, 12 hours). The cookie holds a
-fingerprint of the key, never the key, and every request checks that key is still configured
-with a reviewer or admin role, so removing a key from ``TRIAGE_API_KEYS`` ends its sessions.
+Access: a reviewer or admin API key, given once on the login form, starts a session: a row in
+the case store (``triage.store_sessions``) named by a random id that travels in a signed cookie
+(HttpOnly, SameSite=Strict, path ``/review``, 12 hours). The cookie holds neither the key nor a
+hash of it. Every request looks the session up and checks that its key is still configured with
+a reviewer or admin role, so a logout, or removing a key from ``TRIAGE_API_KEYS``, ends it.
+Failed logins and wrong keys are counted per client and throttled (``triage.security``).
 Scripts may send ``X-API-Key`` instead. Intake keys are refused. Every form carries a CSRF token
 tied to the session, and a case form carries the case's version (``updated_at``): saving a form
 that another reviewer or tab has overtaken changes nothing and says so, keeping what was typed.
@@ -46,7 +48,9 @@ from triage.errors import (
     NotFoundError,
     TriageError,
 )
+from triage.security import FailureLimiter, has_control, key_hmac, key_id, log_safe, scrub_prediction
 from triage.store import TRANSITIONS, ReviewStore, StaleError
+from triage.store_sessions import private_dir
 
 log = logging.getLogger("triage.review")
 
@@ -99,24 +103,36 @@ class Session:
     key_fp: str
     csrf: str
     via_header: bool = False
+    sid: str = ""
 
     @property
     def actor(self) -> str:
-        """Who did it, for the audit trail: the name given at login and the key's fingerprint."""
+        """Who did it, for the audit trail: the name given at login and the key's label or keyed fingerprint."""
         return f"{self.name} (key {self.key_fp})"
 
 
 class Refused(Exception):
-    """The caller may not see review pages: ``status`` 401 (unknown key) or 403 (wrong role)."""
+    """The caller may not see review pages: ``status`` 401 (unknown key), 403 (wrong role) or 429 (throttled)."""
 
-    def __init__(self, status: int) -> None:
+    def __init__(self, status: int, retry_after: int = 0) -> None:
         super().__init__(status)
-        self.status = status
+        self.status, self.retry_after = status, retry_after
 
 
-def fingerprint(key: str) -> str:
-    """A short one-way name for an API key, safe to keep in a cookie or an audit trail."""
-    return hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()[:12]
+def client_of(request: Request) -> str:
+    """The caller's address, the unit of throttling (behind a proxy: what uvicorn's proxy headers say)."""
+    return request.client.host if request.client else "unknown"
+
+
+def limiter(request: Request, kind: str) -> FailureLimiter:
+    """The app's per-client failure counter for ``kind``: "keys" (wrong API keys) or "logins"."""
+    limits: dict[str, FailureLimiter] = request.app.state.failure_limits
+    return limits[kind]
+
+
+def fingerprint(settings: Settings, key: str) -> str:
+    """How a key is named in audit trails and logs: its label, else ``k-`` + 12 hex of a keyed hash."""
+    return key_id(session_secret(settings), key, settings.key_labels)
 
 
 def role_for_key(keys: Mapping[str, str], key: str) -> str | None:
@@ -127,24 +143,29 @@ def role_for_key(keys: Mapping[str, str], key: str) -> str | None:
     return role
 
 
-def role_for_fingerprint(keys: Mapping[str, str], fp: str) -> str | None:
-    role = None
-    for known, known_role in keys.items():
-        if hmac.compare_digest(fingerprint(known), fp):
-            role = known_role
-    return role
+def key_for_hmac(settings: Settings, mac: str) -> str | None:
+    """The configured key whose HMAC (``triage.security.key_hmac``) a session recorded, or None."""
+    secret = session_secret(settings)
+    found = None
+    for known in settings.keys:
+        if hmac.compare_digest(key_hmac(secret, known), mac):
+            found = known
+    return found
 
 
 _secrets: dict[Path, bytes] = {}
 
 
 def session_secret(settings: Settings) -> bytes:
-    """The cookie-signing secret: ``<data_dir>/review-session.key``, made once (0600) and shared by workers."""
+    """The server secret for cookies and key fingerprints: from ``TRIAGE_SECRET_KEY`` when set, else
+    ``<data_dir>/review-session.key``, made once (0600) and shared by workers."""
+    if settings.secret_key:
+        return hashlib.sha256(b"triage-server-secret\x00" + settings.secret_key.encode()).digest()
     path = (settings.data_dir / "review-session.key").resolve()
     if path in _secrets:
         return _secrets[path]
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
@@ -189,29 +210,47 @@ def unsign(secret: bytes, value: str, max_age: int) -> dict[str, Any] | None:
 def current_session(request: Request) -> Session | None:
     """The caller's review session, from ``X-API-Key`` or the session cookie; None if there is none.
 
-    Raises Refused when an ``X-API-Key`` header is unknown (401) or not a reviewer's (403).
+    Raises Refused when an ``X-API-Key`` header is unknown (401), not a reviewer's (403), or comes
+    from a client that sent too many wrong keys (429). A cookie counts only while its session row
+    is live (not logged out, not expired) and its key is still configured for reviewing.
     """
     settings: Settings = request.app.state.settings
     keys = settings.keys
     header = request.headers.get("x-api-key")
     if header is not None:
+        if keys:
+            wait = limiter(request, "keys").retry_after(client_of(request))
+            if wait is not None:
+                raise Refused(429, wait)
         role = role_for_key(keys, header) if keys else "admin"
         if role is None:
+            limiter(request, "keys").fail(client_of(request))
+            log.warning("refused API key from client %s: unknown key (%s %s)", log_safe(client_of(request)),
+                        request.method, log_safe(request.url.path))
             raise Refused(401)
         if role not in REVIEW_ROLES:
             raise Refused(403)
-        return Session(role=role, name="api", key_fp=fingerprint(header), csrf="", via_header=True)
+        return Session(role=role, name="api", key_fp=fingerprint(settings, header) if keys else "dev", csrf="",
+                       via_header=True)
     raw = request.cookies.get(COOKIE)
     if not raw:
         return None
     data = unsign(session_secret(settings), raw, SESSION_SECONDS)
-    if data is None:
+    if data is None or not isinstance(data.get("sid"), str):
         return None
-    fp = str(data.get("fp", ""))
-    role = role_for_fingerprint(keys, fp) if keys else "admin"
+    sid = data["sid"]
+    row = _store(request).get_session(sid)
+    if row is None:
+        return None
+    if keys:
+        key = key_for_hmac(settings, row["key_hmac"])
+        role = keys.get(key) if key is not None else None
+        key_name = fingerprint(settings, key) if key is not None else ""
+    else:
+        role, key_name = "admin", "dev"
     if role not in REVIEW_ROLES:
         return None
-    return Session(role=role, name=str(data.get("name", "")), key_fp=fp, csrf=str(data.get("csrf", "")))
+    return Session(role=role, name=row["name"], key_fp=key_name, csrf=str(data.get("csrf", "")), sid=sid)
 
 
 def check_csrf(session: Session, form: Mapping[str, list[str]]) -> bool:
@@ -276,7 +315,11 @@ def flash(code: str | None, case: str | None) -> list[dict[str, str]]:
     return [{"kind": kind, "th": th.format(case=n), "en": en.format(case=n)}]
 
 
-def refused_page(request: Request, status: int) -> HTMLResponse:
+def refused_page(request: Request, status: int, retry_after: int = 0) -> HTMLResponse:
+    if status == 429:
+        response = render(request, "refused.html", status=429, messages=[throttled_message(retry_after)])
+        response.headers["Retry-After"] = str(retry_after)
+        return response
     if status == 403:
         th, en = ("กุญแจนี้ไม่มีสิทธิ์ตรวจทาน (ต้องเป็นบทบาท reviewer หรือ admin)",
                   "This key may not review cases: it needs the reviewer or admin role.")
@@ -290,7 +333,7 @@ def need_session(request: Request) -> Session | Response:
     try:
         session = current_session(request)
     except Refused as exc:
-        return refused_page(request, exc.status)
+        return refused_page(request, exc.status, exc.retry_after)
     if session is None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         if request.method != "GET":
@@ -380,25 +423,38 @@ def _login(request: Request, form: dict[str, list[str]]) -> Response:
 
     if pre is None or not token or not hmac.compare_digest(str(pre.get("csrf", "")), token):
         return again(400, "แบบฟอร์มหมดอายุ กรุณาลองอีกครั้ง", "The form expired; please try again.")
-    key = one(form, "key", 500)
+    client = client_of(request)
     keys = settings.keys
+    wait = limiter(request, "logins").retry_after(client) if keys else None
+    if wait is not None:
+        log.warning("review login from client %s refused: too many failed logins", log_safe(client))
+        response = again(429, throttled_message(wait)["th"], throttled_message(wait)["en"])
+        response.headers["Retry-After"] = str(wait)
+        return response
+    key = one(form, "key", 500)
     role = role_for_key(keys, key) if keys else "admin"
     if role is None:
-        log.warning("review login refused: unknown key")
+        limiter(request, "logins").fail(client)
+        log.warning("review login refused for client %s: unknown key", log_safe(client))
         return again(401, "ไม่รู้จักกุญแจนี้", "Unknown API key.")
     if role not in REVIEW_ROLES:
-        log.warning("review login refused: a %s key", role)
+        log.warning("review login refused for client %s: a %s key", log_safe(client), log_safe(role))
         return again(403, "กุญแจนี้ไม่มีสิทธิ์ตรวจทาน (ต้องเป็นบทบาท reviewer หรือ admin)",
                      "This key may not review cases: it needs the reviewer or admin role.")
     if not name:
         return again(422, "กรุณากรอกชื่อผู้ตรวจทาน (บันทึกไว้ในประวัติการแก้ไข)",
                      "Please give your name: it goes into the audit trail.")
-    fp = fingerprint(key) if keys else "dev"
+    if has_control(name):
+        return again(422, "ชื่อต้องเป็นข้อความบรรทัดเดียว ไม่มีอักขระควบคุม",
+                     "The name must be one line of text without control characters.")
+    fp = fingerprint(settings, key) if keys else "dev"
+    sid = secrets.token_urlsafe(32)
+    _store(request).create_session(sid, name, key_hmac(secret, key) if keys else "dev", fp, SESSION_SECONDS)
     response = _redirect(target)
-    _set_cookie(response, request, COOKIE, sign(secret, {"fp": fp, "name": name, "csrf": secrets.token_urlsafe(24),
+    _set_cookie(response, request, COOKIE, sign(secret, {"sid": sid, "csrf": secrets.token_urlsafe(24),
                                                          "iat": int(time.time())}), SESSION_SECONDS)
     response.delete_cookie(LOGIN_COOKIE, path=_base(request), httponly=True, samesite="strict")
-    log.info("review login: %s (%s, key %s)", name, role, fp)
+    log.info("review login: %s (%s, key %s)", log_safe(name), role, log_safe(fp))
     return response
 
 
@@ -410,9 +466,17 @@ async def logout(request: Request) -> Response:
         return session
     if not check_csrf(session, form):
         return render(request, "refused.html", status=400, session=session, messages=[csrf_message()])
+    if session.sid:
+        await run_in_threadpool(_store(request).revoke_session, session.sid)
+        log.info("review logout: %s", log_safe(session.actor))
     response = _redirect(f"{_base(request)}/login?msg=logged_out")
     response.delete_cookie(COOKIE, path=_base(request), httponly=True, samesite="strict")
     return response
+
+
+def throttled_message(seconds: int) -> dict[str, str]:
+    return {"kind": "error", "th": f"ลองผิดหลายครั้งเกินไป กรุณารอ {seconds} วินาทีแล้วลองใหม่",
+            "en": f"Too many failed attempts from this address; try again in {seconds} s."}
 
 
 def csrf_message() -> dict[str, str]:
@@ -447,8 +511,10 @@ def case_view(case: dict[str, Any], now: datetime) -> dict[str, Any]:
     topic_scores = pred.get("topic_scores") or {}
     agency_scores = pred.get("agency_scores") or {}
     urgency_scores = pred.get("urgency_scores") or {}
+    pred = scrub_prediction(pred, case["text"])  # names masked in cues and words, also for older cases
     return {
         **case,
+        "prediction": pred,
         "age": age(case["created_at"], now),
         "pred_topics": [(t, topic_scores.get(t)) for t in pred.get("topics") or []],
         "pred_urgency": (pred.get("urgency"), urgency_scores.get(pred.get("urgency") or "")),
@@ -523,7 +589,7 @@ def _accept(request: Request, case_id: int, form: dict[str, list[str]]) -> Respo
         store.correct_at_version(case_id, one(form, "version", 100), session.actor, ACCEPT_REASON,
                                  case["topics"] or None, urgency, rank, None)
         back.update(msg="accepted", case=str(case_id))
-        log.info("case %d accepted as predicted by %s", case_id, session.actor)
+        log.info("case %d accepted as predicted by %s", case_id, log_safe(session.actor))
     except StaleError:
         back.update(msg="conflict", case=str(case_id))
     except NotFoundError:
@@ -599,7 +665,7 @@ def show_case(request: Request, case_id: CaseId, msg: Annotated[str, Query(max_l
         response = case_page(request, session, case_id, messages=flash(msg, str(case_id)))
     except NotFoundError:
         return not_found(request, session, case_id)
-    log.info("case %d opened for review by %s", case_id, session.actor)
+    log.info("case %d opened for review by %s", case_id, log_safe(session.actor))
     return response
 
 
@@ -664,7 +730,7 @@ def _correct(request: Request, case_id: int, form: dict[str, list[str]]) -> Resp
         return again(409, CONFLICT_TH, CONFLICT_EN, kind="conflict")
     except LabelError as exc:
         return again(422, f"ค่าไม่ถูกต้อง: {exc.kind} {exc.label!r} ไม่อยู่ในรายการที่เลือกได้", str(exc))
-    log.info("case %d corrected by %s (review page)", case_id, session.actor)
+    log.info("case %d corrected by %s (review page)", case_id, log_safe(session.actor))
     if one(form, "then", 20) == "next":
         following, _ = store.review_queue_filtered(1, 0)
         if following:
@@ -718,7 +784,7 @@ def _move(request: Request, case_id: int, form: dict[str, list[str]]) -> Respons
         return again(409, CONFLICT_TH, CONFLICT_EN, kind="conflict")
     except ConflictError as exc:
         return again(409, "ทำไม่ได้: ขั้นตอนนี้ไม่ได้รับอนุญาตจากสถานะปัจจุบัน หรือจะทำให้ส่งต่อวนซ้ำ", str(exc))
-    log.info("case %d -> %s by %s (review page)", case_id, status, session.actor)
+    log.info("case %d -> %s by %s (review page)", case_id, status, log_safe(session.actor))
     return _redirect(f"{_base(request)}/cases/{case_id}?msg=moved")
 
 

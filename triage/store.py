@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from triage.errors import ConfigError, ConflictError, NotFoundError, StorageError
+from triage.store_sessions import SESSIONS_MIGRATION, SessionsMixin, private_file
 
 STATUSES = ("new", "assigned", "in_progress", "forwarded", "escalated", "resolved", "rejected")
 TRANSITIONS: dict[str, tuple[str, ...]] = {
@@ -98,6 +99,8 @@ MIGRATIONS: list[str] = [
     CREATE INDEX corrections_case ON corrections(case_id, id);
     CREATE INDEX corrections_agency ON corrections(predicted_topic, predicted_agency) WHERE agencies IS NOT NULL;
     """,
+    # 2: review-page sessions, so that a logout ends one on the server (triage.store_sessions)
+    SESSIONS_MIGRATION,
 ]
 
 
@@ -145,13 +148,13 @@ def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-class SQLiteStore:
+class SQLiteStore(SessionsMixin):
     """The SQLite case store (see the module docstring)."""
 
     def __init__(self, path: Path, timeout: float = 10.0) -> None:
         self.path = path
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(path)
             self._db = sqlite3.connect(str(path), timeout=timeout, check_same_thread=False, isolation_level=None)
             self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -547,3 +550,6 @@ class ReviewStore(Store, Protocol):
                            agencies: list[str] | None) -> dict[str, Any]: ...
     def change_status_at_version(self, case_id: int, version: str, status: str, agency: str | None, actor: str,
                                  note: str | None) -> dict[str, Any]: ...
+    def create_session(self, session_id: str, name: str, key_hmac: str, key_id: str, seconds: int) -> None: ...
+    def get_session(self, session_id: str) -> dict[str, Any] | None: ...
+    def revoke_session(self, session_id: str) -> bool: ...
