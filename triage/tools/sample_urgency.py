@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
                     if len(text) > MAX_CHARS:
                         text = text[:MAX_CHARS] + " …[cut]"
                     f.write(f"{r['ticket_id']}\t{t['type_labels']}\t{text}\n")
-        blind = np.random.default_rng(SEED + 2).choice(len(rows), size=BLIND, replace=False)
+        blind = np.random.default_rng(SEED + 2).choice(len(rows), size=min(BLIND, len(rows)), replace=False)
         with (args.texts / "blind.tsv").open("w", encoding="utf-8") as f:
             f.write("ticket_id\ttype_labels\tcomment\n")
             for i in sorted(blind):
