@@ -242,3 +242,17 @@ def test_data_folder_is_private_and_the_database_is_owner_only(tmp_path, small_m
                 assert modes[name] == 0o600, (name, oct(modes[name]))
     finally:
         os.umask(old)
+
+
+def test_failure_limiter_counts_per_client_and_forgets_after_the_window():
+    from triage.security import FailureLimiter
+
+    limits = FailureLimiter(limit=3, window=60, max_clients=2)
+    for t in (0, 1, 2):
+        assert limits.retry_after("a", now=t) is None
+        limits.fail("a", now=t)
+    assert limits.retry_after("a", now=3) == 57 and limits.retry_after("b", now=3) is None
+    assert limits.retry_after("a", now=60.5) is None  # the oldest failure aged out
+    limits.fail("b", now=61)
+    limits.fail("c", now=62)  # a third client: the least recently failing one ("a") is forgotten
+    assert "a" not in limits._failures and set(limits._failures) == {"b", "c"}
