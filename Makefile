@@ -23,7 +23,15 @@ serve: $(PY)
 bench: $(PY)
 	$(PY) bench/load.py
 
-test: $(PY)
+# Lint, type-check, then every test tier (what .ci/run runs). `make unit` runs the fast tier only.
+test: $(PY) lint
 	$(PY) -m pytest -q
 
-.PHONY: all install train serve bench test
+lint: $(PY)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy triage
+
+unit: $(PY)
+	$(PY) -m pytest -q -m unit
+
+.PHONY: all install train serve bench test lint unit

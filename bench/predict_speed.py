@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from triage import registry
+from triage.prediction import predict
 from triage.routing import Router
 
 
@@ -36,17 +37,17 @@ def main() -> None:
     model, meta = registry.load(a.model)
     router = Router.load()
     print(f"model {meta['version']}: loaded in {time.perf_counter() - t0:.2f}s")
-    model.predict(texts[:10], districts[:10], router)  # warm-up (tokenizer dictionary)
+    predict(model, texts[:10], districts[:10], router)  # warm-up (tokenizer dictionary)
     lat = []
     for i in range(min(500, len(texts))):
         t = time.perf_counter()
-        model.predict([texts[i]], [districts[i]], router)
+        predict(model, [texts[i]], [districts[i]], router)
         lat.append((time.perf_counter() - t) * 1000)
     print(f"one text at a time: p50 {np.percentile(lat, 50):.2f} ms, p99 {np.percentile(lat, 99):.2f} ms")
     for name, r in (("without routing", None), ("with routing", router)):
         t = time.perf_counter()
         for s in range(0, len(texts), 2000):
-            model.predict(texts[s : s + 2000], districts[s : s + 2000], r)
+            predict(model, texts[s : s + 2000], districts[s : s + 2000], r)
         dt = time.perf_counter() - t
         print(f"batch of {len(texts)} {name}: {dt:.1f}s, {len(texts) / dt:.0f} texts/s")
 

@@ -10,9 +10,10 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from triage.config import Settings
-from triage.testing import REPO
+from triage.testing import REPO, shared_data_dir
 
 INTAKE, REVIEWER, ADMIN = "intake-key-0001", "reviewer-key-0002", "admin-key-0003"
 KEYS = f"{INTAKE}:intake,{REVIEWER}:reviewer,{ADMIN}:admin"
@@ -28,6 +29,17 @@ TEXTS = [
     "ไฟทางสาธารณะดับหลายต้น มืดมากตอนกลางคืน",
     "ต้นไม้ใหญ่กิ่งหักเกือบล้มทับสายไฟ",
 ]
+
+
+def require_shared_data(part: str) -> Path:
+    """``<shared data>/<part>``; skips the test when it is missing, or fails it when ``CI`` is set."""
+    path = shared_data_dir() / part
+    if not path.exists():
+        message = f"shared data not found at {path} (set TRIAGE_SHARED_DATA)"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message}; with CI set a missing data folder fails the run", pytrace=False)
+        pytest.skip(message)
+    return path
 
 
 def settings_for(tmp: Path, models: Path, **overrides: object) -> Settings:

@@ -1,27 +1,57 @@
-"""Session fixtures: a small Traffy model trained once on a real slice of the shared data."""
+"""Session fixtures (a small Traffy model trained once on a real slice of the shared data) and test tiers.
+
+Every test gets one tier marker (registered in pyproject.toml), so ``pytest -m unit`` runs in
+seconds: ``browser`` (test_review_browser.py), ``server`` (tests that start serve.py), ``model``
+(tests that use the shared data slice or the small model), ``unit`` (everything else).
+
+Without the shared data the data-backed tests skip on a developer's machine; with ``CI`` set
+they fail, so a CI run cannot pass by skipping them.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import pytest
+from api_helpers import require_shared_data
 
-from triage import registry
-from triage.data import load_config
-from triage.testing import REPO, shared_data_dir, write_traffy_slice
-from triage.training import TrainOptions, train
+# the training code (scikit-learn, pandas, datasets) is imported inside the fixtures that need it,
+# so that the unit tier starts fast
+
+TIERS = ("unit", "model", "server", "browser")
+MODULE_TIERS = {"test_review_browser": "browser", "test_api_server": "server"}
+MODEL_FIXTURES = {"traffy_slice", "small_model_dir", "small_model"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if any(item.get_closest_marker(t) for t in TIERS):
+            continue
+        module = item.module.__name__ if item.module is not None else ""  # type: ignore[attr-defined]
+        if module in MODULE_TIERS:
+            tier = MODULE_TIERS[module]
+        elif MODEL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            tier = "model"
+        else:
+            tier = "unit"
+        item.add_marker(getattr(pytest.mark, tier))
 
 
 @pytest.fixture(scope="session")
 def traffy_slice(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    if not (shared_data_dir() / "traffy").is_dir():
-        pytest.skip(f"shared data not found at {shared_data_dir()} (set TRIAGE_SHARED_DATA)")
-    return write_traffy_slice(tmp_path_factory.mktemp("slice"))
+    from triage.testing import write_traffy_slice
+
+    data = require_shared_data("traffy")
+    return write_traffy_slice(tmp_path_factory.mktemp("slice"), data=data.parent)
 
 
 @pytest.fixture(scope="session")
 def small_model_dir(traffy_slice: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A models folder with one trained version and ``current`` pointing at it."""
+    from triage.data import load_config
+    from triage.testing import REPO
+    from triage.training import TrainOptions, train
+
     models = tmp_path_factory.mktemp("models")
     config = load_config(REPO / "configs" / "traffy.toml", traffy_slice)
     train(config, models, TrainOptions(), log=lambda _msg: None)
@@ -30,5 +60,7 @@ def small_model_dir(traffy_slice: Path, tmp_path_factory: pytest.TempPathFactory
 
 @pytest.fixture(scope="session")
 def small_model(small_model_dir: Path):
+    from triage import registry
+
     model, _meta = registry.load(small_model_dir / "current")
     return model

@@ -9,8 +9,10 @@ import pytest
 from api_helpers import H_ADMIN, H_INTAKE, H_REVIEWER, TEXTS, settings_for
 from fastapi.testclient import TestClient
 
-from triage.api import allowed_agencies, create_app
+from triage.app import create_app
+from triage.cases import allowed_agencies
 from triage.routing import Router
+from triage.store import open_store
 
 AWKWARD = [
     "ไฟ\u200bดับ\u200bทั้ง\u200bซอย",
@@ -226,9 +228,11 @@ def test_agency_corrected_before_sends_similar_cases_to_review(tmp_path, small_m
         assert "agency_corrected_before" not in first["review_reasons"]
         c.post(f"/v1/cases/{first['case_id']}/corrections", headers=H_REVIEWER,
                json={"reviewer": "r", "reason": "wrong office", "agencies": ["สำนักสิ่งแวดล้อม กทม."]})
-        again = _triage(c, text + " อีกแล้ว", district="บางรัก")
-        if again["topics"][0] == first["topics"][0] and again["agencies"][0] == first["agencies"][0]:
-            assert "agency_corrected_before" in again["review_reasons"] and again["needs_review"]
+        # the same complaint again (no external_id: a new case) gets the same topic and agency for sure
+        again = _triage(c, text, district="บางรัก")
+        assert again["case_id"] != first["case_id"]
+        assert (again["topics"][0], again["agencies"][0]) == (first["topics"][0], first["agencies"][0])
+        assert "agency_corrected_before" in again["review_reasons"] and again["needs_review"]
 
 
 def test_status_workflow_history_and_loops(client):
@@ -263,14 +267,26 @@ def test_status_workflow_history_and_loops(client):
 
 
 def test_urgent_case_leaves_the_queue_when_accepted(tmp_path, small_model_dir):
-    with TestClient(create_app(settings_for(tmp_path, small_model_dir, review_threshold=0.0))) as c:
-        out = _triage(c, "สายไฟช็อตไฟไหม้ มีคนติดอยู่ในบ้าน ช่วยด่วน", district="บางรัก")
-        if out["urgency"] != "high":
-            pytest.skip("the small model did not call this one high")
-        assert "urgent_not_accepted" in out["review_reasons"]
-        c.post(f"/v1/cases/{out['case_id']}/status", json={"actor": "s", "status": "assigned"}, headers=H_REVIEWER)
-        case = c.get(f"/v1/cases/{out['case_id']}", headers=H_REVIEWER).json()
-        assert "urgent_not_accepted" not in case["review_reasons"]
+    settings = settings_for(tmp_path, small_model_dir, review_threshold=0.0)
+    with TestClient(create_app(settings)) as c:
+        # a fixed urgent case, written to the same SQLite file the app serves (not the model's guess)
+        store = open_store(settings.database)
+        try:
+            (case, _), = store.create_cases([{
+                "text": "สายไฟช็อตไฟไหม้ มีคนติดอยู่ในบ้าน ช่วยด่วน", "masked_text": "สายไฟช็อตไฟไหม้", "district": "บางรัก",
+                "source": None, "external_id": None, "reporter_contact": None, "model_version": "fixed",
+                "prediction": {"topics": ["ไฟฟ้า"], "topic_scores": {"ไฟฟ้า": 0.9}, "urgency": "high"},
+                "topics": ["ไฟฟ้า"], "urgency": "high", "urgency_rank": 0, "agencies": [], "needs_review": True,
+                "review_reasons": ["urgent_not_accepted"]}])
+        finally:
+            store.close()
+        queue = c.get("/v1/review/queue", headers=H_REVIEWER).json()["items"]
+        assert case["id"] in [q["id"] for q in queue]
+        r = c.post(f"/v1/cases/{case['id']}/status", json={"actor": "s", "status": "assigned"}, headers=H_REVIEWER)
+        assert r.status_code == 200
+        after = c.get(f"/v1/cases/{case['id']}", headers=H_REVIEWER).json()
+        assert "urgent_not_accepted" not in after["review_reasons"] and not after["needs_review"]
+        assert case["id"] not in [q["id"] for q in c.get("/v1/review/queue", headers=H_REVIEWER).json()["items"]]
 
 
 def test_model_info_and_reload(client):

@@ -22,9 +22,39 @@ from triage.testing import REPO
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, small_model_dir: Path) -> Iterator[Server]:
-    srv = Server(tmp_path_factory.mktemp("srv") / "data", small_model_dir)
+    # debug level: every log line the service can write goes to srv.log, which a test scans
+    srv = Server(tmp_path_factory.mktemp("srv") / "data", small_model_dir, TRIAGE_LOG_LEVEL="debug")
     yield srv
     srv.stop()
+
+
+def test_the_real_server_logs_no_raw_text_when_cases_are_triaged_opened_and_corrected(server):
+    secret = "นายสมชาย ใจดี บ้านเลขที่ 99/1 โทร 081-234-5678 ไฟฟ้าดับทั้งซอยมืดสนิท"
+    fragments = ("สมชาย", "99/1", "081-234-5678", "0812345678", "ไฟฟ้าดับทั้งซอย", "somchai")
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        r = c.post("/v1/triage", json={"text": secret, "reporter_contact": "somchai@example.com",
+                                       "external_id": "log-scan-1"}, headers=H_INTAKE)
+        assert r.status_code == 201
+        case_id = r.json()["case_id"]
+        page = c.get(f"/review/cases/{case_id}", headers=H_REVIEWER)  # a reviewer opens the case
+        assert page.status_code == 200 and "สมชาย" in page.text  # the page shows the raw text...
+        version = c.get(f"/v1/cases/{case_id}", headers=H_REVIEWER).json()["updated_at"]
+        saved = c.post(f"/review/cases/{case_id}/correct", headers=H_REVIEWER, follow_redirects=False,
+                       data={"topics": r.json()["topics"], "urgency": "low", "reason": "ทดสอบ", "version": version})
+        assert saved.status_code == 303
+        c.get(f"/v1/cases/{case_id}", headers=H_ADMIN)
+        c.get("/v1/cases", headers=H_ADMIN)
+        c.post("/v1/triage", json={"text": secret + "ก" * 20_000}, headers=H_INTAKE)  # refused: too long
+    deadline = time.monotonic() + 10
+    log = ""
+    while time.monotonic() < deadline and f"case {case_id} opened for review" not in log:
+        time.sleep(0.2)
+        log = Path(server.log.name).read_text(encoding="utf-8")
+    # ...and the log of the serve.py process says what happened, without it
+    assert f"case {case_id} created" in log and f"case {case_id} opened for review" in log
+    assert f"case {case_id} corrected" in log
+    leaked = [f for f in fragments if f in log]
+    assert not leaked, f"raw complaint text or contact in the server log: {leaked}"
 
 
 def test_serve_without_a_model_says_how_to_train(tmp_path):
@@ -224,14 +254,30 @@ def test_two_workers_follow_a_reload_and_sighup_restarts_them_without_losing_a_r
     def loaded(c: httpx.Client) -> list[str]:
         return [call(c, "GET", "/v1/model", headers=H_ADMIN).json()["loaded_at"] for _ in range(20)]
 
+    def each_connection_new(n: int = 12) -> set[str]:
+        """``loaded_at`` over ``n`` separate connections: the two workers each answer some of them."""
+        seen = set()
+        for _ in range(n):
+            with httpx.Client(base_url=srv.url, timeout=60, headers={"Connection": "close"}) as fresh:
+                seen.add(call(fresh, "GET", "/v1/model", headers=H_ADMIN).json()["loaded_at"])
+        return seen
+
     threads = [threading.Thread(target=traffic, args=(n,)) for n in range(2)]
     try:
         with httpx.Client(base_url=srv.url, timeout=60) as c:
-            before = c.post("/v1/admin/reload", headers=H_ADMIN).json()["loaded_at"]
             deadline = time.monotonic() + 60
-            while min(loaded(c)) < before:  # whichever worker answers has a model loaded after the reload
-                assert time.monotonic() < deadline, "the other worker did not follow the reload"
-                time.sleep(0.5)
+            while len(each_connection_new()) < 2:  # both workers are reachable, each with its own load time
+                assert time.monotonic() < deadline, "separate connections never reached the second worker"
+            before = c.post("/v1/admin/reload", headers=H_ADMIN).json()["loaded_at"]
+            # the worker that reloaded answers `before`; the other must follow with a load time of its own
+            deadline = time.monotonic() + 60
+            followed: set[str] = set()
+            while len(followed) < 2:
+                assert time.monotonic() < deadline, f"the other worker did not follow the reload: {followed}"
+                seen = each_connection_new()
+                followed |= {s for s in seen if s >= before}
+                time.sleep(0.3)
+            assert before in followed
             for t in threads:
                 t.start()
             srv.proc.send_signal(signal.SIGHUP)  # uvicorn replaces the workers one at a time

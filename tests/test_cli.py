@@ -49,3 +49,14 @@ def test_predict_errors_are_one_clear_line(small_model_dir, tmp_path):
     res = run_predict(tmp_path, inp, tmp_path / "o.jsonl")
     assert res.returncode == 3 and "train.py" in res.stderr
     assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_an_output_that_cannot_be_written_is_exit_4(small_model_dir, tmp_path):
+    inp = tmp_path / "in.csv"
+    pd.DataFrame(ROWS).to_csv(inp, index=False)
+    (tmp_path / "a-file").write_text("not a folder", encoding="utf-8")
+    # the output's folder would have to be inside a regular file: no write can succeed (even as root)
+    for out in (tmp_path / "a-file" / "o.jsonl", tmp_path / "a-file" / "deeper" / "o.jsonl"):
+        res = run_predict(small_model_dir, inp, out)
+        assert res.returncode == 4, res.stderr
+        assert "cannot write" in res.stderr and "Traceback" not in res.stderr

@@ -1,8 +1,13 @@
 """Saving and loading versioned artifacts: atomic current, checksum and metadata checks."""
 
 import json
+import os
 import shutil
+import sys
+import threading
+from types import SimpleNamespace
 
+import joblib
 import pytest
 
 from triage import registry
@@ -31,8 +36,92 @@ def test_corrupt_model_file_is_refused(models_copy):
     with (folder / registry.MODEL_FILE).open("r+b") as fh:
         fh.seek(100)
         fh.write(b"\x00garbage\x00")
-    with pytest.raises(ModelError, match="corrupt"):
+    # not "corrupt": pytest's temp folder of this test has that word in its name
+    with pytest.raises(ModelError, match="checksum differs"):
         registry.load(models_copy / "current")
+
+
+def tiny_models(tmp_path, *versions):
+    """A models folder of tiny artifacts (any picklable object with a version is one to the registry)."""
+    models = tmp_path / "tiny"
+    for v in versions:
+        registry.save(SimpleNamespace(version=v), {"labels": {}, "metrics": {}}, models, v)
+    return models
+
+
+def test_a_loadable_model_file_that_is_not_the_saved_one_is_refused(tmp_path):
+    """Only the checksum catches this: the replacement unpickles fine and carries the right version."""
+    models = tiny_models(tmp_path, "v1")
+    model, meta = registry.load(models / "current")
+    assert model.version == meta["version"] == "v1" and meta["model_sha256"]
+    joblib.dump(SimpleNamespace(version="v1", planted=True), models / "v1" / registry.MODEL_FILE)
+    with pytest.raises(ModelError, match="checksum differs"):
+        registry.load(models / "current")
+    (models / "v1" / registry.MODEL_FILE).unlink()
+    with pytest.raises(ModelError, match="missing"):
+        registry.load(models / "v1")
+
+
+def test_a_model_file_of_another_version_is_refused(tmp_path):
+    models = tiny_models(tmp_path, "v1", "v2")
+    shutil.copy(models / "v2" / registry.MODEL_FILE, models / "v1" / registry.MODEL_FILE)
+    meta = json.loads((models / "v1" / registry.METADATA_FILE).read_text())
+    meta["model_sha256"] = json.loads((models / "v2" / registry.METADATA_FILE).read_text())["model_sha256"]
+    (models / "v1" / registry.METADATA_FILE).write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="does not match its metadata version 'v1'"):
+        registry.load(models / "v1")
+    meta["format"] = 99
+    (models / "v1" / registry.METADATA_FILE).write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="artifact format 99"):
+        registry.load(models / "v1")
+
+
+def test_current_is_swapped_by_one_rename_and_never_missing(tmp_path):
+    """``current`` must be replaced by an atomic rename: never removed, so a reader never finds it missing.
+
+    An audit hook sees every os.remove/unlink and os.rename/replace the swap makes (deterministic);
+    a reader thread checks that ``current`` resolves during many swaps.
+    """
+    models = tiny_models(tmp_path, "v1", "v2")
+    assert registry.resolve(models / "current").name == "v2"
+    with pytest.raises(ModelError, match="no model version v3"):
+        registry.set_current(models, "v3")
+    link = str(models / "current")
+    events: list[tuple[str, tuple]] = []
+    recording = threading.Event()
+
+    def hook(event: str, args: tuple) -> None:
+        if recording.is_set() and event in ("os.remove", "os.rename", "os.symlink"):
+            events.append((event, tuple(str(a) for a in args[:2])))
+
+    sys.addaudithook(hook)  # cannot be removed; it records only while `recording` is set
+    recording.set()
+    try:
+        registry.set_current(models, "v1")
+    finally:
+        recording.clear()
+    assert registry.resolve(models / "current").name == "v1"
+    assert not [e for e in events if e[0] == "os.remove" and e[1][0] == link], events
+    assert [e for e in events if e[0] == "os.rename" and e[1][1] == link], events
+
+    missing = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            if not os.path.exists(link):
+                missing.append(1)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        for i in range(300):
+            registry.set_current(models, "v2" if i % 2 else "v1")
+    finally:
+        stop.set()
+        t.join()
+    assert not missing
+    assert not list(models.glob(".current*"))  # no temporary link left behind
 
 
 def test_mismatched_library_version_is_refused(models_copy):

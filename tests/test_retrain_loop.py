@@ -10,7 +10,7 @@ from api_helpers import H_ADMIN, H_INTAKE, H_REVIEWER, settings_for
 from fastapi.testclient import TestClient
 
 from triage import corrections, registry
-from triage.api import create_app
+from triage.app import create_app
 from triage.data import load_config
 from triage.promote import compare_and_promote
 from triage.testing import REPO

@@ -23,7 +23,7 @@ from api_helpers import (
 )
 from fastapi.testclient import TestClient
 
-from triage.api import create_app
+from triage.app import create_app
 from triage.review import COOKIE, age, rate_chart, sign, unsign, week_starts
 from triage.store import SQLiteStore
 

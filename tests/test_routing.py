@@ -9,13 +9,14 @@ from typing import Any
 
 import pandas as pd
 import pytest
+from api_helpers import require_shared_data
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from triage.agency import correction_rows, fit_agency_model
 from triage.errors import ConfigError
+from triage.prediction import predict
 from triage.routing import DIRECTORY_PATH, TABLE_PATH, Directory, Router, RoutingTable
-from triage.testing import shared_data_dir
 from triage.text import normalize
 from triage.tools.build_directory import build_directory
 
@@ -272,9 +273,7 @@ def test_build_directory_reads_local_agencies_from_forwards() -> None:
 
 
 def test_every_forwarded_agency_is_in_the_directory(router: Router) -> None:
-    path = shared_data_dir() / "routing" / "traffy-forwards.csv"
-    if not path.exists():
-        pytest.skip(f"no forwards at {path}")
+    path = require_shared_data("routing/traffy-forwards.csv")  # with CI set, missing data fails
     forwards = pd.read_csv(path)
     missing = {a for a in forwards["forwarded_to"] if router.directory.canonical(str(a)) is None}
     assert not missing
@@ -288,7 +287,7 @@ def test_trained_model_carries_an_agency_model_and_routes(small_model: Any, smal
     assert small_model.agency is not None and "police" in small_model.agency.kinds
     router = Router.load()
     texts = ["สายสื่อสารห้อยระโยงระยางเกี่ยวรถมอเตอร์ไซค์ล้ม", "ถนนหน้าบ้านเป็นหลุมเป็นบ่อ รถตกหลุมบ่อยมาก"]
-    recs = small_model.predict(texts, ["บางนา", "พญาไท"], router)
+    recs = predict(small_model, texts, ["บางนา", "พญาไท"], router)  # the model, then the routing step
     for rec in recs:
         assert rec["agencies"] and set(rec["agencies"]) <= router.agency_names
         assert set(rec["agency_scores"]) == set(rec["agencies"])

@@ -29,8 +29,10 @@ from api_helpers import (
 )
 from fastapi.testclient import TestClient
 
-from triage.api import create_app
+from triage.app import create_app
+from triage.config import parse_api_keys, parse_key_entries
 from triage.review import COOKIE
+from triage.security import FailureLimiter, has_control, log_safe
 
 NAMED = "สายไฟหน้าบ้านนายสมชาย ใจดี ขาดห้อยลงมา อันตรายมาก โทร 081-234-5678"
 NAME_PARTS = ("สมชาย", "ใจดี")
@@ -106,8 +108,6 @@ FORGED = ["bob\nINFO triage.review: review login: admin", "bob\r\nx", "bob\x1b[3
 
 
 def test_control_characters_in_names_are_refused_and_never_logged(client, caplog):
-    from triage.security import has_control
-
     caplog.set_level(logging.DEBUG)
     for name in FORGED:
         r = client.post("/v1/cases/1/corrections", headers=H_REVIEWER,
@@ -128,8 +128,6 @@ def test_control_characters_in_names_are_refused_and_never_logged(client, caplog
 
 
 def test_log_safe_escapes_what_could_start_a_new_line_or_hide_text():
-    from triage.security import log_safe
-
     assert log_safe("a\nb") == "a\\nb"
     assert log_safe("x\r\ny") == "x\\r\\ny"
     assert log_safe("\x1b[31mred") == "\\x1b[31mred"
@@ -164,8 +162,6 @@ def test_audit_names_carry_no_plain_hash_of_the_key_and_labels_tell_people_apart
 
 
 def test_key_entries_take_a_label_and_agency_keys_coexist():
-    from triage.config import parse_api_keys, parse_key_entries
-
     entries = parse_key_entries("aaaaaaaa1:intake,bbbbbbbb2:reviewer:somsri,cc:cc:cc3:admin:ops team,"
                                 "dddddddd4:agency:สำนักงานเขตบางรัก")
     assert entries["aaaaaaaa1"].role == "intake" and entries["aaaaaaaa1"].label is None
@@ -245,8 +241,6 @@ def test_data_folder_is_private_and_the_database_is_owner_only(tmp_path, small_m
 
 
 def test_failure_limiter_counts_per_client_and_forgets_after_the_window():
-    from triage.security import FailureLimiter
-
     limits = FailureLimiter(limit=3, window=60, max_clients=2)
     for t in (0, 1, 2):
         assert limits.retry_after("a", now=t) is None

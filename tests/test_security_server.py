@@ -14,6 +14,8 @@ import httpx
 import pytest
 from api_helpers import H_INTAKE, H_REVIEWER, TEXTS, Server
 
+pytestmark = pytest.mark.server
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, small_model_dir: Path) -> Iterator[Server]:

@@ -1,13 +1,15 @@
 """Command line: ``python -m triage predict ...`` (batch prediction) and the ``train.py`` options.
 
-A thin shell over the package: it parses options, streams rows through ``TriageModel.predict``
-and turns the package's errors into exit codes in one place (2 bad usage or input, 3 model
-problem, 4 storage). Raw complaint text is never printed.
+A thin shell over the package: it parses options, streams rows through the predict path that the
+service uses too (``triage.prediction.predict``: the model, then the router) and turns the
+package's errors into exit codes in one place, ``run``, with ``triage.errors.exit_code`` (2 bad
+usage or input, 3 model problem, 4 cannot write). Raw complaint text is never printed.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
@@ -16,19 +18,9 @@ from typing import Any
 
 import pandas as pd
 
-from triage.errors import (
-    ConfigError,
-    DataError,
-    InputError,
-    LabelError,
-    ModelError,
-    StorageError,
-    TriageError,
-)
+from triage.errors import DataError, StorageError, TriageError, exit_code
+from triage.prediction import predict
 
-EXIT_CODES: dict[type[TriageError], int] = {
-    ConfigError: 2, DataError: 2, InputError: 2, LabelError: 2, ModelError: 3, StorageError: 4,
-}
 CHUNK_ROWS = 2000
 
 
@@ -99,17 +91,17 @@ def predict_file(model: Any, inp: Path, out: Path, text_column: str, district_co
     columns = [c for c in (text_column, district_column, id_column) if c]
     counts = {"rows": 0, "predicted": 0, "empty": 0}
     tmp = out.with_name(out.name + ".part")
-    out.parent.mkdir(parents=True, exist_ok=True)
     total = count_rows(inp)
     try:
+        out.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "w", encoding="utf-8") as fh, tqdm(total=total, unit="rows", disable=not progress,
                                                              file=sys.stderr, mininterval=1.0) as bar:
             for chunk in iter_chunks(inp, columns):
                 texts = [_as_text(v) for v in chunk[text_column]]
                 districts = [(_as_text(v) or None) for v in chunk[district_column]] if district_column else None
                 ok = [i for i, t in enumerate(texts) if t.strip()]
-                preds = model.predict([texts[i] for i in ok],
-                                      [districts[i] for i in ok] if districts else None, router) if ok else []
+                preds = predict(model, [texts[i] for i in ok],
+                                [districts[i] for i in ok] if districts else None, router) if ok else []
                 by_row = dict(zip(ok, preds))
                 for i in range(len(texts)):
                     rec: dict[str, Any] = {}
@@ -126,12 +118,18 @@ def predict_file(model: Any, inp: Path, out: Path, text_column: str, district_co
                 bar.update(len(texts))
         tmp.replace(out)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        _remove_quietly(tmp)
         raise StorageError(f"cannot write {out}: {exc}") from exc
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _remove_quietly(tmp)
         raise
     return counts
+
+
+def _remove_quietly(path: Path) -> None:
+    """Remove a partial output; where nothing could be written (e.g. its folder is a file) there is none."""
+    with contextlib.suppress(OSError):
+        path.unlink(missing_ok=True)
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
@@ -240,8 +238,9 @@ def headline(metrics: dict[str, Any]) -> str:
         lines.append(f"  urgency (nested 5-fold CV): recall(high) {cv['high_recall']}  precision(high) "
                      f"{cv['high_precision']}  flagged high {cv['flagged_high_share']}  macro-F1 {cv['macro_f1']}")
     for key, value in metrics.items():
-        if key not in ("topic", "urgency") and isinstance(value, dict) and "headline" in value:
-            lines.append(f"  {key}: {value['headline']}")
+        if key not in ("topic", "urgency") and isinstance(value, dict) and "summary" in value:
+            summary = str(value["summary"]).replace("\n", "\n    ")  # e.g. the agency step's table
+            lines.append(f"  {key}: {summary}")
     return "\n".join(lines)
 
 
@@ -277,7 +276,7 @@ def run(func: Callable[[], int]) -> int:
         return func()
     except TriageError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return next((code for kind, code in EXIT_CODES.items() if isinstance(exc, kind)), 1)
+        return exit_code(exc)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -15,12 +15,9 @@ from typing import NamedTuple
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from triage.auth import ROLES
 from triage.errors import ConfigError
 from triage.security import has_control
-
-ROLES = ("intake", "reviewer", "admin")
-"""intake may triage; reviewer may read cases, correct them and move them on; admin may do all and reload."""
-
 
 AGENCY = "agency"
 """``key:agency:<official agency name>`` entries give a key the role ``agency:<name>``."""

@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from triage.errors import DataError, TriageError
+from triage.errors import DataError, TriageError, exit_code
 from triage.store import Store, open_store
 from triage.text import mask_personal
 
@@ -92,7 +92,7 @@ def read_corrections(path: str | Path) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``export-corrections``: write the corrected cases as a training file. Exit 0, or 2 on an error."""
+    """``export-corrections``: write the corrected cases as a training file. Exit 0, or ``triage.errors.exit_code``."""
     ap = argparse.ArgumentParser(prog="python -m triage export-corrections", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default=None, help="CSV file to write (default: <TRIAGE_DATA_DIR>/corrections.csv)")
     ap.add_argument("--database", default=None, help="database URL (default: TRIAGE_DATABASE_URL or "
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             store.close()
     except TriageError as exc:
         print(f"export-corrections: {exc}", file=sys.stderr)
-        return 2
+        return exit_code(exc)
     print(f"wrote {n} corrected cases to {out} (personal data masked)")
     return 0
 

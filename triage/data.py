@@ -235,7 +235,8 @@ def load_dataset(config: DatasetConfig) -> tuple[pd.DataFrame, LoadReport]:
 
 
 def _joined(config: DatasetConfig, head: HeadConfig, out: pd.DataFrame) -> pd.Series:
-    assert head.file is not None
+    if head.file is None:
+        raise ConfigError(f"head column {head.column!r} names no file to join")
     side = read_table(config.resolve(head.file))
     key = head.join_on or config.id_column
     if not key:

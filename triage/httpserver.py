@@ -22,7 +22,7 @@ DEFAULT_HEAD_LIMIT = 16_384
 
 if HttpToolsProtocol is not None:
 
-    class LimitedHttpTools(HttpToolsProtocol):  # type: ignore[misc,valid-type]
+    class LimitedHttpTools(HttpToolsProtocol):
         """httptools with a limit on the request head; the limit is uvicorn's h11 setting, so both parsers agree."""
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:

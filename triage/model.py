@@ -2,8 +2,9 @@
 
 Pure core: takes and returns values; saving and loading live in ``triage.registry``.
 
-- Features: TF-IDF over character 2-4-grams (inside word boundaries) and newmm word 1-2-grams
-  of normalised text (``triage.text``); see README for the measurement behind this choice.
+- Features: TF-IDF over newmm word 1-2-grams of normalised text (``triage.text``) by default;
+  character 2-4-grams (inside word boundaries), or both, on request (``make_featurizer``); see
+  README for the measurement behind this choice.
 - Topic head: one-vs-rest LinearSVC; each label's score is calibrated to a probability with
   Platt scaling fitted on a validation split, and each label has its own decision threshold
   tuned on that split. Every complaint gets at least its most likely label. A dataset whose rows
@@ -13,13 +14,15 @@ Pure core: takes and returns values; saving and loading live in ``triage.registr
   TF-IDF. ``high`` is decided on P(high) plus ``HIGH_CUE_BONUS`` when a rubric danger cue matched,
   against a threshold chosen on out-of-fold scores to minimise cost, where a missed ``high`` costs
   ``HIGH_MISS_COST`` times a false alarm.
+
+Agencies are not decided here: ``triage.prediction.predict`` routes the record afterwards.
 """
 
 from __future__ import annotations
 
 import re
-import warnings
 import tomllib
+import warnings
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -35,12 +38,15 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import FeatureUnion
 from sklearn.svm import LinearSVC
 
+from triage.errors import ModelError
+from triage.prediction import Prediction, Token
 from triage.text import normalize_many, word_analyzer
 
 LEXICON_PATH = Path(__file__).parent / "resources" / "urgency_lexicon.toml"
 HIGH_MISS_COST = 8.0
-HIGH_CUE_BONUS = 0.2
 """How many false ``high`` alarms one missed ``high`` is worth when choosing its threshold."""
+HIGH_CUE_BONUS = 0.2
+"""Added to P(high) when a danger cue of the rubric matched."""
 URGENCY_LEVELS = ("high", "medium", "low")
 
 
@@ -50,8 +56,8 @@ FEATURE_KINDS = ("word", "char", "both")
 def make_featurizer(kind: str = "word") -> FeatureUnion:
     """Sublinear TF-IDF over newmm word 1-2-grams ("word"), character 2-4-grams ("char"), or both.
 
-    "word" is the default: on Traffy it scores as well as "both" at a third of the time
-    (``bench/features.py``).
+    "word" is the default: on Traffy it scores nearly as well as "both" (0.006 lower micro-F1) at
+    a third of the time (``python bench/topic_baseline.py --features char word both``).
     """
     parts: list[tuple[str, TfidfVectorizer]] = []
     if kind in ("char", "both"):
@@ -111,7 +117,8 @@ class TopicHead:
         Computed directly because scikit-learn's per-estimator input checks cost about 0.5 ms a
         label per call: 13 of the 20 ms it took to triage one complaint.
         """
-        assert self.clf_ is not None
+        if self.clf_ is None:
+            raise ModelError("the model is not fitted (clf_ is missing): retrain it with train.py")
         scores = np.empty((X.shape[0], len(self.clf_.estimators_)), dtype=float)
         for k, est in enumerate(self.clf_.estimators_):
             if hasattr(est, "coef_"):
@@ -126,7 +133,8 @@ class TopicHead:
         pooled = LogisticRegression(C=1e4).fit(S.ravel().reshape(-1, 1), Y.ravel())
         base = [float(pooled.coef_[0, 0]), float(pooled.intercept_[0])]
         calib = np.tile(base, (len(self.labels), 1))
-        assert self.clf_ is not None
+        if self.clf_ is None:
+            raise ModelError("the model is not fitted (clf_ is missing): retrain it with train.py")
         learned = [hasattr(est, "coef_") for est in self.clf_.estimators_]
         for k in range(len(self.labels)):
             # a label the training part never saw has constant scores: keep the pooled mapping
@@ -140,7 +148,8 @@ class TopicHead:
                                      for k in range(len(self.labels))])
 
     def _proba_from_scores(self, S: np.ndarray) -> np.ndarray:
-        assert self.calibration_ is not None
+        if self.calibration_ is None:
+            raise ModelError("the model is not fitted (calibration_ is missing): retrain it with train.py")
         P = _sigmoid(S * self.calibration_[:, 0] + self.calibration_[:, 1])
         if not self.multi_label:
             P = P / np.maximum(P.sum(axis=1, keepdims=True), 1e-9)
@@ -151,7 +160,8 @@ class TopicHead:
 
     def decide(self, P: np.ndarray) -> np.ndarray:
         """Boolean (n, K) decisions: above threshold, and always the most likely label."""
-        assert self.thresholds_ is not None
+        if self.thresholds_ is None:
+            raise ModelError("the model is not fitted (thresholds_ is missing): retrain it with train.py")
         top = P.argmax(axis=1)
         D = (P >= self.thresholds_) if self.multi_label else np.zeros_like(P, dtype=bool)
         D[np.arange(len(P)), top] = True
@@ -275,7 +285,8 @@ class UrgencyHead:
         return out
 
     def proba(self, Z: sparse.csr_matrix) -> np.ndarray:
-        assert self.clf_ is not None
+        if self.clf_ is None:
+            raise ModelError("the model is not fitted (clf_ is missing): retrain it with train.py")
         return self._align(self.clf_, self.clf_.predict_proba(Z))
 
     def decide(self, P: np.ndarray, Z: sparse.csr_matrix) -> list[str]:
@@ -327,17 +338,17 @@ class TriageModel:
         return X[:, self._word_offset :]
 
     def predict(self, texts: list[str], districts: list[str | None] | None = None,
-                router: Any = None) -> list[dict[str, Any]]:
+                norm: list[str] | None = None) -> list[Prediction]:
         """Triage raw complaint texts: topics, urgency, their scores and an explanation each.
 
-        With a ``router`` (see ``triage.routing.Router``) each record also gets ``agencies``
-        (official names, primary first), ``agency_scores`` and ``agency_needs_review``.
+        ``norm`` is the texts already normalised (``normalize_many``), when the caller has them;
+        ``districts`` are for the routing step, which is not the model's (``triage.prediction``).
         """
-        norm = normalize_many(texts)
+        norm = normalize_many(texts) if norm is None else norm
         X = self.featurize(norm)
         P = self.topic.proba(X)
         D = self.topic.decide(P)
-        out: list[dict[str, Any]] = []
+        out: list[Prediction] = []
         U = None
         if self.urgency is not None:
             found = [self.urgency.lexicon.matches(t) for t in norm]
@@ -346,7 +357,7 @@ class TriageModel:
             levels = self.urgency.decide(U, Z)
         for i in range(len(texts)):
             order = np.argsort(-P[i])
-            rec: dict[str, Any] = {
+            rec: Prediction = {
                 "topics": [self.topic.labels[k] for k in order if D[i, k]],
                 "topic_scores": {self.topic.labels[k]: round(float(P[i, k]), 4) for k in order},
                 "explanation": self.explain(X, i, int(order[0])),
@@ -355,9 +366,6 @@ class TriageModel:
                 rec["urgency"] = levels[i]
                 rec["urgency_scores"] = {lv: round(float(U[i, j]), 4) for j, lv in enumerate(self.urgency.levels)}
                 rec["urgency_cues"] = [phrase for _, phrase in found[i]][:5]
-            if router is not None:
-                district = districts[i] if districts is not None else None
-                rec.update(router.route(texts[i], norm[i], district, rec, self.agency))
             out.append(rec)
         return out
 
@@ -366,13 +374,14 @@ class TriageModel:
         vec = dict(self.featurizer.transformer_list).get("word")
         return vec.get_feature_names_out() if vec is not None else np.array([])
 
-    def explain(self, X: sparse.csr_matrix, i: int, k: int) -> list[dict[str, Any]]:
+    def explain(self, X: sparse.csr_matrix, i: int, k: int) -> list[Token]:
         """The words (and word pairs) of row ``i`` of X that pushed label k most, with their contribution.
 
         Works on the CSR arrays directly: slicing a sparse row per complaint cost half the
         prediction time.
         """
-        assert self.topic.clf_ is not None
+        if self.topic.clf_ is None:
+            raise ModelError("the model is not fitted (topic.clf_ is missing): retrain it with train.py")
         est = self.topic.clf_.estimators_[k] if len(self.topic.clf_.estimators_) > k else None
         if est is None or not hasattr(est, "coef_") or self._word_offset < 0:
             return []

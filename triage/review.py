@@ -1,19 +1,22 @@
 """The review pages: a server-rendered UI at ``/review`` for the people who correct misrouted cases.
 
-A thin shell over the case store and the served model, like the JSON API (``triage.api``), which
-mounts this router. Pages: login, the review queue, one case (correct, forward, escalate,
+A thin shell over the case service (``triage.cases``), like the JSON API (``triage.api``); the app
+(``triage.app``) mounts both, and they share only the service and the dependencies of
+``triage.deps``. Pages: login, the review queue, one case (correct, forward, escalate,
 history) and an overview (counts, waiting times, correction rates, the model's metrics).
 
 Access: a reviewer or admin API key, given once on the login form, starts a session: a row in
 the case store (``triage.store_sessions``) named by a random id that travels in a signed cookie
 (HttpOnly, SameSite=Strict, path ``/review``, 12 hours). The cookie holds neither the key nor a
 hash of it. Every request looks the session up and checks that its key is still configured with
-a reviewer or admin role, so a logout, or removing a key from ``TRIAGE_API_KEYS``, ends it.
-Failed logins and wrong keys are counted per client and throttled (``triage.security``).
+a role that may read cases (``triage.auth``: reviewer or admin), so a logout, or removing a key
+from ``TRIAGE_API_KEYS``, ends it. Wrong keys and failed logins are throttled per client
+(``triage.deps.check_key``, ``triage.security.FailureLimiter``).
 Scripts may send ``X-API-Key`` instead. Intake keys are refused. Every form carries a CSRF token
 tied to the session, and a case form carries the case's version (``updated_at``): saving a form
 that another reviewer or tab has overtaken changes nothing and says so, keeping what was typed.
-The signing secret is a random file in the data dir, shared by the server's worker processes.
+The signing secret (also the key of key fingerprints) is ``TRIAGE_SECRET_KEY`` or a random file in
+the data dir, shared by the server's worker processes.
 """
 
 from __future__ import annotations
@@ -38,18 +41,26 @@ import jinja2
 from fastapi import APIRouter, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import HTMLResponse, RedirectResponse
+from pythainlp.util import collate
 from starlette.concurrency import run_in_threadpool
 
+from triage.auth import fingerprint, key_for_hmac, key_hmac, may, role_for_key
+from triage.cases import Cases, metrics_summary
 from triage.config import Settings
+from triage.deps import CasesDep, SettingsDep, check_key, client_of, failure_limiter, get_settings, get_store
 from triage.errors import (
     ConflictError,
     InputError,
     LabelError,
     NotFoundError,
+    Refused,
+    StaleError,
+    ThrottledError,
     TriageError,
+    http_status,
 )
-from triage.security import FailureLimiter, has_control, key_hmac, key_id, log_safe, scrub_prediction
-from triage.store import TRANSITIONS, ReviewStore, StaleError
+from triage.security import has_control, log_safe, scrub_prediction
+from triage.store import STATUSES, TRANSITIONS
 from triage.store_sessions import private_dir
 
 log = logging.getLogger("triage.review")
@@ -59,7 +70,8 @@ router = APIRouter(prefix="/review", include_in_schema=False)
 COOKIE = "triage_review"
 LOGIN_COOKIE = "triage_review_login"
 SESSION_SECONDS = 12 * 3600
-REVIEW_ROLES = ("reviewer", "admin")
+REVIEW_PERMISSION = "read"
+"""What a key's role needs to use the review pages (``triage.auth.PERMISSIONS``: reviewer and admin)."""
 PACKAGE = Path(__file__).resolve().parent
 STATIC = {"review.css": "text/css; charset=utf-8", "review.js": "text/javascript; charset=utf-8"}
 CSP = ("default-src 'none'; style-src 'self'; script-src 'self'; img-src 'self' data:; form-action 'self'; "
@@ -73,6 +85,7 @@ REASON_TH = {"low_confidence": "โมเดลไม่มั่นใจ · lo
              "agency_uncertain": "หน่วยงานไม่แน่ชัด · agency uncertain",
              "agency_corrected_before": "เคยแก้หน่วยงานแบบนี้ · agency corrected before"}
 ACCEPT_REASON = "ยืนยันผลของโมเดล (accepted as predicted)"
+AGENCY_LIST = "(ดูรายชื่อในช่องค้นหา · see the list in the field)"
 
 # Flash messages a redirect may name (by code only, so a URL cannot inject text into a page).
 MESSAGES: dict[str, tuple[str, str, str]] = {
@@ -111,46 +124,9 @@ class Session:
         return f"{self.name} (key {self.key_fp})"
 
 
-class Refused(Exception):
-    """The caller may not see review pages: ``status`` 401 (unknown key), 403 (wrong role) or 429 (throttled)."""
-
-    def __init__(self, status: int, retry_after: int = 0) -> None:
-        super().__init__(status)
-        self.status, self.retry_after = status, retry_after
-
-
-def client_of(request: Request) -> str:
-    """The caller's address, the unit of throttling (behind a proxy: what uvicorn's proxy headers say)."""
-    return request.client.host if request.client else "unknown"
-
-
-def limiter(request: Request, kind: str) -> FailureLimiter:
-    """The app's per-client failure counter for ``kind``: "keys" (wrong API keys) or "logins"."""
-    limits: dict[str, FailureLimiter] = request.app.state.failure_limits
-    return limits[kind]
-
-
-def fingerprint(settings: Settings, key: str) -> str:
-    """How a key is named in audit trails and logs: its label, else ``k-`` + 12 hex of a keyed hash."""
-    return key_id(session_secret(settings), key, settings.key_labels)
-
-
-def role_for_key(keys: Mapping[str, str], key: str) -> str | None:
-    role = None
-    for known, known_role in keys.items():
-        if hmac.compare_digest(known.encode(), key.encode("utf-8", "replace")):
-            role = known_role
-    return role
-
-
-def key_for_hmac(settings: Settings, mac: str) -> str | None:
-    """The configured key whose HMAC (``triage.security.key_hmac``) a session recorded, or None."""
-    secret = session_secret(settings)
-    found = None
-    for known in settings.keys:
-        if hmac.compare_digest(key_hmac(secret, known), mac):
-            found = known
-    return found
+def key_name(settings: Settings, key: str) -> str:
+    """How a key is named in audit trails and logs (``triage.auth.fingerprint``): label, else keyed hash."""
+    return fingerprint(session_secret(settings), key, settings.key_labels)
 
 
 _secrets: dict[Path, bytes] = {}
@@ -210,47 +186,37 @@ def unsign(secret: bytes, value: str, max_age: int) -> dict[str, Any] | None:
 def current_session(request: Request) -> Session | None:
     """The caller's review session, from ``X-API-Key`` or the session cookie; None if there is none.
 
-    Raises Refused when an ``X-API-Key`` header is unknown (401), not a reviewer's (403), or comes
-    from a client that sent too many wrong keys (429). A cookie counts only while its session row
-    is live (not logged out, not expired) and its key is still configured for reviewing.
+    Raises UnauthorizedError when an ``X-API-Key`` header is unknown, ForbiddenError when its role
+    may not review (``triage.auth``), ThrottledError when its address sent too many wrong keys. A
+    cookie counts only while its session row is live (not logged out, not expired) and its key is
+    still configured with a role that may review.
     """
-    settings: Settings = request.app.state.settings
+    settings = get_settings(request)
     keys = settings.keys
     header = request.headers.get("x-api-key")
     if header is not None:
-        if keys:
-            wait = limiter(request, "keys").retry_after(client_of(request))
-            if wait is not None:
-                raise Refused(429, wait)
-        role = role_for_key(keys, header) if keys else "admin"
-        if role is None:
-            limiter(request, "keys").fail(client_of(request))
-            log.warning("refused API key from client %s: unknown key (%s %s)", log_safe(client_of(request)),
-                        request.method, log_safe(request.url.path))
-            raise Refused(401)
-        if role not in REVIEW_ROLES:
-            raise Refused(403)
-        return Session(role=role, name="api", key_fp=fingerprint(settings, header) if keys else "dev", csrf="",
+        header_role = check_key(request, settings, header, REVIEW_PERMISSION)
+        return Session(role=header_role, name="api", key_fp=key_name(settings, header) if keys else "dev", csrf="",
                        via_header=True)
     raw = request.cookies.get(COOKIE)
     if not raw:
         return None
-    data = unsign(session_secret(settings), raw, SESSION_SECONDS)
+    secret = session_secret(settings)
+    data = unsign(secret, raw, SESSION_SECONDS)
     if data is None or not isinstance(data.get("sid"), str):
         return None
-    sid = data["sid"]
-    row = _store(request).get_session(sid)
+    row = get_store(request).get_session(data["sid"])
     if row is None:
         return None
     if keys:
-        key = key_for_hmac(settings, row["key_hmac"])
+        key = key_for_hmac(keys, secret, row["key_hmac"])
         role = keys.get(key) if key is not None else None
-        key_name = fingerprint(settings, key) if key is not None else ""
+        name = key_name(settings, key) if key is not None else ""
     else:
-        role, key_name = "admin", "dev"
-    if role not in REVIEW_ROLES:
+        role, name = role_for_key(keys, None), "dev"
+    if role is None or not may(role, REVIEW_PERMISSION):
         return None
-    return Session(role=role, name=row["name"], key_fp=key_name, csrf=str(data.get("csrf", "")), sid=sid)
+    return Session(role=role, name=row["name"], key_fp=name, csrf=str(data.get("csrf", "")), sid=data["sid"])
 
 
 def check_csrf(session: Session, form: Mapping[str, list[str]]) -> bool:
@@ -286,7 +252,7 @@ def render(request: Request, template: str, status: int = 200, **context: Any) -
     context.setdefault("session", None)
     context.setdefault("messages", [])
     context.setdefault("page", "")
-    context.setdefault("dev_mode", not request.app.state.settings.keys)
+    context.setdefault("dev_mode", not get_settings(request).keys)
     html = _env().get_template(template).render(base=_base(request), **context)
     response = HTMLResponse(html, status_code=status)
     _protect(response)
@@ -316,8 +282,8 @@ def flash(code: str | None, case: str | None) -> list[dict[str, str]]:
 
 
 def refused_page(request: Request, status: int, retry_after: int = 0) -> HTMLResponse:
-    if status == 429:
-        response = render(request, "refused.html", status=429, messages=[throttled_message(retry_after)])
+    if status == http_status(ThrottledError(0)):
+        response = render(request, "refused.html", status=status, messages=[throttled_message(retry_after)])
         response.headers["Retry-After"] = str(retry_after)
         return response
     if status == 403:
@@ -333,7 +299,7 @@ def need_session(request: Request) -> Session | Response:
     try:
         session = current_session(request)
     except Refused as exc:
-        return refused_page(request, exc.status, exc.retry_after)
+        return refused_page(request, http_status(exc), getattr(exc, "retry_after", 0))
     if session is None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         if request.method != "GET":
@@ -384,7 +350,7 @@ def static(name: str) -> Response:
 
 
 @router.get("/login")
-def login_form(request: Request, next: Annotated[str, Query(max_length=2000)] = "",
+def login_form(request: Request, settings: SettingsDep, next: Annotated[str, Query(max_length=2000)] = "",
                msg: Annotated[str, Query(max_length=30)] = "") -> Response:
     """The login form; a CSRF token for it travels in a short-lived cookie of its own."""
     try:
@@ -396,18 +362,17 @@ def login_form(request: Request, next: Annotated[str, Query(max_length=2000)] = 
     response = render(request, "login.html", next=safe_next(request, next), csrf=token, name="",
                       messages=flash(msg, None))
     _set_cookie(response, request, LOGIN_COOKIE,
-                sign(session_secret(request.app.state.settings), {"csrf": token, "iat": int(time.time())}), 3600)
+                sign(session_secret(settings), {"csrf": token, "iat": int(time.time())}), 3600)
     return response
 
 
 @router.post("/login")
-async def login(request: Request) -> Response:
+async def login(request: Request, settings: SettingsDep) -> Response:
     form = await read_form(request)
-    return await run_in_threadpool(_login, request, form)
+    return await run_in_threadpool(_login, request, form, settings)
 
 
-def _login(request: Request, form: dict[str, list[str]]) -> Response:
-    settings: Settings = request.app.state.settings
+def _login(request: Request, form: dict[str, list[str]], settings: Settings) -> Response:
     secret = session_secret(settings)
     target = safe_next(request, one(form, "next"))
     name = one(form, "name", 80)
@@ -423,21 +388,23 @@ def _login(request: Request, form: dict[str, list[str]]) -> Response:
 
     if pre is None or not token or not hmac.compare_digest(str(pre.get("csrf", "")), token):
         return again(400, "แบบฟอร์มหมดอายุ กรุณาลองอีกครั้ง", "The form expired; please try again.")
-    client = client_of(request)
     keys = settings.keys
-    wait = limiter(request, "logins").retry_after(client) if keys else None
+    client = client_of(request)
+    limiter = failure_limiter(request, "logins")
+    wait = limiter.retry_after(client) if keys else None
     if wait is not None:
         log.warning("review login from client %s refused: too many failed logins", log_safe(client))
-        response = again(429, throttled_message(wait)["th"], throttled_message(wait)["en"])
+        message = throttled_message(wait)
+        response = again(http_status(ThrottledError(wait)), message["th"], message["en"])
         response.headers["Retry-After"] = str(wait)
         return response
     key = one(form, "key", 500)
-    role = role_for_key(keys, key) if keys else "admin"
+    role = role_for_key(keys, key)
     if role is None:
-        limiter(request, "logins").fail(client)
+        limiter.fail(client)
         log.warning("review login refused for client %s: unknown key", log_safe(client))
         return again(401, "ไม่รู้จักกุญแจนี้", "Unknown API key.")
-    if role not in REVIEW_ROLES:
+    if not may(role, REVIEW_PERMISSION):
         log.warning("review login refused for client %s: a %s key", log_safe(client), log_safe(role))
         return again(403, "กุญแจนี้ไม่มีสิทธิ์ตรวจทาน (ต้องเป็นบทบาท reviewer หรือ admin)",
                      "This key may not review cases: it needs the reviewer or admin role.")
@@ -447,9 +414,9 @@ def _login(request: Request, form: dict[str, list[str]]) -> Response:
     if has_control(name):
         return again(422, "ชื่อต้องเป็นข้อความบรรทัดเดียว ไม่มีอักขระควบคุม",
                      "The name must be one line of text without control characters.")
-    fp = fingerprint(settings, key) if keys else "dev"
+    fp = key_name(settings, key) if keys else "dev"
     sid = secrets.token_urlsafe(32)
-    _store(request).create_session(sid, name, key_hmac(secret, key) if keys else "dev", fp, SESSION_SECONDS)
+    get_store(request).create_session(sid, name, key_hmac(secret, key) if keys else "dev", fp, SESSION_SECONDS)
     response = _redirect(target)
     _set_cookie(response, request, COOKIE, sign(secret, {"sid": sid, "csrf": secrets.token_urlsafe(24),
                                                          "iat": int(time.time())}), SESSION_SECONDS)
@@ -467,7 +434,7 @@ async def logout(request: Request) -> Response:
     if not check_csrf(session, form):
         return render(request, "refused.html", status=400, session=session, messages=[csrf_message()])
     if session.sid:
-        await run_in_threadpool(_store(request).revoke_session, session.sid)
+        await run_in_threadpool(get_store(request).revoke_session, session.sid)
         log.info("review logout: %s", log_safe(session.actor))
     response = _redirect(f"{_base(request)}/login?msg=logged_out")
     response.delete_cookie(COOKIE, path=_base(request), httponly=True, samesite="strict")
@@ -486,11 +453,6 @@ def csrf_message() -> dict[str, str]:
 
 # -- the queue ------------------------------------------------------------------------------------
 
-def _store(request: Request) -> ReviewStore:
-    store: ReviewStore = request.app.state.store()
-    return store
-
-
 def age(created_at: str, now: datetime | None = None) -> dict[str, str]:
     """How long a case has waited, in Thai and English: ``{"th": "3 ชม.", "en": "3 h"}``."""
     now = now or datetime.now(UTC)
@@ -507,11 +469,10 @@ def age(created_at: str, now: datetime | None = None) -> dict[str, str]:
 
 def case_view(case: dict[str, Any], now: datetime) -> dict[str, Any]:
     """What a page shows of a case: the model's prediction with its confidences, and how long it has waited."""
-    pred = case["prediction"]
+    pred = scrub_prediction(case["prediction"], case["text"])  # names masked, also in cases stored before
     topic_scores = pred.get("topic_scores") or {}
     agency_scores = pred.get("agency_scores") or {}
     urgency_scores = pred.get("urgency_scores") or {}
-    pred = scrub_prediction(pred, case["text"])  # names masked in cues and words, also for older cases
     return {
         **case,
         "prediction": pred,
@@ -530,7 +491,7 @@ Filter = Annotated[str, Query(max_length=200)]
 
 
 @router.get("")
-def queue(request: Request, agency: Filter = "", urgency: Filter = "", district: Filter = "", status: Filter = "",
+def queue(request: Request, cases: CasesDep, settings: SettingsDep, agency: Filter = "", urgency: Filter = "", district: Filter = "", status: Filter = "",
           page: Annotated[int, Query(ge=0, le=100_000)] = 0, msg: Annotated[str, Query(max_length=30)] = "",
           case: Annotated[str, Query(max_length=20)] = "",
           focus: Annotated[int, Query(ge=0, le=1000)] = 0) -> Response:
@@ -538,16 +499,16 @@ def queue(request: Request, agency: Filter = "", urgency: Filter = "", district:
     session = need_session(request)
     if isinstance(session, Response):
         return session
-    store = _store(request)
-    limit = request.app.state.settings.page_limit
+    store = cases.store
+    limit = settings.page_limit
     filters = {"agency": agency, "urgency": urgency, "district": district, "status": status}
-    cases, total = store.review_queue_filtered(limit, page * limit, **filters)
+    found, total = store.review_queue_filtered(limit, page * limit, **filters)
     now = datetime.now(UTC)
     here = urlencode({k: v for k, v in {**filters, "page": page or ""}.items() if v})
     return render(request, "queue.html", session=session, messages=flash(msg, case), page="queue",
-                  cases=[case_view(c, now) for c in cases], total=total, filters=filters,
+                  cases=[case_view(c, now) for c in found], total=total, filters=filters,
                   facets=store.queue_facets(), page_no=page, limit=limit, here=here,
-                  focus=min(focus, max(len(cases) - 1, 0)),
+                  focus=min(focus, max(len(found) - 1, 0)),
                   prev_url=_page_url(request, filters, page - 1) if page > 0 else None,
                   next_url=_page_url(request, filters, page + 1) if (page + 1) * limit < total else None)
 
@@ -561,12 +522,12 @@ CaseId = Annotated[int, PathParam(ge=1, le=2**62)]
 
 
 @router.post("/cases/{case_id}/accept")
-async def accept(request: Request, case_id: CaseId) -> Response:
+async def accept(request: Request, case_id: CaseId, cases: CasesDep) -> Response:
     form = await read_form(request)
-    return await run_in_threadpool(_accept, request, case_id, form)
+    return await run_in_threadpool(_accept, request, case_id, form, cases)
 
 
-def _accept(request: Request, case_id: int, form: dict[str, list[str]]) -> Response:
+def _accept(request: Request, case_id: int, form: dict[str, list[str]], cases: Cases) -> Response:
     """Confirm the model's topics and urgency as they are: the case leaves the queue (kept in the audit trail)."""
     session = need_session(request)
     if isinstance(session, Response):
@@ -576,20 +537,12 @@ def _accept(request: Request, case_id: int, form: dict[str, list[str]]) -> Respo
     back = dict(parse_qsl(one(form, "back", 2000)))
     back = {k: v for k, v in back.items() if k in ("agency", "urgency", "district", "status", "page")}
     focus = one(form, "focus", 10)
-    store = _store(request)
     try:
-        case = store.get_case(case_id)
-        loaded = request.app.state.models.current
-        urgency = case["urgency"]
-        if not case["topics"] and urgency is None:
+        if cases.accept(case_id, one(form, "version", 100), session.actor, ACCEPT_REASON) is None:
             return render(request, "refused.html", status=422, session=session, messages=[{
                 "kind": "error", "th": f"เรื่อง #{case_id} ไม่มีผลให้ยืนยัน เปิดเรื่องเพื่อแก้ไข",
                 "en": f"Case {case_id} has no labels to accept; open it to correct it."}])
-        rank = urgency_rank(loaded.model.urgency_levels, urgency) if urgency is not None else None
-        store.correct_at_version(case_id, one(form, "version", 100), session.actor, ACCEPT_REASON,
-                                 case["topics"] or None, urgency, rank, None)
         back.update(msg="accepted", case=str(case_id))
-        log.info("case %d accepted as predicted by %s", case_id, log_safe(session.actor))
     except StaleError:
         back.update(msg="conflict", case=str(case_id))
     except NotFoundError:
@@ -599,70 +552,60 @@ def _accept(request: Request, case_id: int, form: dict[str, list[str]]) -> Respo
     return _redirect(f"{_base(request)}?{urlencode(back)}")
 
 
-def urgency_rank(levels: list[str], urgency: str) -> int:
-    """Same rank the API gives: the level's position, most urgent first."""
-    return levels.index(urgency) if urgency in levels else len(levels)
-
-
 def not_found(request: Request, session: Session, case_id: int) -> HTMLResponse:
-    return render(request, "refused.html", status=404, session=session,
+    return render(request, "refused.html", status=http_status(NotFoundError()), session=session,
                   messages=[{"kind": "error", "th": f"ไม่พบเรื่อง #{case_id}", "en": f"Case {case_id} does not exist."}])
 
 
 # -- one case -------------------------------------------------------------------------------------
 
-def agency_choices(request: Request, case: dict[str, Any]) -> tuple[list[str], bool]:
+def agency_choices(cases: Cases, case: dict[str, Any]) -> tuple[list[str], bool]:
     """Agency names to offer (Thai, sorted) and whether only those are allowed.
 
     From the router's agency directory when it has one (then a correction must use them); else
     the escalation level and the agencies seen in cases.
     """
-    from pythainlp.util import collate
-
-    from triage.api import allowed_agencies
-
-    settings: Settings = request.app.state.settings
-    router_ = request.app.state.models.current.router
-    names = allowed_agencies(router_)
+    names = cases.agency_names
     if names is not None:
         return collate(list(names)), True
-    seen: set[str] = {settings.escalation_agency, *case["agencies"], *case["agency_path"]}
-    seen.update(_store(request).queue_facets().get("agency", []))
+    seen: set[str] = {cases.escalation_agency, *case["agencies"], *case["agency_path"]}
+    seen.update(cases.store.queue_facets().get("agency", []))
     return collate([s for s in seen if s]), False
 
 
-def case_page(request: Request, session: Session, case_id: int, status: int = 200,
+def case_page(request: Request, cases: Cases, session: Session, case_id: int, status: int = 200,
               messages: list[dict[str, str]] | None = None, draft: dict[str, Any] | None = None,
               move_draft: dict[str, str] | None = None) -> HTMLResponse:
     """The case page; ``draft`` keeps a reviewer's unsaved correction (after a conflict or a bad value)."""
-    store = _store(request)
+    store = cases.store
     case = store.get_case(case_id)
-    loaded = request.app.state.models.current
+    model = cases.served.model
     now = datetime.now(UTC)
     view = case_view(case, now)
-    choices, closed_list = agency_choices(request, case)
+    choices, closed_list = agency_choices(cases, case)
     if draft is None:
         draft = {"topics": case["topics"], "urgency": case["urgency"], "agencies": case["agencies"], "reason": ""}
     agencies = list(draft["agencies"]) + [""] * max(0, 3 - len(draft["agencies"]))
     queue_next, _ = store.review_queue_filtered(2, 0)
     next_id = next((c["id"] for c in queue_next if c["id"] != case_id), None)
     return render(request, "case.html", status=status, session=session, messages=messages or [], page="case",
-                  case=view, text=case["text"], topics=loaded.model.topic_labels,
-                  urgencies=loaded.model.urgency_levels, agency_names=choices, closed_list=closed_list,
+                  case=view, text=case["text"], topics=model.topic_labels,
+                  urgencies=model.urgency_levels, agency_names=choices, closed_list=closed_list,
                   draft=draft, draft_agencies=agencies, move=move_draft or {},
                   transitions=TRANSITIONS.get(case["status"], ()), history=store.history(case_id),
-                  corrections=store.corrections(case_id), escalation_agency=request.app.state.settings.escalation_agency,
+                  corrections=store.corrections(case_id), escalation_agency=cases.escalation_agency,
                   next_id=next_id)
 
 
 @router.get("/cases/{case_id}")
-def show_case(request: Request, case_id: CaseId, msg: Annotated[str, Query(max_length=30)] = "") -> Response:
+def show_case(request: Request, case_id: CaseId, cases: CasesDep,
+              msg: Annotated[str, Query(max_length=30)] = "") -> Response:
     """One case with its raw text (the reviewer opened it), the model's prediction, correction and workflow forms."""
     session = need_session(request)
     if isinstance(session, Response):
         return session
     try:
-        response = case_page(request, session, case_id, messages=flash(msg, str(case_id)))
+        response = case_page(request, cases, session, case_id, messages=flash(msg, str(case_id)))
     except NotFoundError:
         return not_found(request, session, case_id)
     log.info("case %d opened for review by %s", case_id, log_safe(session.actor))
@@ -670,9 +613,9 @@ def show_case(request: Request, case_id: CaseId, msg: Annotated[str, Query(max_l
 
 
 @router.post("/cases/{case_id}/correct")
-async def correct(request: Request, case_id: CaseId) -> Response:
+async def correct(request: Request, case_id: CaseId, cases: CasesDep) -> Response:
     form = await read_form(request)
-    return await run_in_threadpool(_correct, request, case_id, form)
+    return await run_in_threadpool(_correct, request, case_id, form, cases)
 
 
 def _changed(new: list[str], old: list[str], ordered: bool) -> list[str] | None:
@@ -681,14 +624,14 @@ def _changed(new: list[str], old: list[str], ordered: bool) -> list[str] | None:
     return None if same else new
 
 
-def _correct(request: Request, case_id: int, form: dict[str, list[str]]) -> Response:
+def _correct(request: Request, case_id: int, form: dict[str, list[str]], cases: Cases) -> Response:
     """Save a correction of only what changed; nothing changed means the reviewer confirms the labels."""
     session = need_session(request)
     if isinstance(session, Response):
         return session
     if not check_csrf(session, form):
         return render(request, "refused.html", status=400, session=session, messages=[csrf_message()])
-    store = _store(request)
+    store = cases.store
     try:
         case = store.get_case(case_id)
     except NotFoundError:
@@ -700,7 +643,7 @@ def _correct(request: Request, case_id: int, form: dict[str, list[str]]) -> Resp
     draft = {"topics": topics, "urgency": urgency, "agencies": agencies, "reason": reason}
 
     def again(status: int, th: str, en: str, kind: str = "error") -> HTMLResponse:
-        return case_page(request, session, case_id, status=status, draft=draft,
+        return case_page(request, cases, session, case_id, status=status, draft=draft,
                          messages=[{"kind": kind, "th": th, "en": en}])
 
     if not reason:
@@ -709,28 +652,20 @@ def _correct(request: Request, case_id: int, form: dict[str, list[str]]) -> Resp
         return again(422, "เลือกหัวข้ออย่างน้อยหนึ่งหัวข้อ", "Choose at least one topic.")
     if len(topics) > 20 or len(agencies) > 10 or any(len(v) > 200 for v in topics + agencies):
         return again(422, "ค่าที่ส่งมายาวหรือมากเกินไป", "Too many or too long values.")
-    loaded = request.app.state.models.current
     new_topics = _changed(topics, case["topics"], ordered=False)
     new_urgency = urgency if urgency != case["urgency"] else None
     new_agencies = _changed(agencies, case["agencies"], ordered=True) if agencies else None
     if new_topics is None and new_urgency is None and new_agencies is None:
         new_topics, new_urgency = topics, urgency  # a confirmation: recorded, and the case leaves the queue
-    from triage.api import check_model_labels
-
     try:
-        check_model_labels(loaded.model, new_topics, new_urgency)
-        choices, closed_list = agency_choices(request, case)
-        for agency in new_agencies or []:
-            if closed_list and agency not in choices:
-                raise LabelError("agency", agency, ["(ดูรายชื่อในช่องค้นหา · see the list in the field)"])
-        rank = urgency_rank(loaded.model.urgency_levels, new_urgency) if new_urgency is not None else None
-        store.correct_at_version(case_id, one(form, "version", 100), session.actor, reason, new_topics or None,
-                                 new_urgency, rank, new_agencies)
-    except StaleError:
-        return again(409, CONFLICT_TH, CONFLICT_EN, kind="conflict")
+        cases.correct(case_id, session.actor, reason, new_topics or None, new_urgency, new_agencies,
+                      version=one(form, "version", 100))
+    except StaleError as exc:
+        return again(http_status(exc), CONFLICT_TH, CONFLICT_EN, kind="conflict")
     except LabelError as exc:
-        return again(422, f"ค่าไม่ถูกต้อง: {exc.kind} {exc.label!r} ไม่อยู่ในรายการที่เลือกได้", str(exc))
-    log.info("case %d corrected by %s (review page)", case_id, log_safe(session.actor))
+        # the page lists the allowed agencies in its search field, not in the message
+        en = str(LabelError(exc.kind, exc.label, [AGENCY_LIST])) if exc.kind == "agency" else str(exc)
+        return again(http_status(exc), f"ค่าไม่ถูกต้อง: {exc.kind} {exc.label!r} ไม่อยู่ในรายการที่เลือกได้", en)
     if one(form, "then", 20) == "next":
         following, _ = store.review_queue_filtered(1, 0)
         if following:
@@ -740,19 +675,18 @@ def _correct(request: Request, case_id: int, form: dict[str, list[str]]) -> Resp
 
 
 @router.post("/cases/{case_id}/status")
-async def move(request: Request, case_id: CaseId) -> Response:
+async def move(request: Request, case_id: CaseId, cases: CasesDep) -> Response:
     form = await read_form(request)
-    return await run_in_threadpool(_move, request, case_id, form)
+    return await run_in_threadpool(_move, request, case_id, form, cases)
 
 
-def _move(request: Request, case_id: int, form: dict[str, list[str]]) -> Response:
+def _move(request: Request, case_id: int, form: dict[str, list[str]], cases: Cases) -> Response:
     """Forward the case to another agency, escalate it to the central level, or another workflow step."""
     session = need_session(request)
     if isinstance(session, Response):
         return session
     if not check_csrf(session, form):
         return render(request, "refused.html", status=400, session=session, messages=[csrf_message()])
-    settings: Settings = request.app.state.settings
     action = one(form, "action", 20)
     agency = one(form, "agency", 200) or None
     note = one(form, "note", 2000) or None
@@ -760,31 +694,26 @@ def _move(request: Request, case_id: int, form: dict[str, list[str]]) -> Respons
     draft = {"action": action, "agency": agency or "", "note": note or "", "status": status}
 
     def again(code: int, th: str, en: str, kind: str = "error") -> HTMLResponse:
-        return case_page(request, session, case_id, status=code, move_draft=draft,
+        return case_page(request, cases, session, case_id, status=code, move_draft=draft,
                          messages=[{"kind": kind, "th": th, "en": en}])
 
     try:
-        case = _store(request).get_case(case_id)
+        cases.store.get_case(case_id)
     except NotFoundError:
         return not_found(request, session, case_id)
-    if status not in STATUS_TH:
-        return again(422, "เลือกสถานะที่ต้องการ", f"status {status!r} is not one of: {', '.join(STATUS_TH)}")
-    if status == "escalated" and agency is None:
-        agency = settings.escalation_agency
-    if status == "forwarded" and agency is None:
-        return again(422, "การส่งต่อต้องระบุหน่วยงานปลายทาง", "Forwarding needs the agency the case goes to.")
-    choices, closed_list = agency_choices(request, case)
-    if agency is not None and closed_list and agency not in choices and agency != settings.escalation_agency:
-        return again(422, f"ไม่รู้จักหน่วยงาน {agency!r} ในสารบบหน่วยงาน",
-                     f"agency {agency!r} is not in the agency directory")
     try:
-        _store(request).change_status_at_version(case_id, one(form, "version", 100), status, agency, session.actor,
-                                                 note)
-    except StaleError:
-        return again(409, CONFLICT_TH, CONFLICT_EN, kind="conflict")
+        cases.move(case_id, status, agency, session.actor, note, version=one(form, "version", 100))
+    except InputError as exc:
+        if status not in STATUSES:
+            return again(http_status(exc), "เลือกสถานะที่ต้องการ", str(exc))
+        return again(http_status(exc), "การส่งต่อต้องระบุหน่วยงานปลายทาง", "Forwarding needs the agency the case goes to.")
+    except LabelError as exc:
+        return again(http_status(exc), f"ไม่รู้จักหน่วยงาน {exc.label!r} ในสารบบหน่วยงาน",
+                     f"agency {exc.label!r} is not in the agency directory")
+    except StaleError as exc:
+        return again(http_status(exc), CONFLICT_TH, CONFLICT_EN, kind="conflict")
     except ConflictError as exc:
-        return again(409, "ทำไม่ได้: ขั้นตอนนี้ไม่ได้รับอนุญาตจากสถานะปัจจุบัน หรือจะทำให้ส่งต่อวนซ้ำ", str(exc))
-    log.info("case %d -> %s by %s (review page)", case_id, status, log_safe(session.actor))
+        return again(http_status(exc), "ทำไม่ได้: ขั้นตอนนี้ไม่ได้รับอนุญาตจากสถานะปัจจุบัน หรือจะทำให้ส่งต่อวนซ้ำ", str(exc))
     return _redirect(f"{_base(request)}/cases/{case_id}?msg=moved")
 
 
@@ -851,15 +780,13 @@ def week_starts(today: datetime, n: int) -> list[str]:
 
 
 @router.get("/overview")
-def overview(request: Request) -> Response:
+def overview(request: Request, cases: CasesDep) -> Response:
     """Counts per agency and urgency, waiting cases and ages, correction rates over time, the model."""
     session = need_session(request)
     if isinstance(session, Response):
         return session
-    from triage.api import metrics_summary
-
-    store = _store(request)
-    loaded = request.app.state.models.current
+    store = cases.store
+    loaded = cases.served
     now = datetime.now(UTC)
     bounds = [(now - delta).isoformat(timespec="microseconds") for _, _, delta in AGE_BUCKETS]
     counts = store.overview_counts(bounds)

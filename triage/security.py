@@ -4,9 +4,6 @@ header limits and response caching. Pure where it can be; the ASGI middleware is
 - ``has_control`` / ``log_safe``: people's names (reviewer, actor, login name) with control
   characters are refused at the boundary; anything user-given that is logged goes through
   ``log_safe``, so a value can never start a forged log line or hide text from a terminal.
-- ``key_id``: how an API key is named in audit trails, sessions and logs: its configured label
-  (``key:role:label`` in ``TRIAGE_API_KEYS``) or ``k-`` and 12 hex digits of an HMAC of the key
-  under the server secret, never a plain hash that could be checked against guessed keys.
 - ``FailureLimiter``: per-client counting of failed keys and logins; over the limit, every attempt
   from that client is refused with 429 and ``Retry-After`` until its failures age out, the right key
   included, so guessing stops paying.
@@ -18,20 +15,18 @@ header limits and response caching. Pure where it can be; the ASGI middleware is
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import math
 import re
 import threading
 import time
 import unicodedata
 from collections import OrderedDict, deque
-from collections.abc import Mapping
-from typing import Any
-
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from typing import TYPE_CHECKING, Any
 
 from triage.text import has_titled_name, mask_names_in, name_tokens
+
+if TYPE_CHECKING:  # the middleware below is ASGI; nothing of a web framework is imported at run time
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 # Bidirectional overrides and isolates reorder what a terminal shows ("Trojan source").
 _BIDI = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c")
@@ -75,19 +70,6 @@ def log_safe(value: object) -> str:
         else:
             out.append(f"\\u{ord(ch):04x}")
     return "".join(out)
-
-
-# -- key identities -------------------------------------------------------------------------------
-
-def key_hmac(secret: bytes, key: str) -> str:
-    """The full HMAC-SHA256 of an API key under the server secret (hex): what a session stores."""
-    return hmac.new(secret, b"triage-api-key\x00" + key.encode("utf-8", "replace"), hashlib.sha256).hexdigest()
-
-
-def key_id(secret: bytes, key: str, labels: Mapping[str, str | None] | None = None) -> str:
-    """How a key is named where people read it: its configured label, else ``k-`` + 12 hex of its HMAC."""
-    label = (labels or {}).get(key)
-    return label if label else "k-" + key_hmac(secret, key)[:12]
 
 
 # -- throttling -----------------------------------------------------------------------------------

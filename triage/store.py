@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from triage.errors import ConfigError, ConflictError, NotFoundError, StorageError
+from triage.errors import ConfigError, ConflictError, NotFoundError, StaleError, StorageError
 from triage.store_sessions import SESSIONS_MIGRATION, SessionsMixin, private_file
 
 STATUSES = ("new", "assigned", "in_progress", "forwarded", "escalated", "resolved", "rejected")
@@ -131,7 +131,7 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-def open_store(url: str) -> Store:
+def open_store(url: str) -> ReviewStore:
     """Open the store a URL names: ``sqlite:///path`` (or a plain path). Applies migrations."""
     if url.startswith(("postgresql://", "postgres://")):
         raise ConfigError("a PostgreSQL store is not implemented yet; use sqlite:///path/to/triage.db")
@@ -286,7 +286,8 @@ class SQLiteStore(SessionsMixin):
                    needs_review: bool | None = None, limit: int = 50,
                    cursor: int | None = None) -> tuple[list[dict[str, Any]], int | None]:
         """Cases newest first; ``cursor`` is the id of the last case of the previous page."""
-        where, params = [], []
+        where: list[str] = []
+        params: list[str | int] = []
         for column, value in (("status", status), ("agency", agency), ("urgency", urgency)):
             if value is not None:
                 where.append(f"{column} = ?")
@@ -529,10 +530,6 @@ CHANGED_CASES = """
        OR (agencies IS NOT NULL AND json_extract(agencies, '$') IS NOT json_extract(before, '$.agencies'))
 """
 """Cases where a reviewer changed a label (a correction that confirms the labels changes nothing)."""
-
-
-class StaleError(ConflictError):
-    """A form saved against an older version of a case than the stored one."""
 
 
 class ReviewStore(Store, Protocol):

@@ -68,8 +68,11 @@ def _now() -> datetime:
 class SessionsMixin:
     """Session rows for ``SQLiteStore`` (uses its ``_write`` and ``_read``)."""
 
-    def _write(self) -> AbstractContextManager[sqlite3.Connection]: ...  # provided by SQLiteStore
-    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]: ...  # provided by SQLiteStore
+    def _write(self) -> AbstractContextManager[sqlite3.Connection]:
+        raise NotImplementedError  # SQLiteStore's: one write transaction
+
+    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[sqlite3.Row]:
+        raise NotImplementedError  # SQLiteStore's: a read under its lock
 
     def create_session(self, session_id: str, name: str, key_hmac: str, key_id: str, seconds: int) -> None:
         """Record a new session valid for ``seconds``; sessions that ended are dropped on the way."""

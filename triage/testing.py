@@ -10,8 +10,6 @@ import os
 import shutil
 from pathlib import Path
 
-import pandas as pd
-
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -26,6 +24,8 @@ def write_traffy_slice(out: Path, per_month: int = 500, seed: int = 0, data: Pat
     Returns the folder, laid out like the shared data (``traffy/``, ``urgency/``), so the shipped
     ``configs/traffy.toml`` trains on it unchanged with ``data_root=out``.
     """
+    import pandas as pd  # here, not at import: the fast test tier imports this module
+
     data = data or shared_data_dir()
     urgency = pd.read_csv(data / "urgency" / "traffy-urgency.csv")
     wanted = set(urgency["ticket_id"])

@@ -216,7 +216,7 @@ def train(config: DatasetConfig, models_dir: Path, options: TrainOptions | None 
         "topic": {
             "test": evaluate.multilabel_metrics(Y_test, D_test, labels),
             "calibration": evaluate.calibration(Y_test, P_test),
-            "thresholds": {lab: round(float(t), 3) for lab, t in zip(labels, topic.thresholds_)},
+            "thresholds": {lab: round(float(t), 3) for lab, t in zip(labels, topic.thresholds_)},  # type: ignore[arg-type]  # set: decide() used it
             "confusions": evaluate.label_confusions(Y_test, D_test, labels),
             "worst_errors": evaluate.worst_errors(labelled.loc[te, "text"].tolist(), Y_test, P_test, D_test, labels),
         },

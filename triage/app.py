@@ -1,0 +1,172 @@
+"""The web app: ``create_app(settings)`` mounts the JSON API (``triage.api``) and the review pages
+(``triage.review``), which never import each other, over one store and one served model.
+
+Nothing is opened or loaded until start-up, which opens the store, loads and warms the model
+(``triage.serving``), and (in the main thread) makes SIGHUP reload it. Errors from
+``triage.errors`` become HTTP status codes through ``triage.errors.http_status``, here, for both;
+anything unexpected is a JSON 500 that names no input. Request bodies over
+``TRIAGE_MAX_BODY_BYTES`` are refused with a 413 before they are read, request heads over
+``TRIAGE_MAX_HEADER_BYTES`` with a 431, and every answer that sets no ``Cache-Control`` of its own
+gets ``no-store`` (``triage.security``). Wrong keys and failed logins are counted per client
+(``app.state.failure_limits``, read through ``triage.deps``).
+"""
+
+import logging
+import signal
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, cast
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from triage.api import case_routes, operation_routes, triage_routes
+from triage.config import Settings, get_settings
+from triage.errors import LabelError, ThrottledError, TooLargeError, TriageError, http_status
+from triage.review import router as review_router
+from triage.security import FailureLimiter, HeaderLimit, NoStore
+from triage.serving import ModelHolder
+from triage.store import open_store
+
+log = logging.getLogger("triage.app")
+
+
+class BodyLimit:
+    """ASGI middleware: refuse request bodies over ``limit`` bytes with a 413, declared or streamed."""
+
+    def __init__(self, app: ASGIApp, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.limit:
+            await self._refuse(send)
+            return
+        seen = 0
+        too_big = False
+
+        async def counting() -> Message:
+            nonlocal seen, too_big
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit:
+                    too_big = True
+                    raise TooLargeError(f"request body is over {self.limit} bytes")
+            return message
+
+        await self.app(scope, counting, send)
+
+    async def _refuse(self, send: Send) -> None:
+        body = f'{{"error": "request body is over {self.limit} bytes (TRIAGE_MAX_BODY_BYTES)"}}'.encode()
+        await send({"type": "http.response.start", "status": 413,
+                    "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+def _error(code: int, message: str, detail: Any = None) -> JSONResponse:
+    return JSONResponse({"error": message, "detail": detail}, status_code=code)
+
+
+def _validation_error(exc: RequestValidationError) -> JSONResponse:
+    errors = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err.get("loc", ()))
+        # the input is left out on purpose: it may be a whole complaint with personal data
+        errors.append({"loc": loc, "msg": str(err.get("msg", "")), "type": str(err.get("type", ""))})
+    if any(e["type"] == "json_invalid" for e in errors):
+        return _error(400, "the request body is not valid JSON", errors)
+    summary = "; ".join(f"{e['loc']}: {e['msg']}" for e in errors[:5])
+    return _error(422, f"invalid request: {summary}", errors)
+
+
+# -- the app --------------------------------------------------------------------------------------
+
+async def _triage_error(request: Request, exc: Exception) -> JSONResponse:
+    code = http_status(exc)
+    if code >= 500:
+        log.error("%s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+    detail = {"allowed": exc.allowed} if isinstance(exc, LabelError) else None
+    response = _error(code, str(exc), detail)
+    if code == 401:
+        response.headers["WWW-Authenticate"] = "APIKey"
+    if isinstance(exc, ThrottledError):
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
+
+
+async def _invalid(request: Request, exc: Exception) -> JSONResponse:
+    return _validation_error(cast(RequestValidationError, exc))  # registered for this class only
+
+
+async def _http(request: Request, exc: Exception) -> JSONResponse:
+    exc = cast(StarletteHTTPException, exc)  # registered for this class only
+    message = exc.detail if isinstance(exc.detail, str) else "request refused"
+    if isinstance(exc.__cause__, TooLargeError):  # a streamed body over the limit, cut off by BodyLimit
+        return _error(413, str(exc.__cause__))
+    if exc.status_code == 400 and "parsing the body" in message:
+        message = "the request body cannot be read: it must be UTF-8 JSON"
+    return _error(exc.status_code, message)
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error in %s %s (%s)", request.method, request.url.path, type(exc).__name__)
+    return _error(500, "internal error; the request was not completed")
+
+
+def create_app(settings: Settings) -> FastAPI:
+    """Build the app for these settings. Opening the store and loading the model happen at start-up."""
+    settings.check_serving()
+    holder = ModelHolder(settings.model_dir, settings.data_dir / "reload.signal")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not settings.keys:
+            log.warning("DEVELOPMENT MODE: no API keys, every caller is admin. Never expose this service.")
+        app.state.store = open_store(settings.database)
+        previous = None
+        try:
+            holder.reload()
+            if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGHUP"):
+                # one process: SIGHUP reloads in place. Several workers: uvicorn's parent takes SIGHUP
+                # and replaces the workers one at a time, each new one loading the current model.
+                previous = signal.signal(signal.SIGHUP, lambda *_: threading.Thread(
+                    target=holder.reload_quietly, name="sighup-reload", daemon=True).start())
+            yield
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGHUP, previous)
+            store, app.state.store = app.state.store, None
+            store.close()
+
+    app = FastAPI(title="triage", version="1", lifespan=lifespan,
+                  description="Triage of Thai citizens' complaints: topic, urgency, agency; cases and review.")
+    app.state.models = holder
+    app.state.settings = settings
+    app.state.store = None
+    app.state.failure_limits = {"keys": FailureLimiter(settings.key_failures, settings.failure_window),
+                                "logins": FailureLimiter(settings.login_failures, settings.failure_window)}
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(NoStore)
+    app.add_middleware(HeaderLimit, limit=settings.max_header_bytes)
+    app.include_router(review_router)
+    app.add_exception_handler(TriageError, _triage_error)
+    app.add_exception_handler(RequestValidationError, _invalid)
+    app.add_exception_handler(StarletteHTTPException, _http)
+    app.add_exception_handler(Exception, _unexpected)
+    app.include_router(triage_routes)
+    app.include_router(case_routes)
+    app.include_router(operation_routes)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """The app built from ``TRIAGE_*`` environment variables: what each uvicorn worker process runs."""
+    return create_app(get_settings())

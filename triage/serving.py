@@ -1,0 +1,106 @@
+"""The served model: loaded with its router, warmed, and swapped whole on reload.
+
+``ModelHolder.current`` is one ``Served`` snapshot (model, metadata, router); a request takes it
+once and uses it throughout, so a reload never changes the model under a request and no request
+waits for a reload. With several worker processes, a reload in one touches a signal file that
+the others watch (checked at most once a second), and they reload too.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from triage import registry
+from triage.errors import ModelError, TriageError
+from triage.prediction import predict
+from triage.routing import Router
+
+log = logging.getLogger("triage.serving")
+
+WARM_UP = ("ไฟฟ้าดับทั้งซอย สายไฟช็อต โทร 081-234-5678", "บางรัก")
+
+
+@dataclass(frozen=True)
+class Served:
+    """One model with its router, swapped as a whole on reload."""
+
+    model: Any
+    meta: dict[str, Any]
+    router: Router
+    path: Path
+    loaded_at: str
+
+
+class ModelHolder:
+    """Holds the served model; ``reload`` loads and warms a new one, then swaps it in one assignment."""
+
+    def __init__(self, path: Path, signal_file: Path | None = None) -> None:
+        self.path = path
+        self.signal_file = signal_file
+        self._current: Served | None = None
+        self._lock = threading.Lock()
+        self._seen = self._signal_mtime()
+        self._next_check = 0.0
+
+    def _signal_mtime(self) -> int:
+        try:
+            return self.signal_file.stat().st_mtime_ns if self.signal_file else 0
+        except OSError:
+            return 0
+
+    @property
+    def current(self) -> Served:
+        loaded = self._current
+        if loaded is None:
+            raise ModelError("the model is not loaded yet")
+        if self.signal_file is not None and time.monotonic() >= self._next_check:
+            self._follow_other_workers()
+        return loaded
+
+    def _follow_other_workers(self) -> None:
+        """Reload (in the background) when another worker process announced a reload, checked once a second."""
+        self._next_check = time.monotonic() + 1.0
+        seen = self._signal_mtime()
+        if seen != self._seen:
+            self._seen = seen
+            threading.Thread(target=self.reload_quietly, name="follow-reload", daemon=True).start()
+
+    def reload_quietly(self) -> None:
+        """``reload``, logging a failure instead of raising it (for signal handlers and followers)."""
+        try:
+            self.reload()
+        except TriageError as exc:
+            log.error("reload failed, still serving the previous model: %s", exc)
+
+    def announce(self) -> None:
+        """Tell the other worker processes to reload: touch the signal file they watch."""
+        if self.signal_file is None:
+            return
+        self.signal_file.parent.mkdir(parents=True, exist_ok=True)
+        self.signal_file.write_text(datetime.now(UTC).isoformat(), encoding="utf-8")
+        self._seen = self._signal_mtime()
+
+    @property
+    def ready(self) -> bool:
+        return self._current is not None
+
+    def reload(self) -> Served:
+        with self._lock:
+            model, meta = registry.load(self.path)
+            # one complaint per call: joblib's worker dispatch costs more than the transform itself
+            # (27 vs 3.6 ms per complaint measured); a server gets its parallelism from requests
+            if hasattr(model.featurizer, "n_jobs"):
+                model.featurizer.n_jobs = 1
+            router = Router.load()
+            predict(model, [WARM_UP[0]], [WARM_UP[1]], router)  # warm up: tokenizer dictionary, caches
+            loaded = Served(model, meta, router, registry.resolve(self.path),
+                            datetime.now(UTC).isoformat(timespec="microseconds"))
+            self._current = loaded
+        log.info("serving model %s from %s", meta.get("version"), loaded.path)
+        return loaded
