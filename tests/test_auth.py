@@ -72,3 +72,14 @@ def test_the_last_matching_key_decides_and_keys_are_compared_whole():
     assert len(fingerprint(secret, "k")) == 14 and fingerprint(secret, "k") != fingerprint(secret, "k2")
     assert fingerprint(secret, "k") != fingerprint(b"t" * 32, "k")  # keyed: useless without the server secret
     assert fingerprint(secret, "k", {"k": "somsri-desk"}) == "somsri-desk"
+
+
+def test_a_key_that_is_not_valid_unicode_is_unknown_not_a_crash():
+    """Header values can carry anything; a lone surrogate must not raise (found by mutation testing)."""
+    keys = {"intake-key-1": "intake"}
+    assert role_for_key(keys, "\ud800intake-key-1") is None
+    assert len(fingerprint(b"s" * 32, "\ud800")) == 14 and key_hmac(b"s" * 32, "\ud800")
+    with pytest.raises(UnauthorizedError, match="^missing or unknown API key"):
+        authorize(keys, "\udfffx", "triage")
+    with pytest.raises(ForbiddenError, match="^role 'intake' may not do this"):
+        authorize(keys, "intake-key-1", "read")

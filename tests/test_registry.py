@@ -124,6 +124,14 @@ def test_current_is_swapped_by_one_rename_and_never_missing(tmp_path):
     assert not list(models.glob(".current*"))  # no temporary link left behind
 
 
+def test_a_temporary_link_left_by_a_crashed_swap_does_not_block_the_next(tmp_path):
+    models = tiny_models(tmp_path, "v1", "v2")
+    os.symlink("gone", models / f".current.{os.getpid()}")  # dangling: the crash happened before the rename
+    registry.set_current(models, "v1")
+    assert registry.resolve(models / "current").name == "v1"
+    assert not list(models.glob(".current*"))
+
+
 def test_mismatched_library_version_is_refused(models_copy):
     folder = registry.resolve(models_copy / "current")
     meta = json.loads((folder / registry.METADATA_FILE).read_text())
