@@ -1,11 +1,16 @@
-"""Measure agency routing (issue 4 §6) without retraining the topic and urgency heads.
+"""Measure agency routing (issue 14 §6) without retraining the topic and urgency heads.
 
     .venv/bin/python bench/agency.py --model /tmp/models-routing/current --data ../shared/data
 
 Loads a trained model (for its topic predictions, which feed the routing table), the dataset and
 the forwards, and runs exactly the agency step of training (``triage.agency.train_agency``):
-thresholds tuned on validation, numbers on the time-ordered held-out part. Use it after editing
-``triage/resources/routing.toml`` or ``agencies.toml``.
+calibration fitted on validation, numbers on the time-ordered held-out part. Prints, on the later
+forwards plus ordinary tickets: first agency right by kind, right kind among the first three
+suggestions, ordinary tickets kept at the district office, accuracy on mixes at 2/5/8% forward
+rates next to "always the district office", agreement with the organisations really assigned in
+the later month (``[agency] assigned``), the share sent to review, and the replay of reviewers'
+corrections. Use it after editing ``triage/resources/routing.toml``, ``agencies.toml`` or
+``places.toml``.
 """
 
 import argparse
@@ -23,12 +28,15 @@ if __name__ == "__main__":
     ap.add_argument("--config", default="configs/traffy.toml")
     ap.add_argument("--data", default="../shared/data")
     ap.add_argument("--json", type=Path, help="also write the agency metrics here")
+    ap.add_argument("--forward-rate", type=float, help="override [agency] forward_rate (the prior of the calibration)")
     ap.add_argument("--directory-from-train", action="store_true",
                     help="build the directory from the forwards before the held-out part only (honest 'exact' numbers: "
                          "the shipped directory's stations and branches were read from all forwards)")
     a = ap.parse_args()
     model, _meta = registry.load(a.model)
     config = load_config(a.config, a.data)
+    if a.forward_rate is not None:
+        config.agency = dict(config.agency, forward_rate=a.forward_rate)
     frame, _report = load_dataset(config)
     frame["norm"] = normalize_many(frame["text"].tolist())
     router = None
@@ -61,6 +69,7 @@ if __name__ == "__main__":
         router = Router.load(tmp)
         print(f"directory built from the {len(earlier)} forwards before the held-out part")
     _agency, metrics = train_agency(model, frame, config, None, 3, print, router=router)
+    print()
     for name in ("router", "table_only"):
         print(f"\n{name}: review share forwards {metrics[name]['forwarded_review']}, ordinary {metrics[name]['ordinary_review']}")
         for kind, row in metrics[name]["per_kind"].items():

@@ -73,7 +73,8 @@ def operations() -> list[tuple[str, str]]:
     return [("post", "/v1/triage"), ("post", "/v1/triage/batch"), ("get", "/v1/cases/{case_id}"),
             ("get", "/v1/cases"), ("get", "/v1/review/queue"), ("post", "/v1/cases/{case_id}/corrections"),
             ("post", "/v1/cases/{case_id}/status"), ("get", "/v1/cases/{case_id}/history"), ("get", "/v1/model"),
-            ("post", "/v1/admin/reload"), ("get", "/healthz"), ("get", "/readyz")]
+            ("post", "/v1/admin/reload"), ("get", "/healthz"), ("get", "/readyz"),
+            ("get", "/v1/track/{code}"), ("post", "/v1/track/{code}/feedback")]
 
 
 def test_every_operation_is_fuzzed(client):

@@ -15,16 +15,20 @@ from triage.errors import ForbiddenError, UnauthorizedError
 
 EXPECTED: dict[str, set[str]] = {
     "intake": {"triage", "model"},
-    "reviewer": {"read", "correct", "status", "model"},
-    "admin": {"triage", "read", "correct", "status", "model", "admin"},
+    "reviewer": {"read", "review", "correct", "status", "model"},
+    "admin": {"triage", "read", "review", "correct", "status", "model", "admin"},
 }
+AGENCY_EXPECTED = {"read", "status", "model"}
+"""An agency key (``key:agency:<name>``): its own cases only (``triage.cases``), never the review pages."""
 
 
 def test_the_code_grants_what_the_specification_says():
     assert {role: set(perms) for role, perms in PERMISSIONS.items()} == EXPECTED
     for role, perms in EXPECTED.items():
-        for perm in ("triage", "read", "correct", "status", "model", "admin", "other"):
+        for perm in ("triage", "read", "review", "correct", "status", "model", "admin", "other"):
             assert may(role, perm) == (perm in perms), (role, perm)
+    for perm in ("triage", "read", "review", "correct", "status", "model", "admin", "other"):
+        assert may("agency:สำนักงานเขตดุสิต", perm) == (perm in AGENCY_EXPECTED), perm
     assert not may(None, "model") and not may("stranger", "model")
 
 

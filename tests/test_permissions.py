@@ -12,14 +12,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from api_helpers import ADMIN, INTAKE, REVIEWER, TEXTS, settings_for
+from api_helpers import ADMIN, INTAKE, KEYS, REVIEWER, TEXTS, settings_for
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from test_auth import EXPECTED
 
 from triage.app import create_app
 
-CALLERS = {"none": None, "unknown": "not-a-configured-key", "intake": INTAKE, "reviewer": REVIEWER, "admin": ADMIN}
+AGENCY = "agency-key-dusit-01"
+AGENCY_NAME = "สำนักงานเขตดุสิต"
+CALLERS = {"none": None, "unknown": "not-a-configured-key", "intake": INTAKE, "reviewer": REVIEWER, "admin": ADMIN,
+           "agency": AGENCY}
 
 Body = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -48,30 +51,45 @@ ENDPOINTS: list[tuple[str, str, str | None, Body | None, int]] = [
     ("GET", "/healthz", None, None, 200),
     ("GET", "/readyz", None, None, 200),
     # review pages: a reviewer's key in X-API-Key (scripts) or a session cookie (browsers)
-    ("GET", "/review", "read", None, 200),
-    ("GET", "/review/overview", "read", None, 200),
-    ("GET", "/review/cases/{id}", "read", None, 200),
+    ("GET", "/review", "review", None, 200),
+    ("GET", "/review/overview", "review", None, 200),
+    ("GET", "/review/cases/{id}", "review", None, 200),
     ("POST", "/review/cases/{id}/correct", "correct",
      _form(lambda c: {"topics": c["topics"][0], "urgency": "low", "reason": "test", "version": c["updated_at"]}), 303),
     ("POST", "/review/cases/{id}/status", "status",
      _form(lambda c: {"status": "assigned", "version": c["updated_at"]}), 303),
     ("POST", "/review/cases/{id}/accept", "correct", _form(lambda c: {"version": c["updated_at"]}), 303),
-    ("POST", "/review/logout", "read", _form(lambda c: {}), 303),
+    ("POST", "/review/logout", "review", _form(lambda c: {}), 303),
     ("GET", "/review/static/review.css", None, None, 200),
+    # the complainant's tracking: no key, the tracking code is the key (a fresh case is not resolved: 409)
+    ("GET", "/v1/track/{code}", None, None, 200),
+    ("POST", "/v1/track/{code}/feedback", None, _json({"stars": 4}), 409),
+    ("GET", "/track/{code}", None, None, 200),
+    ("POST", "/track/{code}/feedback", None, _form(lambda c: {"stars": "4"}), 409),
+    ("GET", "/track/static/track.css", None, None, 200),
 ]
+# An agency key (issue 10) has read, status and model, but only for its own agency's cases: a fresh
+# case (no district) is not at สำนักงานเขตดุสิต, so reading or moving it is a 404; the review pages
+# and the review queue are for reviewers only.
+AGENCY_GETS: dict[tuple[str, str], int] = {
+    ("GET", "/v1/cases/{id}"): 404, ("GET", "/v1/cases"): 200, ("GET", "/v1/review/queue"): 403,
+    ("POST", "/v1/cases/{id}/status"): 404, ("GET", "/v1/cases/{id}/history"): 404, ("GET", "/v1/model"): 200,
+}
 # public (a logged-in reviewer is sent on from the login form); tested in test_review_pages
 UNLISTED_OK = {("GET", "/review/login"), ("POST", "/review/login"), ("GET", "/review/static/{name}")}
 
 
 @pytest.fixture(scope="module")
 def client(tmp_path_factory: pytest.TempPathFactory, small_model_dir: Path):
-    settings = settings_for(tmp_path_factory.mktemp("perm"), small_model_dir)
+    settings = settings_for(tmp_path_factory.mktemp("perm"), small_model_dir, track_burst=100_000,
+                            api_keys=f"{KEYS},{AGENCY}:agency:{AGENCY_NAME}")
     with TestClient(create_app(settings), raise_server_exceptions=False, follow_redirects=False) as c:
         yield c
 
 
 def test_every_route_is_in_the_table(client):
     listed = {(m, p.replace("{id}", "{case_id}")) for m, p, *_ in ENDPOINTS}
+    assert set(AGENCY_GETS) <= {(m, p) for m, p, *_ in ENDPOINTS}
     routes = set()
     for route in client.app.routes:
         if isinstance(route, APIRoute):
@@ -93,7 +111,7 @@ def _fresh_case(client: TestClient, i: int) -> dict[str, Any]:
                          ids=[f"{m} {p}" for m, p, *_ in ENDPOINTS])
 def test_each_caller_gets_exactly_what_its_role_allows(client, caller, method, path, permission, body, ok):
     case = _fresh_case(client, len(caller) + len(path))
-    url = path.replace("{id}", str(case["id"]))
+    url = path.replace("{id}", str(case["id"])).replace("{code}", case["tracking_code"])
     key = CALLERS[caller]
     headers = {"X-API-Key": key} if key is not None else {}
     r = client.request(method, url, headers=headers, **(body(case) if body else {}))
@@ -108,6 +126,8 @@ def test_each_caller_gets_exactly_what_its_role_allows(client, caller, method, p
             assert "/review/login" in r.headers["location"]
     elif caller == "unknown":
         assert r.status_code == 401, r.text
+    elif caller == "agency":
+        assert r.status_code == AGENCY_GETS.get((method, path), 403), r.text
     elif permission in EXPECTED[caller]:
         assert r.status_code == ok, r.text
         if method == "POST" and path.startswith("/review/cases"):

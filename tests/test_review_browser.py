@@ -72,7 +72,8 @@ def server(browser: Any, tmp_path_factory: pytest.TempPathFactory, small_model_d
                  TRIAGE_REVIEW_THRESHOLD="0.99")  # every case goes to review
     try:
         items = [{"text": t, "district": d, "source": "line"} for d in ("บางรัก", "ดุสิต", None) for t in TEXTS]
-        items.append({"text": f"นายสมชาย ใจดี โทร {PHONE} แจ้งว่าไฟฟ้าดับทั้งซอย"})  # no district: it needs review
+        # urgent (a sparking wire and a fallen pole), so it waits in the queue until someone accepts it
+        items.append({"text": f"นายสมชาย ใจดี โทร {PHONE} แจ้งว่าสายไฟช็อตมีประกายไฟ เสาไฟฟ้าล้มขวางถนน อันตรายมาก"})
         r = httpx.post(f"{srv.url}/v1/triage/batch", json={"items": items}, headers=H_INTAKE, timeout=60)
         assert r.status_code == 200, r.text
         yield srv
@@ -247,3 +248,49 @@ def test_every_page_fits_a_phone_without_sideways_scrolling(browser, server):
         assert width[0] <= width[1], f"{path} is {width[0]} px wide at a {width[1]} px viewport"
         shot(pg, f"phone-{name}")
     context.close()
+
+
+def test_citizen_tracking_page_is_thai_escaped_and_takes_a_rating(browser, server):
+    out = httpx.post(f"{server.url}/v1/triage", headers=H_INTAKE, timeout=60, json={
+        "text": f"นางสาวมาลี ดีใจ โทร {PHONE} ถนนหน้าบ้านเป็นหลุม", "district": "บางรัก",
+        "reporter_contact": PHONE}).json()
+    code, case_id = out["tracking_code"], out["case_id"]
+    hostile = '<b>รับเรื่องแล้ว</b> & <script>alert("x")</script>'
+    for body in ({"status": "assigned", "note": "ภายใน: ห้ามบอกผู้ร้อง", "public_note": hostile},
+                 {"status": "resolved", "public_note": "ซ่อมถนนเรียบร้อยแล้ว"}):
+        r = httpx.post(f"{server.url}/v1/cases/{case_id}/status", json={"actor": "นายช่าง ใจดี", **body},
+                       headers=H_REVIEWER)
+        assert r.status_code == 200, r.text
+    context = browser.new_context(viewport={"width": 375, "height": 740}, is_mobile=True, locale="th-TH")
+    pg = context.new_page()
+    problems: list[str] = []
+    pg.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+    pg.on("pageerror", lambda e: problems.append(str(e)))
+    pg.goto(f"{server.url}/track/{code}")
+    assert pg.locator("html").get_attribute("lang") == "th"
+    assert pg.locator("#status").inner_text() == "ดำเนินการเสร็จสิ้น"
+    assert pg.locator("#steps li").count() == 3
+    notes = pg.locator("#steps .note").all_inner_texts()
+    assert notes == [hostile, "ซ่อมถนนเรียบร้อยแล้ว"]  # shown as text, never as markup
+    assert pg.locator("#steps b, #steps script").count() == 0
+    content = pg.content()
+    for secret in ("ภายใน", "ห้ามบอก", "นายช่าง", PHONE, "มาลี", "ถนนหน้าบ้าน"):
+        assert secret not in content, secret
+    width = pg.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+    assert width[0] <= width[1]
+    shot(pg, "track")
+    pg.get_by_label("4 ดาว").check()
+    pg.get_by_label("ความคิดเห็น (ถ้ามี)").fill("ยังมีหลุมอีกจุด")
+    pg.get_by_label("ปัญหายังไม่ได้รับการแก้ไข ขอเปิดเรื่องอีกครั้ง").check()
+    pg.get_by_role("button", name="ส่งความคิดเห็น").click()
+    pg.wait_for_url(re.compile(r".*msg=reopened$"))
+    assert "ส่งกลับไปยังหน่วยงาน" in pg.get_by_role("status").inner_text()
+    assert pg.locator("#status").inner_text() == "หน่วยงานรับเรื่องแล้ว"
+    assert pg.locator("#steps li").last.inner_text().find("เปิดเรื่องอีกครั้ง") >= 0
+    shot(pg, "track-reopened")
+    case = httpx.get(f"{server.url}/v1/cases/{case_id}", headers=H_REVIEWER).json()
+    assert case["status"] == "assigned"
+    pg.goto(f"{server.url}/track/NOSUCHCODE1234567890")
+    assert "ไม่พบเรื่อง" in pg.get_by_role("alert").inner_text()
+    context.close()
+    assert problems == [] or all("404" in p for p in problems)

@@ -13,10 +13,25 @@ from api_helpers import require_shared_data
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from triage.agency import correction_rows, fit_agency_model
+from triage.agency import (
+    assigned_agreement,
+    assigned_kinds,
+    correction_rows,
+    fit_agency_model,
+    mixes,
+    strip_intake,
+)
 from triage.errors import ConfigError
 from triage.prediction import predict
-from triage.routing import DIRECTORY_PATH, TABLE_PATH, Directory, Router, RoutingTable
+from triage.routing import (
+    DIRECTORY_PATH,
+    TABLE_PATH,
+    Directory,
+    Places,
+    Router,
+    RoutingTable,
+)
+from triage.testing import shared_data_dir
 from triage.text import normalize
 from triage.tools.build_directory import build_directory
 
@@ -298,7 +313,14 @@ def test_trained_model_carries_an_agency_model_and_routes(small_model: Any, smal
     assert metrics["status_quo"]["ordinary_kept"] == 1.0
     for name in ("router", "table_only"):
         assert 0 <= metrics[name]["forwarded_kind"] <= 1 and 0 <= metrics[name]["ordinary_kept"] <= 1
-    assert "## Agency routing" in (small_model_dir / "current" / "report.md").read_text(encoding="utf-8")
+        assert 0 <= metrics[name]["forwarded_top3_kind"] <= 1 and set(metrics[name]["mix"]) == {"2%", "5%", "8%"}
+    # issue 14: a calibrated decision, suggestions, the later assigned month and the replay are all measured
+    assert small_model.agency.calibration_ is not None and small_model.agency.move_threshold_ == 0.5
+    assert recs[0]["agency_candidates"] and all(set(c) == {"agency", "score"} for c in recs[0]["agency_candidates"])
+    assert metrics["assigned"]["tickets"] > 1000 and 0 <= metrics["assigned"]["with_district"]["agreement"]["strict"] <= 1
+    assert metrics["replay"]["curve"] and metrics["replay"]["forwards"] == metrics["held_out"]["forwards"]
+    report = (small_model_dir / "current" / "report.md").read_text(encoding="utf-8")
+    assert "## Agency routing" in report and "mix 8%" in report and "corrections seen" in report
 
 
 def test_reviewers_agency_correction_is_learned_by_retraining(small_model: Any, traffy_slice: Path) -> None:
@@ -332,3 +354,138 @@ def test_topic_rules_ignore_unlikely_topics(router: Router) -> None:
     likely = {"topics": ["ถนน", "PM2.5"], "topic_scores": {"ถนน": 0.99, "PM2.5": 0.9}}
     assert router.route(text, normalize(text), "พญาไท", unlikely, None)["agencies"] == ["สำนักงานเขตพญาไท"]
     assert "สำนักสิ่งแวดล้อม กทม." in router.route(text, normalize(text), "พญาไท", likely, None)["agencies"]
+
+
+# ---- issue 14: intake boilerplate, the district in the text, a decision with a cost, suggestions, corrections ----
+
+RELAYED = ("‘กรุณาอ่านข้อมูลบรรยายประกอบการปักหมุด’\n* ปัญหา: ไฟส่องสว่างดับหลายดวง\n* จุดเกิดเหตุ: (สถานที่สำคัญ / จุดสังเกต) "
+           "หน้าตลาด\n* บ้านเลขที่:-\n* ซอย: วัดไผ่\n* เขต: บางเขน\r\n#1555")
+
+
+def test_strip_intake_removes_the_channel_and_keeps_the_complaint() -> None:
+    stripped = strip_intake(normalize(RELAYED))
+    for boilerplate in ("กรุณาอ่าน", "#1555", "ปัญหา:", "จุดเกิดเหตุ", "บ้านเลขที่", "สถานที่สำคัญ", "*"):
+        assert boilerplate not in stripped
+    for content in ("ไฟส่องสว่างดับหลายดวง", "หน้าตลาด", "วัดไผ่", "บางเขน"):
+        assert content in stripped
+    assert strip_intake(stripped) == stripped
+    plain = normalize("ถนนหน้าบ้านเป็นหลุมเป็นบ่อ รถตกหลุมบ่อยมาก")
+    assert strip_intake(plain) == plain  # a citizen's own words are not boilerplate
+
+
+def test_strip_intake_leaves_no_relay_template_in_the_shared_forwards() -> None:
+    path = shared_data_dir() / "routing" / "traffy-forwards.csv"
+    if not path.exists():
+        pytest.skip(f"no forwards at {path}")
+    norms = [normalize(t) for t in pd.read_csv(path)["comment"].dropna()]
+    assert sum("กรุณาอ่านข้อมูลบรรยาย" in n for n in norms) >= 20 and sum("#1555" in n for n in norms) >= 100
+    stripped = [strip_intake(n) for n in norms]
+    assert not any("กรุณาอ่านข้อมูลบรรยาย" in n or "#" in n or "ปัญหา :" in n for n in stripped)
+
+
+@pytest.mark.parametrize(("text", "district"), [
+    ("ไฟฟ้าดับทั้งซอย เขตบางนา", "บางนา"),
+    ("ถนนพัง\nเขต : แขวง ดอกไม้ เขต ประเวศ", "ประเวศ"),
+    ("ขยะล้นถังที่ แขวงคลองตัน มาหลายวัน", "คลองเตย"),
+    ("มีคนเร่ร่อนนอนที่สนามหลวงทุกคืน", "พระนคร"),
+    ("ถนนหน้าบ้านเป็นหลุมเป็นบ่อ", None),
+])
+def test_district_is_read_from_the_text(router: Router, text: str, district: str | None) -> None:
+    assert router.district_for(None, normalize(text)) == ((district, "text") if district else (None, None))
+    assert router.district_for("จตุจักร", normalize(text)) == ("จตุจักร", "intake")  # the intake's district wins
+
+
+def test_a_route_without_intake_district_uses_the_text(router: Router) -> None:
+    out = route(router, "สายไฟฟ้าแรงสูงขาดห้อยลงมา อันตรายมาก เขตบางเขน", None, ["สายไฟ"])
+    assert out["agencies"][0] == f"{MEA} เขตบางเขน"
+    assert out["agency_explanation"]["district_source"] == "text"
+    assert not any("district" in r for r in out["agency_explanation"]["review_reasons"])
+
+
+def test_places_reject_an_unknown_district() -> None:
+    with pytest.raises(ConfigError, match="place 'ที่ไหนสักแห่ง' has district 'ไม่มีเขตนี้', which is not a Bangkok district"):
+        Places.from_dict({"places": {"ที่ไหนสักแห่ง": "ไม่มีเขตนี้"}}, ("บางนา",))
+
+
+def test_district_read_from_text_agrees_with_the_intake_on_real_tickets(router: Router) -> None:
+    path = shared_data_dir() / "traffy" / "traffy-2022-11.parquet"
+    if not path.exists():
+        pytest.skip(f"no tickets at {path}")
+    t = pd.read_parquet(path, columns=["comment", "district", "province"])
+    t = t[t["province"] == "กรุงเทพมหานคร"].dropna(subset=["comment"]).sample(1500, random_state=1)
+    found = [(router.places.district_in(normalize(c)), d) for c, d in zip(t["comment"], t["district"])]
+    named = [(g, d) for g, d in found if g]
+    assert len(named) >= 50
+    assert sum(g == d for g, d in named) / len(named) >= 0.85
+
+
+LIGHT = ["ไฟฟ้าดับทั้งซอยมืดมาก", "ไฟฟ้าดับทั้งหมู่บ้านตั้งแต่เมื่อคืน", "ไฟฟ้าดับบ่อยมากในซอย", "ไฟฟ้าดับทั้งซอยหลายชั่วโมง"]
+ROAD = ["ถนนเป็นหลุมใหญ่", "ทางเท้าพังเป็นหลุม", "ถนนเป็นหลุมเป็นบ่อรถตก", "ขยะล้นถังหน้าซอย", "รถจอดขวางหน้าบ้านทุกวัน",
+        "รถจอดขวางทางเข้าซอย", "จอดรถขวางหน้าบ้านไม่มีที่ให้ออก", "ทางเท้าชำรุดเดินลำบาก"]
+
+
+CRIME = ["วัยรุ่นแข่งรถเสียงดังทุกคืน", "มีการมั่วสุมเสพยาในซอย"]
+
+
+def _calibrated(threshold: float = 0.5) -> Any:
+    learned = fit_agency_model([normalize(t) for t in LIGHT + ROAD + CRIME] * 3,
+                               (["electricity"] * 4 + ["district_office"] * 8 + ["police"] * 2) * 3, C=50.0)
+    learned.calibration_, learned.move_threshold_ = (1.0, 0.0, 0.0, 0.0), threshold  # calibrated = the model's probability
+    return learned
+
+
+def test_calibrated_router_moves_only_at_the_break_even_point(router: Router) -> None:
+    learned = _calibrated()
+    text = "ไฟฟ้าดับทั้งซอย มืดมาก"
+    p = learned.kind_proba(normalize(text))["electricity"]
+    assert p > 0.5
+    out = route(router, text, "บางเขน", [], learned)
+    assert out["agencies"][0] == f"{MEA} เขตบางเขน" and "moved to electricity" in out["agency_explanation"]["decision"]
+    learned.move_threshold_ = min(1.0, p + 0.01)  # just short of the threshold: stays, with the electricity branch listed
+    out = route(router, text, "บางเขน", [], learned)
+    assert out["agencies"][0] == "สำนักงานเขตบางเขน"
+    suggested = out["agencies"] + [c["agency"] for c in out["agency_candidates"]]
+    assert suggested.index(f"{MEA} เขตบางเขน") <= 2  # among the first three suggestions
+    scores = [c["score"] for c in out["agency_candidates"]]
+    assert scores == sorted(scores, reverse=True) and not set(out["agencies"]) & {c["agency"] for c in out["agency_candidates"]}
+
+
+def test_calibrated_router_keeps_ordinary_complaints_without_review(router: Router) -> None:
+    out = route(router, "ถนนเป็นหลุมใหญ่ รถตกหลุมบ่อยมาก", "พญาไท", ["ถนน"], _calibrated())
+    assert out["agencies"][0] == "สำนักงานเขตพญาไท" and not out["agency_needs_review"]
+    assert out["agency_candidates"]  # the reviewer still gets ranked suggestions
+    out = route(router, "ถนนเป็นหลุมใหญ่ รถตกหลุมบ่อยมาก", None, ["ถนน"], _calibrated())
+    assert not out["agency_needs_review"]  # no district alone does not make the agency uncertain
+    assert out["agency_kinds"][0] == "district_office"
+
+
+def test_calibrated_router_keeps_multi_agency_answers_district_office_first(router: Router) -> None:
+    learned = _calibrated(threshold=0.99)
+    out = route(router, "ถนนเป็นหลุมใหญ่ และเสาไฟฟ้าล้มขวางถนน", "ลาดพร้าว", ["ถนน"], learned)
+    assert out["agencies"][:2] == ["สำนักงานเขตลาดพร้าว", f"{MEA} เขตนวลจันทร์"]
+
+
+def test_corrections_move_a_kind_of_complaint_without_retraining(router: Router) -> None:
+    """A policy change: reviewers start sending parking complaints to the police; the router follows
+    after a few dozen corrections, applied at reload (``learn_corrections``), with no retrain."""
+    learned = _calibrated()
+    text = "มีรถจอดขวางหน้าบ้านทุกวัน ออกรถไม่ได้"
+    assert route(router, text, "บางกะปิ", [], learned)["agencies"][0] == "สำนักงานเขตบางกะปิ"
+    places = ["หน้าบ้าน", "ปากซอย", "หน้าตลาด", "ทางเข้าหมู่บ้าน", "หน้าโรงเรียน", "ริมถนน"]
+    corrections = pd.DataFrame({
+        "id": [f"case-{i}" for i in range(36)],
+        "text": [f"รถจอดขวาง{places[i % 6]}ทุกวัน {['ออกรถไม่ได้', 'เดินไม่ได้', 'รบกวนมาก'][i % 3]}" for i in range(36)],
+        "agency": ["สน.ลาดพร้าว"] * 36})
+    follows = learned.learn_corrections(corrections, router)
+    assert len(follows.memory_) == 36 and learned.memory_ is None  # the shipped model is untouched
+    assert route(router, text, "บางกะปิ", [], follows)["agencies"][0] == "สน.ลาดพร้าว"
+    assert route(router, "ถนนเป็นหลุมใหญ่ รถตกหลุม", "บางกะปิ", [], follows)["agencies"][0] == "สำนักงานเขตบางกะปิ"
+
+
+def test_assigned_organisations_and_agreement(router: Router) -> None:
+    assert assigned_kinds("เขตบางนา|ฝ่ายโยธา เขตบางนา", router) == {"district_office"}
+    assert assigned_kinds("เขตบางนา|สน.บางนา|กรุงเทพโปร่งใส", router) == {"district_office", "police"}
+    truth = [{"district_office"}, {"district_office", "police"}, {"district_office", "police"}, {"electricity"}]
+    agreement = assigned_agreement(["district_office", "district_office", "police", "district_office"], truth)
+    assert agreement == {"strict": 0.5, "any": 0.75}
+    assert mixes(0.5, 0.9) == {"2%": round(0.02 * 0.5 + 0.98 * 0.9, 4), "5%": 0.88, "8%": 0.868}

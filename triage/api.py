@@ -5,18 +5,22 @@ typed dependencies of ``triage.deps`` (the caller's role, the store, the served 
 service) and turns the result into a response model of ``triage.schemas``. The app that mounts
 these routes beside the review pages is built in ``triage.app``. Who may call what is
 ``triage.auth.PERMISSIONS``: intake may triage; reviewer may read, correct and move cases; admin
-may do everything and reload the model. Raw complaint text and reporter contacts never reach a log line.
+may do everything and reload the model; an agency key reads and moves only its own agency's cases
+(``triage.cases.own_case``, ``check_agency_move``). Raw complaint text and reporter contacts never
+reach a log line.
 """
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 
-from triage.cases import Cases, metrics_summary
+from triage.auth import agency_of
+from triage.cases import Cases, metrics_summary, own_case
 from triage.deps import CasesDep, HolderDep, ServedDep, SettingsDep, StoreDep, get_store, need
-from triage.errors import InputError, StorageError, TooLargeError
+from triage.errors import ForbiddenError, InputError, StorageError, TooLargeError
 from triage.schemas import (
     BatchIn,
     BatchOut,
@@ -33,6 +37,7 @@ from triage.schemas import (
 )
 from triage.security import scrub_prediction
 from triage.serving import Served
+from triage.sla import is_overdue
 
 CaseId = Annotated[int, PathParam(ge=1, le=2**62, description="The case id")]
 
@@ -53,6 +58,7 @@ def triage_out(case: dict[str, Any], created: bool) -> TriageOut:
         agency_candidates=pred.get("agency_candidates") or [], agency_explanation=pred.get("agency_explanation") or {},
         needs_review=case["needs_review"], review_reasons=case["review_reasons"],
         explanation=pred.get("explanation", []), model_version=case["model_version"], status=case["status"],
+        tracking_code=case.get("tracking_code"),
     )
 
 
@@ -87,10 +93,12 @@ case_routes = APIRouter()
 
 def case_out(case: dict[str, Any], with_text: bool, role: str = "reviewer") -> CaseOut:
     """A case for a response: raw text only where asked for, the reporter's contact only for admins."""
-    data = {k: case[k] for k in CaseOut.model_fields if k in case and k not in ("text", "reporter_contact")}
+    data = {k: case[k] for k in CaseOut.model_fields
+            if k in case and k not in ("text", "reporter_contact", "overdue")}
     data["prediction"] = scrub_prediction(case["prediction"], case["text"])  # also cases stored before names were
     return CaseOut(**data, text=case["text"] if with_text else None,
-                   reporter_contact=case.get("reporter_contact") if role == "admin" else None)
+                   reporter_contact=case.get("reporter_contact") if role == "admin" else None,
+                   overdue=is_overdue(case.get("deadline"), case["status"], datetime.now(UTC)))
 
 
 def _unicode(name: str, value: str) -> None:
@@ -102,8 +110,10 @@ def _unicode(name: str, value: str) -> None:
 
 @case_routes.get("/v1/cases/{case_id}", response_model=CaseOut, tags=["cases"])
 def get_case(case_id: CaseId, role: Annotated[str, Depends(need("read"))], store: StoreDep) -> CaseOut:
-    """One case with its raw text, prediction and current labels (the reporter's contact for admins)."""
-    return case_out(store.get_case(case_id), with_text=True, role=role)
+    """One case with its raw text, prediction and current labels (the reporter's contact for admins).
+
+    An agency key reads only cases its agency holds now; another agency's case is a 404."""
+    return case_out(own_case(role, store.get_case(case_id)), with_text=True, role=role)
 
 
 @case_routes.get("/v1/cases", response_model=CaseList, tags=["cases"])
@@ -114,7 +124,9 @@ def list_cases(role: Annotated[str, Depends(need("read"))], store: StoreDep, set
                needs_review: bool | None = None,
                limit: Annotated[int, Query(ge=1, le=1000)] = 50,
                cursor: Annotated[str | None, Query(max_length=30)] = None) -> CaseList:
-    """Cases newest first, filtered; pass ``next_cursor`` back as ``cursor`` for the next page."""
+    """Cases newest first, filtered; pass ``next_cursor`` back as ``cursor`` for the next page.
+
+    An agency key lists only the cases its agency holds now (its ``agency`` filter is always its own)."""
     after = None
     if cursor is not None:
         if not cursor.isdigit() or int(cursor) > 2**62:
@@ -123,6 +135,11 @@ def list_cases(role: Annotated[str, Depends(need("read"))], store: StoreDep, set
     for name, value in (("status", status), ("agency", agency), ("urgency", urgency)):
         if value is not None:
             _unicode(name, value)
+    own = agency_of(role)
+    if own is not None:
+        if agency is not None and agency != own:
+            return CaseList(items=[], next_cursor=None)
+        agency = own
     found, nxt = store.list_cases(status=status, agency=agency, urgency=urgency, needs_review=needs_review,
                                   limit=min(limit, settings.page_limit), cursor=after)
     return CaseList(items=[case_out(c, with_text=False) for c in found], next_cursor=None if nxt is None else str(nxt))
@@ -132,7 +149,9 @@ def list_cases(role: Annotated[str, Depends(need("read"))], store: StoreDep, set
 def review_queue(role: Annotated[str, Depends(need("read"))], store: StoreDep, settings: SettingsDep,
                  limit: Annotated[int, Query(ge=1, le=1000)] = 50,
                  offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0) -> QueueOut:
-    """Open cases that need a person: most urgent first, then oldest first."""
+    """Open cases that need a person: overdue first, then most urgent, then oldest (not for agency keys)."""
+    if agency_of(role) is not None:
+        raise ForbiddenError("the review queue is for reviewers; an agency key lists its cases at /v1/cases")
     found, total = store.review_queue(min(limit, settings.page_limit), offset)
     return QueueOut(items=[case_out(c, with_text=False) for c in found], total=total)
 
@@ -148,16 +167,21 @@ def correct(case_id: CaseId, body: CorrectionIn, role: Annotated[str, Depends(ne
 @case_routes.post("/v1/cases/{case_id}/status", response_model=CaseOut, tags=["cases"])
 def change_status(case_id: CaseId, body: StatusIn, role: Annotated[str, Depends(need("status"))],
                   cases: CasesDep) -> CaseOut:
-    """Move a case on: assign, start, forward to another agency, escalate to the central level, resolve, reject."""
-    case = cases.move(case_id, body.status, body.agency, body.actor, body.note)
+    """Move a case on: assign, start, forward to another agency, escalate to the central level, resolve, reject.
+
+    ``note`` is internal; ``public_note`` shows on the complainant's tracking page and in the webhook.
+    Forwarding or escalating resets the case's deadline. An agency key moves only its own cases, and
+    only to: assigned (accept), in_progress, forwarded, escalated, resolved."""
+    case = cases.move(case_id, body.status, body.agency, body.actor, body.note, public_note=body.public_note,
+                      role=role)
     return case_out(case, with_text=True)
 
 
 @case_routes.get("/v1/cases/{case_id}/history", response_model=HistoryOut, tags=["cases"])
 def history(case_id: CaseId, role: Annotated[str, Depends(need("read"))], store: StoreDep) -> HistoryOut:
     """Every step of a case, oldest first, so the complainant can be told where it stands."""
+    case = own_case(role, store.get_case(case_id))
     events = store.history(case_id)
-    case = store.get_case(case_id)
     return HistoryOut(case_id=case_id, status=case["status"], agency=case["agency"],
                       events=[EventOut(**e) for e in events])
 

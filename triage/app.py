@@ -2,7 +2,9 @@
 (``triage.review``), which never import each other, over one store and one served model.
 
 Nothing is opened or loaded until start-up, which opens the store, loads and warms the model
-(``triage.serving``), and (in the main thread) makes SIGHUP reload it. Errors from
+(``triage.serving``), (in the main thread) makes SIGHUP reload it, and starts the background
+threads of issue 10: the deadline check (``triage.sla``) and, with a webhook URL, the outbox
+delivery (``triage.outbox``). The complainant's tracking routes (``triage.public``) are mounted too. Errors from
 ``triage.errors`` become HTTP status codes through ``triage.errors.http_status``, here, for both;
 anything unexpected is a JSON 500 that names no input. Request bodies over
 ``TRIAGE_MAX_BODY_BYTES`` are refused with a 413 before they are read, request heads over
@@ -27,10 +29,14 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from triage.api import case_routes, operation_routes, triage_routes
 from triage.config import Settings, get_settings
 from triage.errors import LabelError, ThrottledError, TooLargeError, TriageError, http_status
+from triage.outbox import Deliverer
+from triage.public import router as public_router
 from triage.review import router as review_router
 from triage.security import FailureLimiter, HeaderLimit, NoStore
 from triage.serving import ModelHolder
-from triage.store import open_store
+from triage.sla import Every, escalate_overdue
+from triage.store import ReviewStore, open_store
+from triage.tracking import RateLimiter
 
 log = logging.getLogger("triage.app")
 
@@ -121,6 +127,30 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return _error(500, "internal error; the request was not completed")
 
 
+def start_followup(settings: Settings, store: ReviewStore, holder: ModelHolder) -> list[Any]:
+    """The service's background threads: the deadline check and (with a webhook URL) the outbox delivery.
+
+    Neither runs in a request: a slow pass or a hanging webhook receiver never holds one up."""
+    tasks: list[Any] = []
+    deliverer = None
+    if settings.webhook_url:
+        deliverer = Deliverer(store, settings.webhook_url, settings.webhook_secret, settings.webhook_timeout,
+                              settings.webhook_retry_seconds, settings.webhook_max_backoff).start()
+        tasks.append(deliverer)
+
+    def escalation_pass() -> None:
+        router = holder.current.router if holder.ready else None
+        if escalate_overdue(store, getattr(router, "directory", None), settings.escalation_agency) and deliverer:
+            deliverer.wake()
+
+    tasks.insert(0, Every("deadline-check", settings.sla_check_seconds, escalation_pass).start())
+    return tasks
+
+
+def _nothing() -> None:
+    """Waking the webhook delivery when there is none."""
+
+
 def create_app(settings: Settings) -> FastAPI:
     """Build the app for these settings. Opening the store and loading the model happen at start-up."""
     settings.check_serving()
@@ -130,10 +160,14 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not settings.keys:
             log.warning("DEVELOPMENT MODE: no API keys, every caller is admin. Never expose this service.")
-        app.state.store = open_store(settings.database)
+        app.state.store = open_store(settings.database, settings.sla, webhooks=bool(settings.webhook_url))
         previous = None
+        background: list[Any] = []
         try:
             holder.reload()
+            background = start_followup(settings, app.state.store, holder)
+            deliverer = next((t for t in background if isinstance(t, Deliverer)), None)
+            app.state.wake_delivery = deliverer.wake if deliverer else _nothing
             if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGHUP"):
                 # one process: SIGHUP reloads in place. Several workers: uvicorn's parent takes SIGHUP
                 # and replaces the workers one at a time, each new one loading the current model.
@@ -143,6 +177,9 @@ def create_app(settings: Settings) -> FastAPI:
         finally:
             if previous is not None:
                 signal.signal(signal.SIGHUP, previous)
+            for task in background:
+                task.stop()
+            app.state.wake_delivery = _nothing
             store, app.state.store = app.state.store, None
             store.close()
 
@@ -153,6 +190,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.store = None
     app.state.failure_limits = {"keys": FailureLimiter(settings.key_failures, settings.failure_window),
                                 "logins": FailureLimiter(settings.login_failures, settings.failure_window)}
+    app.state.wake_delivery = _nothing
+    app.state.track_limiter = RateLimiter(settings.track_rate_per_minute, settings.track_burst)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(NoStore)
     app.add_middleware(HeaderLimit, limit=settings.max_header_bytes)
@@ -164,6 +203,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(triage_routes)
     app.include_router(case_routes)
     app.include_router(operation_routes)
+    app.include_router(public_router)  # the complainant's tracking (issue 10): no key
     return app
 
 

@@ -5,6 +5,10 @@
 and the review pages (``triage.review``) both ask ``authorize``. Roles: ``intake`` may triage;
 ``reviewer`` may read, correct and move cases (and so use the review pages); ``admin`` may do all
 that and reload the model. With no keys configured (development mode) every caller is admin.
+
+An agency key (``key:agency:<official agency name>`` in ``TRIAGE_API_KEYS``) has the role
+``agency:<name>`` and the permissions ``AGENCY_PERMISSIONS``: it reads and moves cases, but only
+its own agency's and only some steps (``triage.cases.check_agency_move``).
 """
 
 from __future__ import annotations
@@ -17,13 +21,31 @@ from triage.errors import ForbiddenError, UnauthorizedError
 
 PERMISSIONS: dict[str, frozenset[str]] = {
     "intake": frozenset({"triage", "model"}),
-    "reviewer": frozenset({"read", "correct", "status", "model"}),
-    "admin": frozenset({"triage", "read", "correct", "status", "model", "admin"}),
+    "reviewer": frozenset({"read", "review", "correct", "status", "model"}),
+    "admin": frozenset({"triage", "read", "review", "correct", "status", "model", "admin"}),
 }
 ROLES = tuple(PERMISSIONS)
 """intake may triage; reviewer may read cases, correct them and move them on; admin may do all and reload."""
 DEV_ROLE = "admin"
 """The role of every caller when no keys are configured (development mode)."""
+AGENCY_ROLE = "agency:"
+"""An agency key's role is ``agency:<official agency name>``."""
+AGENCY_PERMISSIONS = frozenset({"read", "status", "model"})
+"""An agency may read and move (its own) cases; never triage, correct, reload or use the review pages."""
+
+
+def agency_of(role: str | None) -> str | None:
+    """The agency an ``agency:<name>`` role belongs to, else None."""
+    return role[len(AGENCY_ROLE):] if role and role.startswith(AGENCY_ROLE) else None
+
+
+def permissions(role: str | None) -> frozenset[str]:
+    """What a role may do: the staff table's permissions, or an agency key's."""
+    if role is None:
+        return frozenset()
+    if agency_of(role) is not None:
+        return AGENCY_PERMISSIONS
+    return PERMISSIONS.get(role, frozenset())
 
 
 def key_hmac(secret: bytes, key: str) -> str:
@@ -64,7 +86,7 @@ def key_for_hmac(keys: Mapping[str, str], secret: bytes, mac: str) -> str | None
 
 def may(role: str | None, permission: str) -> bool:
     """Whether ``role`` has ``permission`` (an unknown or missing role has none)."""
-    return role is not None and permission in PERMISSIONS.get(role, frozenset())
+    return permission in permissions(role)
 
 
 def authorize(keys: Mapping[str, str], key: str | None, permission: str) -> str:

@@ -9,6 +9,8 @@ The rules live here, once:
 - which labels and agencies a correction or a move may use (``check_labels``, ``check_agency``);
 - forwarding needs an agency, escalation defaults to the central level (``move_agency``); the
   allowed transitions and the forwarding-loop check are the store's (``triage.store.TRANSITIONS``);
+- what an agency key may see and do (``own_case``, ``check_agency_move``): only its agency's cases,
+  and only accept, in progress, forward, escalate, resolve;
 - what of a model's metrics is shown (``metrics_summary``).
 
 Raw complaint text and reporter contacts never reach a log line.
@@ -18,11 +20,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from triage.errors import ConflictError, InputError, LabelError, TooLargeError
+from triage.auth import agency_of
+from triage.errors import ConflictError, ForbiddenError, InputError, LabelError, NotFoundError, TooLargeError
 from triage.prediction import Prediction, predict, stored
 from triage.security import log_safe, scrub_prediction
 from triage.serving import Served
@@ -114,6 +117,25 @@ def move_agency(status: str, agency: str | None, escalation_agency: str) -> str 
     return agency
 
 
+AGENCY_STATUSES = ("assigned", "in_progress", "forwarded", "escalated", "resolved")
+"""The steps an agency key may take: accept, in progress, forward, escalate, resolve."""
+
+
+def own_case(role: str | None, case: dict[str, Any]) -> dict[str, Any]:
+    """The case, if this role may see it; an agency key gets NotFoundError for another agency's case
+    (so a key cannot probe which cases exist)."""
+    agency = agency_of(role)
+    if agency is not None and case.get("agency") != agency:
+        raise NotFoundError(f"case {case['id']} does not exist")
+    return case
+
+
+def check_agency_move(role: str | None, status: str) -> None:
+    """Refuse (403) a workflow step an agency key may not take."""
+    if agency_of(role) is not None and status not in AGENCY_STATUSES:
+        raise ForbiddenError(f"an agency key may not set status {status!r}; it may set: {', '.join(AGENCY_STATUSES)}")
+
+
 def metrics_summary(metrics: dict[str, Any]) -> dict[str, Any]:
     """The headline numbers of a model's metrics (no per-example texts)."""
     out: dict[str, Any] = {"split": metrics.get("split")}
@@ -141,6 +163,8 @@ class Cases:
     review_threshold: float = 0.5
     escalation_agency: str = "ศูนย์ดำรงธรรมกระทรวงมหาดไทย (ส่วนกลาง)"
     max_text_chars: int = 10_000
+    notify: Callable[[], None] | None = None
+    """Called after every status change (wakes the webhook delivery)."""
 
     @property
     def agency_names(self) -> set[str] | None:
@@ -227,18 +251,26 @@ class Cases:
         return out
 
     def move(self, case_id: int, status: str, agency: str | None, actor: str, note: str | None,
-             version: str | None = None) -> dict[str, Any]:
+             version: str | None = None, *, public_note: str | None = None, role: str | None = None) -> dict[str, Any]:
         """Move a case on its workflow: forward (needs an agency), escalate (default: the central level), ...
 
-        Impossible steps and forwarding loops are a ConflictError (from the store); with ``version``
-        a case that moved on since is a StaleError.
+        ``note`` is internal, ``public_note`` goes to the complainant (tracking page, webhook). Impossible
+        steps and forwarding loops are a ConflictError (from the store); with ``version`` a case that
+        moved on since is a StaleError. An agency ``role`` moves only its own cases (else NotFoundError),
+        only by ``AGENCY_STATUSES`` (else ForbiddenError), and only as the case was when it was checked.
         """
+        check_agency_move(role, status)
+        if agency_of(role) is not None:
+            version = version or own_case(role, self.store.get_case(case_id))["updated_at"]
         agency = move_agency(status, agency, self.escalation_agency)
         if agency is not None:
             check_agency(self.agency_names, agency, also=self.escalation_agency)
         if version is None:
-            case = self.store.change_status(case_id, status, agency, actor, note)
+            case = self.store.change_status(case_id, status, agency, actor, note, public_note=public_note)
         else:
-            case = self.store.change_status_at_version(case_id, version, status, agency, actor, note)
+            case = self.store.change_status_at_version(case_id, version, status, agency, actor, note,
+                                                       public_note=public_note)
+        if self.notify is not None:
+            self.notify()
         log.info("case %d -> %s (%s)", case_id, status, log_safe(actor))
         return case

@@ -255,6 +255,7 @@ def build_parser(extra: dict[str, Callable[[argparse._SubParsersAction], None]] 
     sub = ap.add_subparsers(dest="command", required=True)
     sub.add_parser("export-corrections", help="write reviewers' corrections as a training file (masked); "
                    "see python -m triage export-corrections --help")
+    sub.add_parser("escalate-overdue", help="one pass of the deadline check (escalate overdue cases) for a scheduler")
     p = sub.add_parser("predict", help="triage every row of a CSV/Parquet/JSONL file into JSONL")
     p.add_argument("--model", default="models/current", help="model version folder or models/current")
     p.add_argument("--input", required=True, help="CSV, TSV, Parquet or JSONL file")
@@ -282,9 +283,51 @@ def run(func: Callable[[], int]) -> int:
         return 130
 
 
+def cmd_escalate_overdue(argv: list[str]) -> int:
+    """One pass of the deadline check for an outside scheduler (cron, a systemd timer)."""
+    ap = argparse.ArgumentParser(prog="python -m triage escalate-overdue",
+                                 description="Escalate every open case past its deadline one level up (settings: "
+                                 "TRIAGE_* variables, as for the service); with TRIAGE_WEBHOOK_URL, then deliver "
+                                 "the outbox once.")
+    ap.add_argument("--no-deliver", action="store_true", help="leave webhook delivery to the running service")
+    args = ap.parse_args(argv)
+
+    def go() -> int:
+        from pydantic import ValidationError
+
+        from triage.config import Settings
+        from triage.errors import ConfigError
+        from triage.outbox import Deliverer
+        from triage.routing import Directory
+        from triage.sla import escalate_overdue
+        from triage.store import open_store
+
+        try:
+            settings = Settings()
+        except ValidationError as exc:
+            raise ConfigError(f"bad settings: {exc}") from exc
+        store = open_store(settings.database, settings.sla, webhooks=bool(settings.webhook_url))
+        try:
+            moved = escalate_overdue(store, Directory.load(), settings.escalation_agency)
+            for m in moved:
+                print(f"case {m['case_id']}: {m['from']} -> {m['to']}")
+            print(f"escalated {len(moved)} overdue case(s)", file=sys.stderr)
+            if settings.webhook_url and not args.no_deliver:
+                sent = Deliverer(store, settings.webhook_url, settings.webhook_secret,
+                                 settings.webhook_timeout).deliver_due()
+                print(f"delivered {sent} webhook event(s)", file=sys.stderr)
+        finally:
+            store.close()
+        return 0
+
+    return run(go)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["export-corrections"]:  # its own parser lives with the store code
         return cmd_export_corrections(argv[1:])
+    if argv[:1] == ["escalate-overdue"]:
+        return cmd_escalate_overdue(argv[1:])
     args = build_parser().parse_args(argv)
     return run(lambda: args.func(args))

@@ -15,12 +15,12 @@ from typing import NamedTuple
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from triage.auth import ROLES
+from triage.auth import AGENCY_ROLE, ROLES, agency_of
 from triage.errors import ConfigError
 from triage.security import has_control
 
-AGENCY = "agency"
-"""``key:agency:<official agency name>`` entries give a key the role ``agency:<name>``."""
+AGENCY = AGENCY_ROLE.rstrip(":")
+"""``key:agency:<official agency name>`` entries give a key the role ``agency:<name>`` (``triage.auth.AGENCY_ROLE``)."""
 
 
 class KeyEntry(NamedTuple):
@@ -54,7 +54,7 @@ def _entry(pair: str) -> tuple[str, KeyEntry]:
     if role == AGENCY:
         if rest is None:
             raise ValueError("an agency key needs the agency's official name: 'key:agency:<name>'")
-        return key, KeyEntry(f"{AGENCY}:{rest}", rest)
+        return key, KeyEntry(AGENCY_ROLE + rest, rest)
     return key, KeyEntry(role, rest)
 
 
@@ -69,7 +69,7 @@ def parse_key_entries(value: str) -> dict[str, KeyEntry]:
         if not pair:
             continue
         key, entry = _entry(pair)
-        if entry.label is not None and not entry.role.startswith(AGENCY + ":"):
+        if entry.label is not None and agency_of(entry.role) is None:
             if entry.label in seen:
                 raise ValueError(f"label {entry.label!r} is given to two API keys; each key needs its own")
             seen[entry.label] = key
@@ -119,6 +119,23 @@ class Settings(BaseSettings):
     log_level: str = "info"
     workers: int = Field(1, ge=1, le=16)
     """Server processes; they share the database, and a reload in one is followed by the others."""
+    sla_hours: str = "high=24,medium=72,low=360"
+    """Hours an agency has to resolve a case, per urgency (fractions allowed); reset when it is forwarded."""
+    sla_check_seconds: float = Field(60.0, gt=0, le=86_400)
+    """How often the service escalates open cases past their deadline (``python -m triage escalate-overdue``
+    does one pass for an outside scheduler)."""
+    webhook_url: str = ""
+    """Where every status change is POSTed (signed JSON); empty: no webhooks."""
+    webhook_secret: str = ""
+    """The HMAC-SHA256 key of the ``X-Triage-Signature`` header; needed with a webhook URL."""
+    webhook_timeout: float = Field(5.0, gt=0, le=300)
+    """Seconds a receiver has to answer one delivery before it counts as failed and is retried."""
+    webhook_retry_seconds: float = Field(5.0, gt=0, le=3600)
+    """The first retry's delay; it doubles with each failed attempt up to ``webhook_max_backoff``."""
+    webhook_max_backoff: float = Field(3600.0, gt=0, le=86_400)
+    track_rate_per_minute: float = Field(30.0, gt=0, le=100_000)
+    """Tracking lookups (and feedback) allowed per client address per minute, with bursts of ``track_burst``."""
+    track_burst: int = Field(10, ge=1, le=100_000)
 
     @field_validator("api_keys")
     @classmethod
@@ -131,6 +148,22 @@ class Settings(BaseSettings):
     def _check_secret(cls, value: str) -> str:
         if value and len(value) < 32:
             raise ValueError(f"the secret key has {len(value)} characters; at least 32 are needed")
+        return value
+
+    @field_validator("sla_hours")
+    @classmethod
+    def _check_sla(cls, value: str) -> str:
+        from triage.sla import parse_sla_hours
+
+        parse_sla_hours(value)
+        return value
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _check_webhook_url(cls, value: str) -> str:
+        value = value.strip()
+        if value and not value.startswith(("http://", "https://")):
+            raise ValueError(f"webhook URL {value[:40]!r} must start with http:// or https://")
         return value
 
     @field_validator("log_level")
@@ -146,6 +179,33 @@ class Settings(BaseSettings):
         if not self.keys and not self.dev_mode:
             raise ConfigError("no API keys: set TRIAGE_API_KEYS='key:role,...' (roles: intake, reviewer, admin) "
                               "or TRIAGE_DEV_MODE=1 to serve without keys on a development machine")
+        if self.webhook_url and len(self.webhook_secret) < 16:
+            raise ConfigError("TRIAGE_WEBHOOK_URL is set but TRIAGE_WEBHOOK_SECRET is missing or shorter than 16 "
+                              "characters: receivers check each delivery's X-Triage-Signature with it")
+        self.check_agency_keys()
+
+    def check_agency_keys(self, directory_path: Path | None = None) -> None:
+        """Refuse ``key:agency:<name>`` entries whose name is not an agency of the directory."""
+        names = {agency_of(role) for role in self.keys.values()} - {None}
+        if not names:
+            return
+        from triage.routing import DIRECTORY_PATH, Directory
+
+        path = directory_path or DIRECTORY_PATH
+        directory = Directory.load(path)
+        for name in sorted(n for n in names if n is not None):
+            if name not in directory.agencies:
+                canon = directory.canonical(name)
+                hint = f" (its official name is {canon!r})" if canon else ""
+                raise ConfigError(f"TRIAGE_API_KEYS: agency {name!r} of an agency key is not in the agency directory "
+                                  f"{path}{hint}; use an official name from that file")
+
+    @property
+    def sla(self) -> dict[str, float]:
+        """Hours to resolve per urgency level, from ``sla_hours``."""
+        from triage.sla import parse_sla_hours
+
+        return parse_sla_hours(self.sla_hours)
 
     @property
     def keys(self) -> dict[str, str]:

@@ -56,9 +56,10 @@ def get_served(holder: HolderDep) -> Served:
 ServedDep = Annotated[Served, Depends(get_served)]
 
 
-def get_cases(store: StoreDep, served: ServedDep, settings: SettingsDep) -> Cases:
+def get_cases(request: Request, store: StoreDep, served: ServedDep, settings: SettingsDep) -> Cases:
     return Cases(store, served, review_threshold=settings.review_threshold,
-                 escalation_agency=settings.escalation_agency, max_text_chars=settings.max_text_chars)
+                 escalation_agency=settings.escalation_agency, max_text_chars=settings.max_text_chars,
+                 notify=getattr(request.app.state, "wake_delivery", None))
 
 
 CasesDep = Annotated[Cases, Depends(get_cases)]

@@ -141,21 +141,52 @@ def plots(metrics: dict[str, Any]) -> dict[str, bytes]:
 
 
 def _agency_section(agency: dict[str, Any]) -> list[str]:
-    """Issue 4 §6: forwards routed to the agency they went to, ordinary tickets kept, per way of routing."""
+    """Issue 14 §6: later forwards and ordinary tickets, mixes at 2/5/8%, the assigned month, the replay."""
     h = agency["held_out"]
+    if "mix" not in agency.get("router", {}):  # a report of issue 4's metrics
+        return ["## Agency routing (held-out, time-ordered)", "", "```", str(agency.get("summary", "")), "```", ""]
     intro = (f"{h['forwards']} later forwards ({h['forwards_from']} .. {h['forwards_to']}) and {h['ordinary']} ordinary "
-             f"Bangkok tickets ({h['ordinary_split']}). Learned-model settings chosen on validation: override "
-             f"{agency['override']}, veto {agency['veto']}, agreement bonus {agency.get('bonus')} "
-             f"(keeping >= {agency['min_kept_on_validation']} of ordinary tickets).")
-    header = ("| routing | (a) forwards: exact agency | (a) forwards: right kind | (b) ordinary kept at district office "
-              "| review share (forwards / ordinary) |")
-    lines = ["## Agency routing (held-out, time-ordered)", "", intro, "", header, "|---|---|---|---|---|"]
+             f"Bangkok tickets ({h['ordinary_split']}; {h.get('ordinary_filter', '')}). The primary agency moves away from "
+             f"the district office only when the calibrated probability of another kind reaches {agency['move_threshold']} "
+             f"(break-even: a wrong move costs as much as a missed forward); calibration {agency['calibration']} fitted on "
+             f"validation at a {agency['forward_rate']:.0%} forward rate. Top-3: the right kind among the first three "
+             f"suggestions (agencies, then candidates). Mix r: r x forwards right by kind + (1 - r) x ordinary kept.")
+    header = ("| routing | forwards: right kind | right kind in top 3 | exact agency | ordinary kept | mix 2% | mix 5% | mix 8% "
+              "| review (forwards / ordinary) |")
+    lines = ["## Agency routing (held-out, time-ordered)", "", intro, "", header, "|---|---|---|---|---|---|---|---|---|"]
     ways = (("router", "router (table + learned)"), ("table_only", "table alone"),
             ("status_quo", "status quo: always the district office"))
     for name, label in ways:
         m = agency[name]
-        review = f"{m['forwarded_review']} / {m['ordinary_review']}" if "forwarded_review" in m else "-"
-        lines.append(f"| {label} | {m['forwarded_exact']} | {m['forwarded_kind']} | {m['ordinary_kept']} | {review} |")
+        mix = m["mix"]
+        lines.append(f"| {label} | {m['forwarded_kind']} | {m['forwarded_top3_kind']} | {m['forwarded_exact']} | "
+                     f"{m['ordinary_kept']} | {mix['2%']} | {mix['5%']} | {mix['8%']} | "
+                     f"{m['forwarded_review']} / {m['ordinary_review']} |")
+    a = agency.get("assigned")
+    if a:
+        lines += ["", (f"Later month with the organisations really assigned ({a['from']} .. {a['to']}, {a['tickets']} tickets, "
+                       f"{a['with_other_kind']} involving another kind of agency; a test, never fitted on). Agreement 'strict': "
+                       "right at the district office only when no other kind was assigned, else right when the first agency is "
+                       "of an assigned other kind; 'any': the first agency's kind is one of those assigned."), "",
+                  "| routing | agreement strict | agreement any | moved | review | district read from text |", "|---|---|---|---|---|---|"]
+        for name, label in (("with_district", "router, intake district"), ("without_district", "router, no district sent")):
+            m = a[name]
+            lines.append(f"| {label} | {m['agreement']['strict']} | {m['agreement']['any']} | {m['moved']} | {m['review']} | "
+                         f"{m['district_from_text']} |")
+        sq = a["status_quo"]["agreement"]
+        lines.append(f"| status quo: always the district office | {sq['strict']} | {sq['any']} | 0 | - | - |")
+    r = agency.get("replay")
+    if r:
+        lines += ["", (f"Learning from reviewers (replay in time order: {r['forwards']} later forwards with {r['ordinary']} "
+                       f"ordinary tickets between them; every wrong primary kind is corrected and remembered at once, "
+                       f"memory strength {r['strength']}, min similarity {r['min_sim']}): forwards by kind {r['by_kind']} "
+                       f"(without memory {r['by_kind_without_memory']}), ordinary kept {r['ordinary_kept']} "
+                       f"(without {r['ordinary_kept_without_memory']})."), "",
+                  "| next forwards | corrections seen | by kind | without memory | ordinary kept | without memory |",
+                  "|---|---|---|---|---|---|"]
+        for c in r["curve"]:
+            lines.append(f"| {c['forwards']} | {c['corrections_seen']} | {c['by_kind']} | {c['by_kind_without_memory']} | "
+                         f"{c['ordinary_kept']} | {c['ordinary_kept_without_memory']} |")
     lines += ["", "Right kind per true kind (router):", "", "| kind | forwards | right kind | predicted kinds |", "|---|---|---|---|"]
     for kind, row in agency["router"]["per_kind"].items():
         lines.append(f"| {kind} | {row['n']} | {row['recall']} | {row['predicted']} |")

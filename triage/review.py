@@ -60,8 +60,10 @@ from triage.errors import (
     http_status,
 )
 from triage.security import has_control, log_safe, scrub_prediction
+from triage.sla import is_overdue
 from triage.store import STATUSES, TRANSITIONS
 from triage.store_sessions import private_dir
+from triage.text import mask_personal
 
 log = logging.getLogger("triage.review")
 
@@ -70,7 +72,7 @@ router = APIRouter(prefix="/review", include_in_schema=False)
 COOKIE = "triage_review"
 LOGIN_COOKIE = "triage_review_login"
 SESSION_SECONDS = 12 * 3600
-REVIEW_PERMISSION = "read"
+REVIEW_PERMISSION = "review"
 """What a key's role needs to use the review pages (``triage.auth.PERMISSIONS``: reviewer and admin)."""
 PACKAGE = Path(__file__).resolve().parent
 STATIC = {"review.css": "text/css; charset=utf-8", "review.js": "text/javascript; charset=utf-8"}
@@ -467,8 +469,15 @@ def age(created_at: str, now: datetime | None = None) -> dict[str, str]:
     return {"th": f"{n} วัน", "en": f"{n} d"}
 
 
+def due(deadline: str, now: datetime) -> dict[str, str]:
+    """How far a deadline is, ahead or past, in the same words as ``age``."""
+    at = datetime.fromisoformat(deadline)
+    return age((now - abs(at - now)).isoformat(), now)
+
+
 def case_view(case: dict[str, Any], now: datetime) -> dict[str, Any]:
-    """What a page shows of a case: the model's prediction with its confidences, and how long it has waited."""
+    """What a page shows of a case: the model's prediction with its confidences, how long it has waited and
+    how far its deadline is."""
     pred = scrub_prediction(case["prediction"], case["text"])  # names masked, also in cases stored before
     topic_scores = pred.get("topic_scores") or {}
     agency_scores = pred.get("agency_scores") or {}
@@ -484,6 +493,8 @@ def case_view(case: dict[str, Any], now: datetime) -> dict[str, Any]:
         "cues": pred.get("urgency_cues") or [],
         "candidates": [(c.get("agency"), c.get("score")) for c in pred.get("agency_candidates") or []],
         "agency_decision": (pred.get("agency_explanation") or {}).get("decision", ""),
+        "overdue": is_overdue(case.get("deadline"), case["status"], now),
+        "due": due(case["deadline"], now) if case.get("deadline") else None,
     }
 
 
@@ -594,7 +605,8 @@ def case_page(request: Request, cases: Cases, session: Session, case_id: int, st
                   draft=draft, draft_agencies=agencies, move=move_draft or {},
                   transitions=TRANSITIONS.get(case["status"], ()), history=store.history(case_id),
                   corrections=store.corrections(case_id), escalation_agency=cases.escalation_agency,
-                  next_id=next_id)
+                  next_id=next_id, feedback=[{**f, "comment": mask_personal(f["comment"]) if f["comment"] else None}
+                                             for f in store.feedback_for(case_id)])
 
 
 @router.get("/cases/{case_id}")
@@ -690,8 +702,10 @@ def _move(request: Request, case_id: int, form: dict[str, list[str]], cases: Cas
     action = one(form, "action", 20)
     agency = one(form, "agency", 200) or None
     note = one(form, "note", 2000) or None
+    public_note = one(form, "public_note", 2000) or None
     status = {"forward": "forwarded", "escalate": "escalated"}.get(action) or one(form, "status", 20)
-    draft = {"action": action, "agency": agency or "", "note": note or "", "status": status}
+    draft = {"action": action, "agency": agency or "", "note": note or "", "status": status,
+             "public_note": public_note or ""}
 
     def again(code: int, th: str, en: str, kind: str = "error") -> HTMLResponse:
         return case_page(request, cases, session, case_id, status=code, move_draft=draft,
@@ -702,7 +716,8 @@ def _move(request: Request, case_id: int, form: dict[str, list[str]], cases: Cas
     except NotFoundError:
         return not_found(request, session, case_id)
     try:
-        cases.move(case_id, status, agency, session.actor, note, version=one(form, "version", 100))
+        cases.move(case_id, status, agency, session.actor, note, version=one(form, "version", 100),
+                   public_note=public_note)
     except InputError as exc:
         if status not in STATUSES:
             return again(http_status(exc), "เลือกสถานะที่ต้องการ", str(exc))
@@ -799,7 +814,11 @@ def overview(request: Request, cases: CasesDep) -> Response:
     charts = {by: rate_chart(store.correction_rates(weeks[0], by), weeks) for by in ("topic", "agency")}
     created = loaded.meta.get("created")
     metrics = metrics_summary(loaded.meta.get("metrics", {}))
+    now_iso = now.isoformat(timespec="microseconds")
+    deadlines = [{**c, "due": due(c["deadline"], now)} for c in store.deadlines(now_iso)]
     return render(request, "overview.html", session=session, page="overview", counts=counts, charts=charts,
+                  deadlines=deadlines, escalations=store.escalations(), ratings=store.agency_ratings(now_iso),
+                  hours=lambda h: "–" if h is None else f"{h:.1f}",
                   buckets=AGE_BUCKETS, model={"version": loaded.model.version, "created": created,
                                               "loaded_at": loaded.loaded_at, "metrics": metrics,
                                               "topics": len(loaded.model.topic_labels),

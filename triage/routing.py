@@ -11,14 +11,22 @@ Pure core over two data files that an operator edits (``resources/``):
   that give a complaint a kind, by predicted topic and by phrase (a hanging wire is the
   electricity authority's, a hanging telecom cable the regulator's).
 
-A learned model (``triage.agency.AgencyModel``, trained from real forwards and reviewers'
-corrections) gives each kind a probability; it overrides the table only when it is confident.
-When neither is sure (vague text, no district, table and model disagree) the case goes to review
-with its candidates. Both validators raise ``ConfigError`` naming the bad value.
+- ``places.toml``: subdistricts (แขวง) and well-known places, to read the district from the text
+  when the intake sends none (``Places``).
+
+A learned model (``triage.agency.AgencyModel``, trained from real forwards and ordinary tickets at
+their real rate) gives each kind a probability. With its calibration (issue 14) the router moves
+the primary agency away from the district office only when the calibrated probability that the
+other kind is right reaches the model's ``move_threshold_`` (0.5, the break-even point: a wrong
+move costs as much as a missed forward); every other kind it believes in is listed, ranked, in
+``agency_candidates``. A case goes to review only when the agency really is uncertain: a close call
+on the kind, vague text, or a district the directory does not know. Both validators raise
+``ConfigError`` naming the bad value.
 """
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -31,15 +39,76 @@ from triage.text import tokenize
 RESOURCES = Path(__file__).with_name("resources")
 DIRECTORY_PATH = RESOURCES / "agencies.toml"
 TABLE_PATH = RESOURCES / "routing.toml"
+PLACES_PATH = RESOURCES / "places.toml"
 DISTRICT_OFFICE = "district_office"
 _DEFAULT = "default handler"
 _AGENCY_KEYS = {"kind", "parent", "districts", "also", "aliases", "from_knowledge"}
 
 
 class KindModel(Protocol):
-    """What the router needs from a learned agency model."""
+    """What the router needs from a learned agency model.
+
+    A calibrated model (``triage.agency.AgencyModel`` since issue 14) also carries
+    ``calibration_`` and ``move_threshold_``, read with ``getattr``; without them the router uses
+    the older override/veto rule (``Router.decide``).
+    """
 
     def kind_proba(self, norm: str) -> dict[str, float]: ...
+
+
+@dataclass
+class Places:
+    """Reads a Bangkok district from complaint text: ``เขตบางนา``, ``เขต : บางนา``, ``แขวงคลองตัน``, ``สนามหลวง``.
+
+    Used only when the intake sends no district. The first named district (``เขต``) wins, then a
+    subdistrict (``แขวง``), then a well-known place; a text naming none gives None.
+    """
+
+    districts: tuple[str, ...]
+    subdistricts: dict[str, str] = field(default_factory=dict)
+    places: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], districts: tuple[str, ...], source: str = "places") -> Places:
+        known = set(districts)
+        out: dict[str, dict[str, str]] = {}
+        for table in ("subdistricts", "places"):
+            entries = raw.get(table) or {}
+            if not isinstance(entries, dict):
+                raise ConfigError(f"{source}: [{table}] must be a table of name = district")
+            for name, district in entries.items():
+                if district not in known:
+                    raise ConfigError(f"{source}: {table[:-1]} {name!r} has district {district!r}, which is not a Bangkok district")
+            out[table] = {str(k).lower(): str(v) for k, v in entries.items()}
+        return cls(districts, out["subdistricts"], out["places"])
+
+    @classmethod
+    def load(cls, districts: tuple[str, ...], path: Path | None = None) -> Places:
+        path = path or PLACES_PATH
+        if not Path(path).exists():
+            return cls(districts)
+        return cls.from_dict(_read_toml(path, "place list"), districts, str(path))
+
+    def _alternation(self, names: Any) -> str:
+        return "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+
+    def __post_init__(self) -> None:
+        d = self._alternation(self.districts)
+        self._district = re.compile(f"(?:สำนักงาน)?เขต\\s*:?\\s*({d})") if d else None
+        sub = self._alternation(self.subdistricts)
+        self._sub = re.compile(f"(?:แขวง|เเขวง)\\s*:?\\s*({sub})") if sub else None
+        pl = self._alternation(self.places)
+        self._place = re.compile(f"({pl})") if pl else None
+
+    def district_in(self, norm: str) -> str | None:
+        """The district a normalised text names, or None."""
+        if self._district is not None and (m := self._district.search(norm)):
+            return m.group(1)
+        if self._sub is not None and (m := self._sub.search(norm)):
+            return self.subdistricts[m.group(1)]
+        if self._place is not None and (m := self._place.search(norm)):
+            return self.places[m.group(1)]
+        return None
 
 
 @dataclass(frozen=True)
@@ -221,6 +290,8 @@ class RoutingTable:
     review_below: float = 0.45
     min_words: int = 3
     max_agencies: int = 3
+    review_from: float = 0.3
+    max_candidates: int = 5
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], directory: Directory, source: str = "routing table") -> RoutingTable:
@@ -245,7 +316,7 @@ class RoutingTable:
         rules = [cls._rule(i, r, kinds, directory, source) for i, r in enumerate(raw.get("rules") or [], 1)]
         settings = raw.get("settings") or {}
         known = {"default_score", "outside_bangkok", "no_district", "override", "veto", "agreement_bonus", "review_margin", "topic_min_score", "secondary", "review_below",
-                 "min_words", "max_agencies"}
+                 "min_words", "max_agencies", "review_from", "max_candidates"}
         unknown = set(settings) - known
         if unknown:
             raise ConfigError(f"{source}: [settings] has unknown keys {sorted(unknown)}; known: {', '.join(sorted(known))}")
@@ -295,12 +366,55 @@ class Router:
 
     directory: Directory
     table: RoutingTable
+    places: Places | None = None
 
     @classmethod
-    def load(cls, directory_path: Path | None = None, table_path: Path | None = None) -> Router:
-        """Load and validate the directory and the routing table (the shipped ones by default)."""
+    def load(cls, directory_path: Path | None = None, table_path: Path | None = None,
+             places_path: Path | None = None) -> Router:
+        """Load and validate the directory, the routing table and the place list (the shipped ones by default)."""
         directory = Directory.load(directory_path)
-        return cls(directory, RoutingTable.load(directory, table_path))
+        return cls(directory, RoutingTable.load(directory, table_path), Places.load(directory.bangkok_districts, places_path))
+
+    def district_for(self, district: str | None, norm: str) -> tuple[str | None, str | None]:
+        """(district, where it came from): the intake's when given, else the one the text names."""
+        if isinstance(district, str) and district.strip():
+            return district.strip(), "intake"
+        found = self.places.district_in(norm) if self.places is not None else None
+        return (found, "text") if found else (None, None)
+
+    def rule_evidence(self, table: dict[str, tuple[float, str]]) -> dict[str, tuple[float, float]]:
+        """Per kind other than the district office: (a strong rule names it, only a weak rule does), as 0/1."""
+        out: dict[str, tuple[float, float]] = {}
+        for key, (score, _why) in table.items():
+            kind = self.key_kind(key)
+            if kind == DISTRICT_OFFICE:
+                continue
+            strong, weak = out.get(kind, (0.0, 0.0))
+            if score > self.table.default_score:
+                strong = 1.0
+            else:
+                weak = 1.0
+            out[kind] = (strong, weak)
+        return out
+
+    def move_scores(self, learned: Any, kind_p: dict[str, float], table: dict[str, tuple[float, str]],
+                    district: str | None) -> dict[str, float]:
+        """Calibrated probability, per kind other than the district office, that the complaint is that kind's.
+
+        ``learned.calibration_`` = (a, b, c, d): sigmoid(a * logit(p) + b * strong rule + c * weak rule + d),
+        fitted at training on validation forwards and ordinary tickets mixed at the real forward rate.
+        """
+        a, b, c, d = learned.calibration_
+        evidence = self.rule_evidence(table)
+        out: dict[str, float] = {}
+        for kind in set(kind_p) | set(evidence):
+            if kind == DISTRICT_OFFICE or kind not in self.table.kinds or not self.resolve(kind, district):
+                continue
+            p = min(max(kind_p.get(kind, 0.0), 1e-6), 1 - 1e-6)
+            strong, weak = evidence.get(kind, (0.0, 0.0))
+            z = a * math.log(p / (1 - p)) + b * strong + c * weak + d
+            out[kind] = 1.0 / (1.0 + math.exp(-max(min(z, 30.0), -30.0)))
+        return out
 
     @property
     def agency_names(self) -> set[str]:
@@ -398,38 +512,50 @@ class Router:
         """Agencies for one complaint, primary first, with scores, review flag, candidates and explanation.
 
         ``prediction`` is the record from ``TriageModel.predict`` (topics, topic_scores);
-        ``learned`` the model's agency model or None (then the table decides alone).
+        ``learned`` the model's agency model or None (then the table decides alone). With a
+        calibrated model the primary leaves the district office only at or above its break-even
+        threshold; ``agency_candidates`` ranks every other agency the router believes in.
         """
         t = self.table
-        district = district.strip() if isinstance(district, str) and district.strip() else None
+        district, district_source = self.district_for(district, norm)
         table = self.table_kinds(norm, self.rule_topics(prediction))
         learned_p = self.usable(learned.kind_proba(norm), district) if learned is not None else {}
-
-        ranked, order, decision = self.decide(table, learned_p, *self.thresholds(learned))
-        score_of = {k: max(table.get(k, (0.0, ""))[0], learned_p.get(self.key_kind(k), 0.0)) for k in order}
+        calibrated = learned is not None and getattr(learned, "calibration_", None) is not None
+        move: dict[str, float] = {}
+        if calibrated:
+            move = self.move_scores(learned, learned_p, table, district)
+            ranked = sorted(table.items(), key=lambda kv: -kv[1][0])
+            order, decision, score_of = self._calibrated_order(table, learned_p, move, getattr(learned, "move_threshold_", 0.5))
+            rank_p = learned.rank_proba(norm) if learned is not None and getattr(learned, "ranker_", None) is not None else None  # type: ignore[attr-defined]
+            candidate_score = self.candidate_scores(score_of, table, rank_p)
+        else:
+            ranked, order, decision = self.decide(table, learned_p, *self.thresholds(learned))
+            score_of = {k: max(table.get(k, (0.0, ""))[0], learned_p.get(self.key_kind(k), 0.0)) for k in order}
 
         agencies: list[str] = []
         scores: dict[str, float] = {}
         kinds_out: list[str] = []
         for rank, key in enumerate(order):
             score = score_of[key]
-            if rank > 0 and score < t.secondary and not (rank == 1 and "second opinion" in decision):
+            if rank > 0 and not calibrated and score < t.secondary and not (rank == 1 and "second opinion" in decision):
                 continue
+            if rank > 0 and calibrated and score < t.secondary and table.get(key, (0.0, ""))[0] <= t.default_score:
+                continue  # further agencies: likely enough, or named by a strong rule
             if rank > 0 and key == DISTRICT_OFFICE and table[key][1] == _DEFAULT and learned_p.get(key, 0.0) < t.secondary:
                 continue  # the default handler is only listed when it is the primary or something names it
-            names = [key[1:]] if key.startswith("@") else self.resolve(key, district)
+            names = self._names(key, table, district)
             if not names or names[0] in agencies:
                 continue
             agencies.append(names[0])
             scores[names[0]] = round(score, 4)
-            kinds_out.append(self.directory.agencies[names[0]].kind)
+            kinds_out.append(self.key_kind(key))  # the kind decided (a district office without district resolves to a centre)
             if len(agencies) >= t.max_agencies:
                 break
 
         reasons = []
-        if district is None:
+        if district is None and not calibrated:
             reasons.append("no district given")
-        elif not self.directory.in_bangkok(district) and not self.directory.local(t.outside_bangkok, district):
+        elif district is not None and not self.directory.in_bangkok(district) and not self.directory.local(t.outside_bangkok, district):
             reasons.append(f"district {district!r} is not in the directory")
         words = [w for w in tokenize(norm) if any(ch.isalpha() for ch in w)] if norm else []
         if len(words) < t.min_words:
@@ -437,25 +563,73 @@ class Router:
         top_topic = max(prediction.get("topic_scores", {}).values(), default=None)
         if top_topic is not None and top_topic < t.review_below and len(words) < 2 * t.min_words:
             reasons.append(f"vague: no topic is likely (best {top_topic:.2f})")
-        if "second opinion" in decision:
-            reasons.append(f"table and learned model disagree ({decision})")
+        if "second opinion" in decision or "close call" in decision:
+            reasons.append(f"the kind is uncertain ({decision})" if calibrated else f"table and learned model disagree ({decision})")
         needs_review = bool(reasons)
 
         candidates: list[dict[str, Any]] = []
-        if needs_review:
-            pool = sorted(score_of.items(), key=lambda kv: -kv[1])
-            for key, score in pool:
-                for name in ([key[1:]] if key.startswith("@") else self.resolve(key, district)[:2]):
-                    if name not in [c["agency"] for c in candidates]:
-                        candidates.append({"agency": name, "score": round(score, 4)})
-            candidates = candidates[:5]
-        explanation = {
+        if calibrated or needs_review:
+            pool = sorted((candidate_score if calibrated else score_of).items(), key=lambda kv: -kv[1])
+            for per_kind in (1, 2):  # one agency per kind first, then the next station or branch of each
+                for key, score in pool:
+                    for name in self._names(key, table, district)[per_kind - 1:per_kind]:
+                        if (not calibrated or name not in agencies) and name not in [c["agency"] for c in candidates]:
+                            candidates.append({"agency": name, "score": round(score, 4)})
+            candidates = candidates[:t.max_candidates]
+        explanation: dict[str, Any] = {
             "table": [{"kind": self.key_kind(k), "agency": k[1:] if k.startswith("@") else None, "score": round(s, 4),
                        "why": why} for k, (s, why) in ranked],
             "learned": {k: round(p, 4) for k, p in sorted(learned_p.items(), key=lambda kv: -kv[1])[:3]} if learned else None,
             "decision": decision,
             "review_reasons": reasons,
             "district": district,
+            "district_source": district_source,
         }
+        if calibrated:
+            explanation["move"] = {"calibrated": {k: round(v, 4) for k, v in sorted(move.items(), key=lambda kv: -kv[1])[:3]},
+                                   "threshold": getattr(learned, "move_threshold_", 0.5)}
+        if district is None:
+            explanation["district_note"] = "no district given or named in the text: the kind's city-wide agency"
         return {"agencies": agencies, "agency_scores": scores, "agency_kinds": kinds_out,
                 "agency_needs_review": needs_review, "agency_candidates": candidates, "agency_explanation": explanation}
+
+    def _names(self, key: str, table: dict[str, tuple[float, str]], district: str | None) -> list[str]:
+        """Concrete agencies for an order key: the agency a rule named, else the kind resolved in the district."""
+        if key.startswith("@"):
+            return [key[1:]]
+        named = [k[1:] for k in table if k.startswith("@") and self.key_kind(k) == key]
+        return named + [n for n in self.resolve(key, district) if n not in named]
+
+    def candidate_scores(self, score_of: dict[str, float], table: dict[str, tuple[float, str]],
+                         rank_p: dict[str, float] | None) -> dict[str, float]:
+        """Scores that rank the reviewer's suggestions: for kinds other than the district office, the
+        ranker's probability of the kind among forwarded complaints (0.7) plus a strong rule naming
+        it (0.3), or its calibrated probability when that is higher; without a ranker, the calibrated
+        probabilities. The district office keeps its score."""
+        if rank_p is None:
+            return dict(score_of)
+        evidence = self.rule_evidence(table)
+        return {k: (v if k == DISTRICT_OFFICE else max(v, 0.7 * rank_p.get(k, 0.0) + 0.3 * evidence.get(k, (0.0, 0.0))[0]))
+                for k, v in score_of.items()}
+
+    def _calibrated_order(self, table: dict[str, tuple[float, str]], learned_p: dict[str, float],
+                          move: dict[str, float], threshold: float) -> tuple[list[str], str, dict[str, float]]:
+        """Kinds in order (primary first), what decided, and each kind's score, for a calibrated model.
+
+        The primary leaves the district office only when another kind's calibrated probability
+        reaches ``threshold``; a kind within ``review_from`` of it is a close call (reviewed).
+        """
+        best = max(move.items(), key=lambda kv: kv[1]) if move else None
+        score_of = dict(move)
+        score_of[DISTRICT_OFFICE] = max(learned_p.get(DISTRICT_OFFICE, 0.0), 1.0 - (best[1] if best else 0.0))
+        if best is not None and best[1] >= threshold:
+            lead = best[0]
+            why = f"moved to {lead}: calibrated {best[1]:.2f} >= {threshold:.2f}"
+        else:
+            lead = DISTRICT_OFFICE
+            if best is not None and best[1] >= self.table.review_from:
+                why = f"close call: {best[0]} {best[1]:.2f} < {threshold:.2f}, kept at the district office"
+            else:
+                why = "kept at the district office" + (f": best other kind {best[0]} {best[1]:.2f}" if best else "")
+        rest = sorted((k for k in score_of if k != lead), key=lambda k: -score_of[k])
+        return [lead] + rest, why, score_of

@@ -90,6 +90,8 @@ class TriageOut(BaseModel):
     explanation: list[Token]
     model_version: str
     status: str
+    tracking_code: str | None = Field(None, description="Give it to the complainant: GET /v1/track/{code} and the "
+                                                         "page /track/{code} show where the case stands")
 
 
 class BatchOut(BaseModel):
@@ -119,7 +121,10 @@ class StatusIn(_In):
     status: str = Field(description=f"one of: {', '.join(STATUSES)}")
     actor: PersonName
     agency: Name | None = Field(None, description="Needed to forward; escalation defaults to the central level")
-    note: Annotated[str, Field(max_length=2000), AfterValidator(_unicode_clean)] | None = None
+    note: Annotated[str, Field(max_length=2000), AfterValidator(_unicode_clean)] | None = Field(
+        None, description="Internal: staff and agencies see it, the complainant never does")
+    public_note: Annotated[str, Field(max_length=2000), AfterValidator(_unicode_clean)] | None = Field(
+        None, description="Shown on the complainant's tracking page and sent in the webhook event")
 
     @model_validator(mode="after")
     def _known(self) -> StatusIn:
@@ -170,6 +175,9 @@ class CaseOut(BaseModel):
     needs_review: bool
     review_reasons: list[str]
     corrected: bool
+    tracking_code: str | None = None
+    deadline: str | None = Field(None, description="When the current agency must have resolved it (TRIAGE_SLA_HOURS)")
+    overdue: bool = False
 
 
 class CaseList(BaseModel):
@@ -190,6 +198,9 @@ class EventOut(BaseModel):
     agency: str | None
     actor: str | None
     note: str | None
+    public_note: str | None = Field(None, description="What the complainant's tracking page shows of this step")
+    reason: str | None = Field(None, description="Why the system took the step: overdue (automatic escalation), "
+                                                 "reopened (by the complainant)")
 
 
 class HistoryOut(BaseModel):
@@ -207,6 +218,31 @@ class ModelOut(BaseModel):
     labels: dict[str, list[str]]
     metrics: dict[str, Any]
     loaded_at: str
+
+
+class TrackStep(BaseModel):
+    at: str
+    status: str
+    agency: str | None
+    note: str | None = Field(description="Only what staff marked public")
+
+
+class TrackOut(BaseModel):
+    """What anyone holding the tracking code sees: no text, contact, internal notes, staff names."""
+
+    status: str
+    agency: str | None
+    updated_at: str
+    deadline: str | None
+    steps: list[TrackStep]
+
+
+class FeedbackIn(_In):
+    """The complainant's rating of a resolved case."""
+
+    stars: int = Field(ge=1, le=5)
+    comment: Annotated[str, Field(max_length=2000), AfterValidator(_unicode_clean)] | None = None
+    reopen: bool = False
 
 
 class ErrorOut(BaseModel):

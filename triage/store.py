@@ -26,6 +26,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from triage.errors import ConfigError, ConflictError, NotFoundError, StaleError, StorageError
+from triage.store_followup import MIGRATION as FOLLOWUP_MIGRATION
+from triage.store_followup import FollowupMixin
 from triage.store_sessions import SESSIONS_MIGRATION, SessionsMixin, private_file
 
 STATUSES = ("new", "assigned", "in_progress", "forwarded", "escalated", "resolved", "rejected")
@@ -34,7 +36,7 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
     "assigned": ("in_progress", "forwarded", "escalated", "resolved", "rejected"),
     "in_progress": ("forwarded", "escalated", "resolved", "rejected"),
     "forwarded": ("assigned", "in_progress", "forwarded", "escalated", "resolved", "rejected"),
-    "escalated": ("assigned", "in_progress", "forwarded", "resolved", "rejected"),
+    "escalated": ("assigned", "in_progress", "forwarded", "escalated", "resolved", "rejected"),
     "resolved": (),
     "rejected": (),
 }
@@ -99,7 +101,9 @@ MIGRATIONS: list[str] = [
     CREATE INDEX corrections_case ON corrections(case_id, id);
     CREATE INDEX corrections_agency ON corrections(predicted_topic, predicted_agency) WHERE agencies IS NOT NULL;
     """,
-    # 2: review-page sessions, so that a logout ends one on the server (triage.store_sessions)
+    # 2: tracking codes, deadlines, public notes, the webhook outbox, feedback (triage.store_followup)
+    FOLLOWUP_MIGRATION,
+    # 3: review-page sessions, so that a logout ends one on the server (triage.store_sessions)
     SESSIONS_MIGRATION,
 ]
 
@@ -122,7 +126,11 @@ class Store(Protocol):
                        urgency: str | None, urgency_rank: int | None,
                        agencies: list[str] | None) -> dict[str, Any]: ...
     def change_status(self, case_id: int, status: str, agency: str | None, actor: str,
-                      note: str | None) -> dict[str, Any]: ...
+                      note: str | None, *, public_note: str | None = None,
+                      reason: str | None = None) -> dict[str, Any]: ...
+    def find_tracking(self, code: str) -> dict[str, Any] | None: ...
+    def events_for(self, case_id: int) -> list[dict[str, Any]]: ...
+    def add_feedback(self, case_id: int, stars: int, comment: str | None, reopen: bool) -> dict[str, Any]: ...
     def history(self, case_id: int) -> list[dict[str, Any]]: ...
     def agency_corrected_before(self, topic: str, agency: str) -> bool: ...
     def corrected_cases(self) -> Iterator[dict[str, Any]]: ...
@@ -131,8 +139,11 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-def open_store(url: str) -> ReviewStore:
-    """Open the store a URL names: ``sqlite:///path`` (or a plain path). Applies migrations."""
+def open_store(url: str, sla_hours: dict[str, float] | None = None, webhooks: bool = False) -> ReviewStore:
+    """Open the store a URL names: ``sqlite:///path`` (or a plain path). Applies migrations.
+
+    ``sla_hours`` gives each case its deadline; ``webhooks`` writes an outbox event per status change.
+    """
     if url.startswith(("postgresql://", "postgres://")):
         raise ConfigError("a PostgreSQL store is not implemented yet; use sqlite:///path/to/triage.db")
     if url.startswith("sqlite:///"):
@@ -141,14 +152,16 @@ def open_store(url: str) -> ReviewStore:
         raise ConfigError(f"database URL {url.split('://')[0]}://... is not one of: sqlite:///path")
     else:
         path = url
-    return SQLiteStore(Path(path))
+    store = SQLiteStore(Path(path))
+    store.configure_followup(sla_hours, webhooks)
+    return store
 
 
 def _json(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-class SQLiteStore(SessionsMixin):
+class SQLiteStore(FollowupMixin, SessionsMixin):
     """The SQLite case store (see the module docstring)."""
 
     def __init__(self, path: Path, timeout: float = 10.0) -> None:
@@ -230,9 +243,11 @@ class SQLiteStore(SessionsMixin):
     @staticmethod
     def _event(db: sqlite3.Connection, case_id: int, kind: str, at: str, from_status: str | None = None,
                to_status: str | None = None, agency: str | None = None, actor: str | None = None,
-               note: str | None = None) -> None:
-        db.execute("INSERT INTO events (case_id, at, kind, from_status, to_status, agency, actor, note) "
-                   "VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (case_id, at, kind, from_status, to_status, agency, actor, note))
+               note: str | None = None, *, public_note: str | None = None, reason: str | None = None,
+               from_agency: str | None = None) -> None:
+        db.execute("INSERT INTO events (case_id, at, kind, from_status, to_status, agency, actor, note, public_note, "
+                   "reason, from_agency) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                   (case_id, at, kind, from_status, to_status, agency, actor, note, public_note, reason, from_agency))
 
     # -- cases --------------------------------------------------------------------------------
 
@@ -269,6 +284,7 @@ class SQLiteStore(SessionsMixin):
                      _json([agency] if agency else []), int(rec["needs_review"]), _json(rec["review_reasons"])),
                 )
                 case_id = int(cur.lastrowid or 0)
+                self._on_created(db, case_id, rec.get("urgency"), at)
                 self._event(db, case_id, "created", at, None, "new", agency, rec.get("source"),
                             f"triaged by model {rec['model_version']}")
                 out.append((self._get(db, case_id), True))
@@ -304,10 +320,10 @@ class SQLiteStore(SessionsMixin):
         return cases, (cases[-1]["id"] if len(rows) > limit else None)
 
     def review_queue(self, limit: int = 50, offset: int = 0) -> tuple[list[dict[str, Any]], int]:
-        """Open cases that need a person: most urgent first, then oldest first. Returns (page, total)."""
+        """Open cases that need a person: overdue first, then most urgent, then oldest. Returns (page, total)."""
         open_ = "needs_review = 1 AND status NOT IN ('resolved', 'rejected')"
-        rows = self._read(f"SELECT * FROM cases WHERE {open_} ORDER BY urgency_rank, created_at, id LIMIT ? OFFSET ?",
-                          (limit, offset))
+        rows = self._read(f"SELECT * FROM cases WHERE {open_} ORDER BY {QUEUE_ORDER} LIMIT ? OFFSET ?",
+                          (now(), limit, offset))
         total = self._read(f"SELECT count(*) FROM cases WHERE {open_}")[0][0]
         return [self._case(r) for r in rows], int(total)
 
@@ -342,14 +358,19 @@ class SQLiteStore(SessionsMixin):
                 "needs_review = 0, review_reasons = '[]', corrected = 1, updated_at = ? WHERE id = ?",
                 (_json(new_topics), new_urgency, rank, _json(new_agencies), agency, _json(path), at, case_id),
             )
+            self._on_corrected(db, case, urgency)
             changed = [k for k, v in (("topics", topics), ("urgency", urgency), ("agencies", agencies)) if v is not None]
             self._event(db, case_id, "correction", at, case["status"], case["status"], agency, reviewer,
                         f"corrected {', '.join(changed)}: {reason}")
             return self._get(db, case_id)
 
     def change_status(self, case_id: int, status: str, agency: str | None, actor: str,
-                      note: str | None) -> dict[str, Any]:
-        """Move a case through its workflow, refusing impossible transitions and forwarding loops."""
+                      note: str | None, *, public_note: str | None = None,
+                      reason: str | None = None) -> dict[str, Any]:
+        """Move a case through its workflow, refusing impossible transitions and forwarding loops.
+
+        ``note`` is internal; ``public_note`` shows on the complainant's tracking page.
+        """
         with self._write() as db:
             case = self._get(db, case_id)
             current = case["status"]
@@ -377,13 +398,16 @@ class SQLiteStore(SessionsMixin):
             db.execute("UPDATE cases SET status = ?, agency = ?, agency_path = ?, review_reasons = ?, needs_review = ?, "
                        "updated_at = ? WHERE id = ?",
                        (status, holder, _json(path), _json(reasons), int(bool(reasons)), at, case_id))
-            self._event(db, case_id, "status", at, current, status, holder, actor, note)
+            self._event(db, case_id, "status", at, current, status, holder, actor, note, public_note=public_note,
+                        reason=reason, from_agency=case["agency"])
+            self._on_status(db, case, status, holder, at, public_note)
             return self._get(db, case_id)
 
     def history(self, case_id: int) -> list[dict[str, Any]]:
         with self._lock:
             self._get(self._db, case_id)
-            rows = self._db.execute("SELECT at, kind, from_status, to_status, agency, actor, note FROM events "
+            rows = self._db.execute("SELECT at, kind, from_status, to_status, agency, actor, note, public_note, reason "
+                                    "FROM events "
                                     "WHERE case_id = ? ORDER BY id", (case_id,)).fetchall()
         return [dict(r) for r in rows]
 
@@ -430,8 +454,8 @@ class SQLiteStore(SessionsMixin):
                 where.append(f"{column} = ?")
                 params.append(value)
         cond = " AND ".join(where)
-        rows = self._read(f"SELECT * FROM cases WHERE {cond} ORDER BY urgency_rank, created_at, id LIMIT ? OFFSET ?",
-                          (*params, limit, offset))
+        rows = self._read(f"SELECT * FROM cases WHERE {cond} ORDER BY {QUEUE_ORDER} LIMIT ? OFFSET ?",
+                          (*params, now(), limit, offset))
         total = self._read(f"SELECT count(*) FROM cases WHERE {cond}", tuple(params))[0][0]
         return [self._case(r) for r in rows], int(total)
 
@@ -495,10 +519,11 @@ class SQLiteStore(SessionsMixin):
             return self.add_correction(case_id, reviewer, reason, topics, urgency, urgency_rank, agencies)
 
     def change_status_at_version(self, case_id: int, version: str, status: str, agency: str | None, actor: str,
-                                 note: str | None) -> dict[str, Any]:
+                                 note: str | None, *, public_note: str | None = None,
+                                 reason: str | None = None) -> dict[str, Any]:
         """``change_status``, only if the case is still at ``version`` (see ``correct_at_version``)."""
         with self._lock, self._claimed(case_id, version):
-            return self.change_status(case_id, status, agency, actor, note)
+            return self.change_status(case_id, status, agency, actor, note, public_note=public_note, reason=reason)
 
     @contextmanager
     def _claimed(self, case_id: int, version: str) -> Iterator[None]:
@@ -522,6 +547,8 @@ class SQLiteStore(SessionsMixin):
 
 
 OPEN_CASE = "status NOT IN ('resolved', 'rejected')"
+QUEUE_ORDER = "coalesce(deadline < ?, 0) DESC, urgency_rank, created_at, id"
+"""The review queue's order: cases past their deadline first, then most urgent, then oldest."""
 IN_QUEUE = f"needs_review = 1 AND {OPEN_CASE}"
 CHANGED_CASES = """
     SELECT case_id FROM corrections
@@ -542,11 +569,21 @@ class ReviewStore(Store, Protocol):
     def overview_counts(self, newer_than: list[str]) -> dict[str, Any]: ...
     def correction_rates(self, since: str, by: str) -> list[dict[str, Any]]: ...
     def corrections_since(self, since: str) -> int: ...
+    def deadlines(self, now: str, limit: int = 30) -> list[dict[str, Any]]: ...
+    def escalations(self, limit: int = 20) -> list[dict[str, Any]]: ...
+    def agency_ratings(self, now: str, limit: int = 50) -> list[dict[str, Any]]: ...
+    def feedback_for(self, case_id: int) -> list[dict[str, Any]]: ...
+    def overdue_cases(self, now: str, limit: int = 500) -> list[dict[str, Any]]: ...
+    def due_events(self, now: str, limit: int = 50) -> list[dict[str, Any]]: ...
+    def claim_event(self, event_id: str, next_at: str, until: str) -> bool: ...
+    def event_delivered(self, event_id: str, at: str) -> None: ...
+    def event_failed(self, event_id: str, next_at: str, error: str) -> None: ...
     def correct_at_version(self, case_id: int, version: str, reviewer: str, reason: str, topics: list[str] | None,
                            urgency: str | None, urgency_rank: int | None,
                            agencies: list[str] | None) -> dict[str, Any]: ...
     def change_status_at_version(self, case_id: int, version: str, status: str, agency: str | None, actor: str,
-                                 note: str | None) -> dict[str, Any]: ...
+                                 note: str | None, *, public_note: str | None = None,
+                                 reason: str | None = None) -> dict[str, Any]: ...
     def create_session(self, session_id: str, name: str, key_hmac: str, key_id: str, seconds: int) -> None: ...
     def get_session(self, session_id: str) -> dict[str, Any] | None: ...
     def revoke_session(self, session_id: str) -> bool: ...
