@@ -55,13 +55,13 @@ def test_correct_export_retrain_promote_reload(tmp_path: Path, traffy_slice: Pat
         assert registry.read_metadata(models / "current")["version"] == old_version
         new_version = path.name
 
-        refused = compare_and_promote(models, path, config, set(frame["id"]), tolerance=-1.0)  # must be 1.0 better
+        refused = compare_and_promote(models, path, config, frame, tolerance=-1.0)  # must be 1.0 better
         assert not refused.promoted and refused.current is not None
         assert registry.read_metadata(models / "current")["version"] == old_version
         printed = capsys.readouterr().out
         assert "current" in printed and "candidate" in printed and "kept" in printed
 
-        result = compare_and_promote(models, path, config, set(frame["id"]), tolerance=0.05)
+        result = compare_and_promote(models, path, config, frame, tolerance=0.05)
         assert result.promoted and result.rows > 0
         assert abs(result.candidate["micro_f1"] - result.current["micro_f1"]) < 0.05
         assert registry.read_metadata(models / "current")["version"] == new_version

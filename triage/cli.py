@@ -165,7 +165,8 @@ def train_parser() -> argparse.ArgumentParser:
     cols.add_argument("--urgency-column")
     cols.add_argument("--valid-from", help="time split: validation from this time (e.g. 2022-10)")
     cols.add_argument("--test-from", help="time split: test from this time (e.g. 2022-11)")
-    ap.add_argument("--features", default="word", choices=["word", "char", "both"])
+    ap.add_argument("--features", default=None, choices=["word", "char", "both"],
+                    help="default: the config's [model] features, else word")
     ap.add_argument("--final-fit", default="all", choices=["all", "train"],
                     help="ship a refit on all labelled rows (default) or the evaluated model itself")
     ap.add_argument("--no-current", action="store_true", help="save the version without pointing current at it")
@@ -175,6 +176,8 @@ def train_parser() -> argparse.ArgumentParser:
     corr.add_argument("--correction-weight", type=int, default=3, help="how many times a correction counts")
     corr.add_argument("--tolerance", type=float, default=0.0, help="how much lower micro-F1 may be than the "
                       "current model's and still count as not worse (default 0)")
+    corr.add_argument("--force-promote", action="store_true", help="make the new model current even when no "
+                      "honest comparison is possible (the current model has no record of its training rows)")
     return ap
 
 
@@ -217,7 +220,8 @@ def train_main(argv: Sequence[str] | None = None) -> int:
         if args.no_current:
             path, _metrics = train(config, Path(args.out), options, make_current=False)
         else:  # the first model becomes current; a later one only if it is not worse than current
-            path, _comparison = train_and_promote(config, Path(args.out), options, args.tolerance)
+            path, _comparison = train_and_promote(config, Path(args.out), options, args.tolerance,
+                                                  force=args.force_promote)
         print(headline(json.loads((path / "metrics.json").read_text(encoding="utf-8"))))
         return 0
 
@@ -235,8 +239,24 @@ def headline(metrics: dict[str, Any]) -> str:
         lines.append(f"  single-label: accuracy {s.get('accuracy')}  macro-F1 {s.get('macro_f1')}")
     if "urgency" in metrics:
         cv = metrics["urgency"]["cross_validated"]
-        lines.append(f"  urgency (nested 5-fold CV): recall(high) {cv['high_recall']}  precision(high) "
+        lines.append(f"  urgency (nested 5-fold CV, {cv['rows']} tickets): recall(high) {cv['high_recall']}  precision(high) "
                      f"{cv['high_precision']}  flagged high {cv['flagged_high_share']}  macro-F1 {cv['macro_f1']}")
+        for key, name in (("cross_validated_random_reweighted", "CV, random stratum reweighted"),
+                          ("frozen_test", "frozen test"), ("frozen_test_random_reweighted",
+                                                           "frozen test, random stratum reweighted")):
+            u = metrics["urgency"].get(key)
+            if u:
+                lines.append(f"  urgency ({name}, {u['rows']} tickets, {u.get('high_rows', '?')} high): recall(high) "
+                             f"{u['high_recall']}  precision(high) {u['high_precision']}  flagged high "
+                             f"{u['flagged_high_share']}  macro-F1 {u['macro_f1']}")
+    if metrics.get("stage_seconds"):
+        cpu = metrics.get("stage_cpu_seconds", {})
+        lines.append("  seconds per stage, wall (CPU): " + ", ".join(
+            f"{k} {v} ({cpu.get(k, '?')})" for k, v in metrics["stage_seconds"].items()))
+    if metrics.get("frozen"):
+        f = metrics["frozen"]
+        lines.append(f"  shipped model on the frozen slice ({f['rows']} rows it never trained on: {f['describe']}): "
+                     f"micro-F1 {f['micro_f1']}  macro-F1 {f['macro_f1']}")
     for key, value in metrics.items():
         if key not in ("topic", "urgency") and isinstance(value, dict) and "summary" in value:
             summary = str(value["summary"]).replace("\n", "\n    ")  # e.g. the agency step's table

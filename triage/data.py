@@ -37,6 +37,7 @@ class HeadConfig:
     column: str
     separator: str | None = None
     file: str | None = None
+    files: list[str] = field(default_factory=list)  # more label files joined after ``file``; later ones win
     join_on: str | None = None
     labels: list[str] | None = None
     exclude: list[str] = field(default_factory=list)
@@ -56,6 +57,7 @@ class DatasetConfig:
     split: dict[str, Any] = field(default_factory=dict)
     base_dir: Path = Path(".")
     agency: dict[str, Any] = field(default_factory=dict)  # [agency]: forwards file etc. (triage.agency)
+    model: dict[str, Any] = field(default_factory=dict)  # [model]: features, topic_C, char_ngram (triage.training)
 
     def resolve(self, path: str) -> str:
         """Resolve a data path: hub names and absolute paths as they are, others under base_dir."""
@@ -107,6 +109,7 @@ def config_from_dict(raw: dict[str, Any], data_root: str | Path, source: str = "
         split=raw.get("split") or {},
         base_dir=Path(data_root),
         agency=raw.get("agency") or {},
+        model=raw.get("model") or {},
     )
 
 
@@ -157,6 +160,7 @@ class LoadReport:
     skipped: dict[str, int] = field(default_factory=dict)
     labelled: dict[str, int] = field(default_factory=dict)
     unknown_labels: dict[str, dict[str, int]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     def skip(self, reason: str, n: int) -> None:
         if n:
@@ -169,6 +173,7 @@ class LoadReport:
         for head, counts in self.unknown_labels.items():
             shown = ", ".join(f"{k!r} x{v}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1])[:8])
             lines.append(f"  {head}: unknown labels dropped: {shown}")
+        lines += [f"  {note}" for note in self.notes]
         return "\n".join(lines)
 
     def as_dict(self) -> dict[str, Any]:
@@ -221,7 +226,7 @@ def load_dataset(config: DatasetConfig) -> tuple[pd.DataFrame, LoadReport]:
     report.skip("empty or non-text complaint", int((~text_ok).sum()))
     out = out[text_ok].copy()
     for name, head in config.heads.items():
-        column = raw.loc[out.index, head.column] if not head.file else _joined(config, head, out)
+        column = raw.loc[out.index, head.column] if not head.file else _joined(config, head, out, report)
         out[name] = [_labels_for(name, head, v, report) for v in column]
         report.labelled[name] = int(out[name].map(bool).sum())
         if name != "topic":
@@ -234,16 +239,46 @@ def load_dataset(config: DatasetConfig) -> tuple[pd.DataFrame, LoadReport]:
     return out.reset_index(drop=True), report
 
 
-def _joined(config: DatasetConfig, head: HeadConfig, out: pd.DataFrame) -> pd.Series:
-    if head.file is None:
-        raise ConfigError(f"head column {head.column!r} names no file to join")
-    side = read_table(config.resolve(head.file))
+REPO_DIR = Path(__file__).resolve().parent.parent
+
+
+def resolve_label_file(config: DatasetConfig, path: str) -> str:
+    """A label file under the data folder, or else in the repository (``labels/...`` lives there)."""
+    under_data = config.resolve(path)
+    if Path(under_data).exists() or Path(path).is_absolute():
+        return under_data
+    return str(REPO_DIR / path)
+
+
+def read_label_files(config: DatasetConfig, head: HeadConfig, missing: list[str] | None = None) -> pd.DataFrame:
+    """The rows of a head's label files (``file`` then ``files``), one per id: a later file wins.
+
+    Extra columns (e.g. a sample's ``stratum``, ``pool``, ``drawn``, ``month``) are kept. A file of
+    ``files`` that does not exist is left out and named in ``missing`` (the load report shows it).
+    """
     key = head.join_on or config.id_column
     if not key:
         raise ConfigError(f"head column {head.column!r} comes from {head.file} but no join key is set")
-    _require(side, [key, head.column], head.file)
-    mapping = dict(zip(side[key].astype(str), side[head.column]))
-    return out["id"].map(mapping)
+    parts = []
+    if head.file is None:
+        raise ConfigError(f"head column {head.column!r} names no file to join")
+    for path in [head.file, *head.files]:
+        if path != head.file and not Path(resolve_label_file(config, path)).exists():
+            if missing is not None:
+                missing.append(path)
+            continue
+        side = read_table(resolve_label_file(config, path))
+        _require(side, [key, head.column], path)
+        parts.append(side.assign(**{key: side[key].astype(str), "label_file": path}))
+    table = pd.concat(parts, ignore_index=True)
+    return table.drop_duplicates(subset=[key], keep="last").set_index(key)
+
+
+def _joined(config: DatasetConfig, head: HeadConfig, out: pd.DataFrame, report: LoadReport) -> pd.Series:
+    missing: list[str] = []
+    table = read_label_files(config, head, missing)
+    report.notes += [f"label file {path} not found: left out" for path in missing]
+    return out["id"].map(table[head.column].to_dict())
 
 
 def _labels_for(name: str, head: HeadConfig, value: Any, report: LoadReport) -> list[str]:

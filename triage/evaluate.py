@@ -222,7 +222,8 @@ def markdown_report(metrics: dict[str, Any]) -> str:
         lines += ["## Urgency", "", f"high threshold {urgency['high_threshold']} (a missed high costs "
                   f"{urgency['high_miss_cost']} false alarms).", "",
                   "| evaluation | rows | recall(high) | precision(high) | flagged high | macro-F1 |", "|---|---|---|---|---|---|"]
-        for name in ("cross_validated", "time_ordered"):
+        for name in ("cross_validated", "cross_validated_random_reweighted", "time_ordered", "frozen_test",
+                     "frozen_test_random_reweighted"):
             u = urgency.get(name)
             if u:
                 lines.append(f"| {name} | {u['rows']} | {u['high_recall']} | {u['high_precision']} | "

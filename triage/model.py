@@ -9,11 +9,11 @@ Pure core: takes and returns values; saving and loading live in ``triage.registr
   Platt scaling fitted on a validation split, and each label has its own decision threshold
   tuned on that split. Every complaint gets at least its most likely label. A dataset whose rows
   all carry one label is treated as single-label (argmax).
-- Urgency head: a class-weighted logistic regression over the rubric's hazard and low-urgency
-  cues (``resources/urgency_lexicon.toml``), the topic head's probabilities, length, and word
-  TF-IDF. ``high`` is decided on P(high) plus ``HIGH_CUE_BONUS`` when a rubric danger cue matched,
-  against a threshold chosen on out-of-fold scores to minimise cost, where a missed ``high`` costs
-  ``HIGH_MISS_COST`` times a false alarm.
+- Urgency head: a class-weighted logistic regression over the rubric's cues
+  (``resources/urgency_lexicon.toml``: regex groups, and danger as an object plus a state found on
+  word tokens, with negation and "already fixed"), the topic head's probabilities, length, and word
+  TF-IDF. ``high`` is decided on P(high) against a threshold chosen on out-of-fold scores to
+  minimise cost, where a missed ``high`` costs ``HIGH_MISS_COST`` times a false alarm.
 
 Agencies are not decided here: ``triage.prediction.predict`` routes the record afterwards.
 """
@@ -23,6 +23,8 @@ from __future__ import annotations
 import re
 import tomllib
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -40,20 +42,21 @@ from sklearn.svm import LinearSVC
 
 from triage.errors import ModelError
 from triage.prediction import Prediction, Token
-from triage.text import normalize_many, word_analyzer
+from triage.text import normalize_many, tokenize, word_analyzer
 
 LEXICON_PATH = Path(__file__).parent / "resources" / "urgency_lexicon.toml"
 HIGH_MISS_COST = 8.0
 """How many false ``high`` alarms one missed ``high`` is worth when choosing its threshold."""
-HIGH_CUE_BONUS = 0.2
-"""Added to P(high) when a danger cue of the rubric matched."""
+HIGH_CUE_BONUS = 0.0
+"""A fixed amount added to P(high) when a danger cue matched. 0: the learned model carries every
+cue's weight (issue 12); kept as a setting of ``UrgencyHead`` for comparison."""
 URGENCY_LEVELS = ("high", "medium", "low")
 
 
 FEATURE_KINDS = ("word", "char", "both")
 
 
-def make_featurizer(kind: str = "word") -> FeatureUnion:
+def make_featurizer(kind: str = "word", char_ngram: tuple[int, int] = (2, 4)) -> FeatureUnion:
     """Sublinear TF-IDF over newmm word 1-2-grams ("word"), character 2-4-grams ("char"), or both.
 
     "word" is the default: on Traffy it scores nearly as well as "both" (0.006 lower micro-F1) at
@@ -61,13 +64,73 @@ def make_featurizer(kind: str = "word") -> FeatureUnion:
     """
     parts: list[tuple[str, TfidfVectorizer]] = []
     if kind in ("char", "both"):
-        parts.append(("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), min_df=2, sublinear_tf=True,
+        parts.append(("char", TfidfVectorizer(analyzer="char_wb", ngram_range=char_ngram, min_df=2, sublinear_tf=True,
                                               max_features=300_000, dtype=np.float32)))
     if kind in ("word", "both"):
         parts.append(("word", TfidfVectorizer(analyzer=word_analyzer, min_df=2, sublinear_tf=True, dtype=np.float32)))
     if not parts:
         raise ValueError(f"feature kind {kind!r} is not one of: {', '.join(FEATURE_KINDS)}")
     return FeatureUnion(parts, n_jobs=len(parts))
+
+
+def _analyze_chunk(texts: list[str]) -> list[list[str]]:
+    return [word_analyzer(t) for t in texts]
+
+
+def analyze_words(norm_texts: list[str], n_jobs: int = 2, chunk: int = 20_000) -> dict[str, list[str]]:
+    """Word 1-2-grams of each distinct normalised text, tokenised once (in ``n_jobs`` processes).
+
+    Training featurises the same texts several times (train, train + validation, everything);
+    tokenising is most of a word TF-IDF fit, so it is done once here and reused through
+    :class:`AnalyzedWords`.
+    """
+    distinct = list(dict.fromkeys(norm_texts))
+    if len(distinct) < 2 * chunk or n_jobs == 1:
+        return dict(zip(distinct, _analyze_chunk(distinct)))
+    from joblib import Parallel, delayed
+
+    parts = Parallel(n_jobs=n_jobs)(delayed(_analyze_chunk)(distinct[i : i + chunk])
+                                    for i in range(0, len(distinct), chunk))
+    return dict(zip(distinct, (words for part in parts for words in part)))
+
+
+class AnalyzedWords:
+    """An analyzer that looks texts up in precomputed ``analyze_words`` output (others are analysed)."""
+
+    def __init__(self, analyzed: dict[str, list[str]]) -> None:
+        self.analyzed = analyzed
+
+    def __call__(self, text: str) -> list[str]:
+        words = self.analyzed.get(text)
+        return words if words is not None else word_analyzer(text)
+
+
+@contextmanager
+def precomputed_words(featurizer: FeatureUnion, analyzed: dict[str, list[str]] | None) -> Iterator[None]:
+    """Within the block the featurizer's word part reads ``analyzed`` instead of tokenising.
+
+    The shipped featurizer keeps ``word_analyzer``: the swap is undone on leaving, so what is
+    saved is identical to a featurizer fitted the slow way (``tests/test_model_training.py``).
+    """
+    vec = dict(featurizer.transformer_list).get("word")
+    if vec is None or analyzed is None:
+        yield
+        return
+    original = vec.analyzer
+    vec.analyzer = AnalyzedWords(analyzed)
+    try:
+        yield
+    finally:
+        vec.analyzer = original
+
+
+def fit_featurizer(kind: str, norm_texts: list[str], analyzed: dict[str, list[str]] | None = None,
+                   char_ngram: tuple[int, int] = (2, 4)) -> tuple[FeatureUnion, sparse.csr_matrix]:
+    """A featurizer fitted on ``norm_texts`` and their features, reusing precomputed words if given."""
+    featurizer = make_featurizer(kind, char_ngram)
+    with precomputed_words(featurizer, analyzed):
+        X = featurizer.fit_transform(norm_texts).tocsr()
+    return featurizer, X
 
 
 def _sigmoid(z: np.ndarray) -> np.ndarray:
@@ -147,6 +210,48 @@ class TopicHead:
         self.thresholds_ = np.array([_best_f1_threshold(Y[:, k], P[:, k], default) if learned[k] else default
                                      for k in range(len(self.labels))])
 
+    def calibrate_new_labels(self, X: sparse.csr_matrix, Y: np.ndarray, in_valid: np.ndarray,
+                             sample_weight: np.ndarray | None = None, seed: int = 0, min_valid: int = 5) -> list[str]:
+        """Calibrate labels that first appear in the validation part on out-of-fold validation scores.
+
+        ``calibrate`` cannot: the training part never saw them (on Traffy, ป้าย, ห้องน้ำ, PM2.5 and
+        ป้ายจราจร begin on 2022-10-18), so they got the pooled mapping and a default threshold, and were
+        predicted with precision 1.0 and recall 0.1-0.4. Here X, Y are train + validation rows
+        (``in_valid`` marks validation): each such label is fitted twice on the training rows plus
+        half of the validation rows and scored on the other half; Platt scaling and the best-F1
+        threshold come from those scores. Only these few binary fits are added. Returns the labels.
+        """
+        from joblib import Parallel, delayed
+
+        if self.clf_ is None or self.calibration_ is None or self.thresholds_ is None:
+            raise ModelError("calibrate the topic head (fit, then calibrate) before adding new labels")
+        learned = [hasattr(est, "coef_") for est in self.clf_.estimators_]
+        new = [k for k in range(len(self.labels)) if not learned[k] and Y[in_valid, k].sum() >= min_valid]
+        if not new:
+            return []
+        half = np.random.default_rng(seed).integers(0, 2, size=len(Y))
+        weight = np.ones(len(Y)) if sample_weight is None else sample_weight
+        jobs = [(k, f) for k in new for f in (0, 1)]
+
+        def fit_score(k: int, f: int) -> np.ndarray:
+            fit_rows = ~(in_valid & (half == f))
+            svc = LinearSVC(C=self.C).fit(X[fit_rows], Y[fit_rows, k], sample_weight=weight[fit_rows])
+            return np.asarray(X[in_valid & (half == f)] @ np.ravel(svc.coef_) + float(svc.intercept_[0]))
+
+        scores = Parallel(n_jobs=2)(delayed(fit_score)(k, f) for k, f in jobs)
+        default = float(np.median(self.thresholds_))
+        for k in new:
+            s = np.zeros(int(in_valid.sum()))
+            for (kk, f), sc in zip(jobs, scores):
+                if kk == k:
+                    s[(half[in_valid] == f)] = sc
+            y = Y[in_valid, k]
+            lr = LogisticRegression(C=1e4).fit(s.reshape(-1, 1), y)
+            self.calibration_[k] = [float(lr.coef_[0, 0]), float(lr.intercept_[0])]
+            p = _sigmoid(s * self.calibration_[k, 0] + self.calibration_[k, 1])
+            self.thresholds_[k] = _best_f1_threshold(y, p, default) if y.sum() >= 5 else default
+        return [self.labels[k] for k in new]
+
     def _proba_from_scores(self, S: np.ndarray) -> np.ndarray:
         if self.calibration_ is None:
             raise ModelError("the model is not fitted (calibration_ is missing): retrain it with train.py")
@@ -168,45 +273,159 @@ class TopicHead:
         return D
 
 
+_FOLD = str.maketrans("", "", "\u0e47\u0e48\u0e49\u0e4a\u0e4b\u0e4c")
+
+
+def fold(word: str) -> str:
+    """A word without tone marks, mai taikhu and thanthakhat: ช็อต, ช๊อต and ชอต are one word."""
+    return word.translate(_FOLD)
+
+
+@dataclass
+class HazardCues:
+    """Danger as an object plus a state, found on word tokens (``[hazard]`` of the lexicon).
+
+    ``สายไฟขาดห้อยลงมา`` -> ``[("wire+down", "สายไฟ ขาด"), ...]``; ``ต้นไม้ยังไม่ล้ม`` -> a negated pair,
+    which is its own feature; ``ซ่อมแล้ว`` -> ``resolved``. The urgency model learns every weight.
+    """
+
+    objects: dict[str, list[str]]
+    states: dict[str, list[str]]
+    negators: list[str]
+    resolved: list[str]
+    after: int = 6
+    before: int = 3
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> HazardCues:
+        return cls({k: list(v) for k, v in raw["objects"].items()}, {k: list(v) for k, v in raw["states"].items()},
+                   list(raw.get("negators", [])), list(raw.get("resolved", [])), int(raw.get("after", 6)),
+                   int(raw.get("before", 3)))
+
+    @cached_property
+    def names(self) -> list[str]:
+        """Feature names: every object+state pair, any pair, a negated pair, already fixed."""
+        return [f"{o}+{st}" for o in self.objects for st in self.states] + ["hazard_any", "hazard_negated", "resolved"]
+
+    @cached_property
+    def _terms(self) -> dict[str, list[tuple[str, str]]]:
+        terms: dict[str, list[tuple[str, str]]] = {}
+        for kind, table in (("object", self.objects), ("state", self.states)):
+            for name, words in table.items():
+                for w in words:
+                    terms.setdefault(fold(w), []).append((kind, name))
+        for w in self.negators:
+            terms.setdefault(fold(w), []).append(("negator", ""))
+        for w in self.resolved:
+            terms.setdefault(fold(w), []).append(("resolved", ""))
+        return terms
+
+    def _spans(self, tokens: list[str]) -> list[tuple[int, int, str, str, str]]:
+        """(start, end, kind, name, surface) for every term written as 1-3 consecutive tokens, or as
+        two terms glued into one token (ล้มทับ = ล้ม + ทับ)."""
+        folded = [fold(t) for t in tokens]
+        terms = self._terms
+        out = []
+        for i in range(len(folded)):
+            for j in (1, 2, 3):
+                if i + j > len(folded):
+                    break
+                joined = "".join(folded[i : i + j])
+                for kind, name in terms.get(joined, []):
+                    out.append((i, i + j, kind, name, "".join(tokens[i : i + j])))
+            word = folded[i]
+            if word not in terms:
+                for k in range(2, len(word) - 1):
+                    if word[:k] in terms and word[k:] in terms:
+                        for kind, name in terms[word[:k]] + terms[word[k:]]:
+                            out.append((i, i + 1, kind, name, tokens[i]))
+                        break
+        return out
+
+    def find(self, tokens: list[str]) -> list[tuple[str, str]]:
+        """(feature, phrase) pairs found in a tokenised text."""
+        spans = self._spans(tokens)
+        objects = [s for s in spans if s[2] == "object"]
+        states = [s for s in spans if s[2] == "state"]
+        negator_ends = {s[1] for s in spans if s[2] == "negator"}
+        found: list[tuple[str, str]] = []
+        for a, b, _k, obj, osurf in objects:
+            for c, d, _k2, state, ssurf in states:
+                if (c, d) == (a, b) and osurf == ssurf and obj == state:
+                    continue
+                near = (b <= c and c - b <= self.after) or (d <= a and a - d <= self.before)
+                if not near or (c < b and d > a and not (c == a and d == b)):
+                    continue
+                phrase = f"{osurf} {ssurf}" if c >= a else f"{ssurf} {osurf}"
+                if c in negator_ends:
+                    found.append(("hazard_negated", phrase))
+                else:
+                    found.append((f"{obj}+{state}", phrase))
+        if any(f != "hazard_negated" for f, _ in found):
+            found.append(("hazard_any", next(ph for f, ph in found if f != "hazard_negated")))
+        found += [("resolved", s[4]) for s in spans if s[2] == "resolved"]
+        seen: set[str] = set()
+        return [(f, ph) for f, ph in found if not (f in seen or seen.add(f))]  # type: ignore[func-returns-value]
+
+
 @dataclass
 class Lexicon:
-    """Regex groups of urgency cues read from a TOML file."""
+    """Urgency cues read from a TOML file: regex groups and object+state hazards (``[hazard]``)."""
 
     groups: dict[str, list[str]]
     kinds: dict[str, str]
+    hazard: HazardCues | None = None
 
     @classmethod
     def load(cls, path: Path = LEXICON_PATH) -> Lexicon:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))["groups"]
-        return cls({g: list(v["patterns"]) for g, v in raw.items()}, {g: v["kind"] for g, v in raw.items()})
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        groups = raw.get("groups", {})
+        hazard = HazardCues.from_dict(raw["hazard"]) if "hazard" in raw else None
+        return cls({g: list(v["patterns"]) for g, v in groups.items()}, {g: v["kind"] for g, v in groups.items()},
+                   hazard)
 
     @cached_property
     def compiled(self) -> list[re.Pattern[str]]:
         return [re.compile("|".join(f"(?:{p})" for p in pats)) for pats in self.groups.values()]
 
+    @property
+    def names(self) -> list[str]:
+        """Feature columns: the regex groups, then the hazard features."""
+        return list(self.groups) + (self.hazard.names if self.hazard else [])
+
+    def kind(self, name: str) -> str:
+        """"high" for a danger cue (a regex group of kind high, an object+state pair), else its kind."""
+        if name in self.kinds:
+            return self.kinds[name]
+        return "high" if "+" in name else "info"
+
     def __getstate__(self) -> dict[str, Any]:
-        return {"groups": self.groups, "kinds": self.kinds}
+        return {"groups": self.groups, "kinds": self.kinds, "hazard": self.hazard}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.groups, self.kinds = state["groups"], state["kinds"]
+        self.hazard = state.get("hazard")
 
     def matches(self, text: str) -> list[tuple[str, str]]:
-        """(group, matched phrase) pairs found in a normalised text."""
+        """(cue, matched phrase) pairs found in a normalised text."""
         found = []
         for name, pattern in zip(self.groups, self.compiled):
             m = pattern.search(text)
             if m:
                 found.append((name, m.group(0)))
+        if self.hazard is not None:
+            found += self.hazard.find(tokenize(text))
         return found
 
     def features(self, texts: list[str], found: list[list[tuple[str, str]]] | None = None) -> np.ndarray:
-        """(n, groups) 0/1: which cue groups occur in each text (from ``matches`` when given)."""
+        """(n, cues) 0/1: which cues occur in each text (from ``matches`` when given)."""
         found = found if found is not None else [self.matches(t) for t in texts]
-        column = {name: j for j, name in enumerate(self.groups)}
+        column = {name: j for j, name in enumerate(self.names)}
         out = np.zeros((len(texts), len(column)), dtype=np.float32)
         for i, pairs in enumerate(found):
             for name, _phrase in pairs:
-                out[i, column[name]] = 1.0
+                if name in column:
+                    out[i, column[name]] = 1.0
         return out
 
 
@@ -217,6 +436,7 @@ class UrgencyHead:
     levels: list[str]
     lexicon: Lexicon
     C: float = 0.5
+    cue_bonus: float = HIGH_CUE_BONUS
     clf_: LogisticRegression | None = None
     high_threshold_: float = 0.5
     cv_: dict[str, Any] = field(default_factory=dict)
@@ -241,14 +461,14 @@ class UrgencyHead:
 
     def high_cue(self, Z: sparse.csr_matrix) -> np.ndarray:
         """1 where a danger (``kind = "high"``) cue of the lexicon matched: the first columns of Z."""
-        cols = [j for j, g in enumerate(self.lexicon.groups) if self.lexicon.kinds[g] == "high"]
+        cols = [j for j, g in enumerate(self.lexicon.names) if self.lexicon.kind(g) == "high"]
         return (Z[:, cols].toarray().max(axis=1) > 0).astype(float) if cols else np.zeros(Z.shape[0])
 
     def high_score(self, P: np.ndarray, cue: np.ndarray) -> np.ndarray:
         """P(high) plus a fixed bonus when a rubric danger cue is present: the rubric says such a
         complaint is high when the danger is plausible, and 84 labelled highs are too few for the
         learner to trust the cues that much on its own."""
-        return P[:, self.levels.index("high")] + HIGH_CUE_BONUS * cue
+        return P[:, self.levels.index("high")] + getattr(self, "cue_bonus", HIGH_CUE_BONUS) * cue
 
     def _fit_clf(self, Z: sparse.csr_matrix, y: np.ndarray) -> LogisticRegression:
         return LogisticRegression(C=self.C, class_weight="balanced", max_iter=2000).fit(Z, y)
@@ -318,8 +538,10 @@ class TriageModel:
     def urgency_levels(self) -> list[str]:
         return list(self.urgency.levels) if self.urgency else []
 
-    def featurize(self, norm_texts: list[str]) -> sparse.csr_matrix:
-        return self.featurizer.transform(norm_texts).tocsr()
+    def featurize(self, norm_texts: list[str], analyzed: dict[str, list[str]] | None = None) -> sparse.csr_matrix:
+        """TF-IDF features of normalised texts (``analyzed``: precomputed words, see ``analyze_words``)."""
+        with precomputed_words(self.featurizer, analyzed):
+            return self.featurizer.transform(norm_texts).tocsr()
 
     @cached_property
     def _word_offset(self) -> int:

@@ -9,6 +9,8 @@ labelled rows, keeping the calibration and thresholds found on the validation pa
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import time
 from collections.abc import Callable
@@ -27,18 +29,19 @@ from triage.data import (
     fingerprint,
     load_dataset,
     random_split,
+    read_label_files,
     time_split,
 )
 from triage.errors import DataError
 from triage.model import (
-    HIGH_CUE_BONUS,
     HIGH_MISS_COST,
     URGENCY_LEVELS,
     Lexicon,
     TopicHead,
     TriageModel,
     UrgencyHead,
-    make_featurizer,
+    analyze_words,
+    fit_featurizer,
 )
 from triage.text import normalize_many
 
@@ -49,13 +52,15 @@ Log = Callable[[str], None]
 class TrainOptions:
     """Choices for one training run."""
 
-    features: str = "word"
+    features: str | None = None  # None: the config's [model] features, else "word"
     final_fit: str = "all"  # "all": refit on every labelled row; "train": ship the evaluated model
-    topic_C: float = 0.5
+    topic_C: float | None = None  # None: the config's [model] topic_C, else 0.5
+    char_ngram: tuple[int, int] | None = None  # None: the config's [model] char_ngram, else (2, 4)
     recency: tuple[float, ...] = (4.0, 2.0)  # weight of the last month, the month before; older = 1
     seed: int = 0
     corrections: pd.DataFrame | None = None
     correction_weight: int = 3
+    calibrate_new_labels: bool = True  # labels first seen in validation: calibrated out of fold (TopicHead)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -117,62 +122,300 @@ def apply_corrections(frame: pd.DataFrame, corrections: pd.DataFrame | None, wei
     return pd.concat([kept] + [corr] * max(1, weight), ignore_index=True)
 
 
-def urgency_metrics(y: np.ndarray, pred: list[str]) -> dict[str, Any]:
-    """Recall and precision of high, share flagged high, macro-F1 and the confusion counts."""
+FROZEN_DAYS = 14
+"""Default frozen evaluation slice of a time-ordered dataset: its newest two weeks."""
+FROZEN_CORRECTIONS = 0.25
+"""Default share of reviewers' corrections held back from training for the promotion gate."""
+FROZEN_SHARE = 0.05
+"""Default frozen share of a dataset without time (chosen by a hash of the row id)."""
+TRAINED_ROWS_FILE = "trained_rows.npz"
+
+
+def stable_hash(values: list[str]) -> np.ndarray:
+    """A 64-bit hash per string, the same in every process and Python version."""
+    return np.array([int.from_bytes(hashlib.blake2b(v.encode("utf-8"), digest_size=8).digest(), "little")
+                     for v in values], dtype=np.uint64)
+
+
+def _hash_share(ids: pd.Series, share: float) -> np.ndarray:
+    """Rows whose id hashes into the first ``share`` of the range: a fixed choice for every run."""
+    return (stable_hash(ids.astype(str).tolist()) / float(2**64)) < share
+
+
+@dataclass
+class FrozenRule:
+    """Which rows are held back from every shipped fit so that two shipped models can be compared.
+
+    From ``[split]``: ``frozen_from`` (a time: rows at or after it) or ``frozen_days`` (the newest
+    days of the data, default 14) for a time-ordered dataset, ``frozen`` (a share of rows by id
+    hash, default 0.05) otherwise; ``frozen_corrections`` (default 0.25) of reviewers' corrections
+    by id hash. A moving window: a later dataset freezes later rows, and the gate only ever
+    compares on rows that neither model's training record contains.
+    """
+
+    time_from: str | None
+    share: float | None
+    corrections_share: float
+
+    @classmethod
+    def from_config(cls, config: DatasetConfig, frame: pd.DataFrame) -> FrozenRule:
+        spec = config.split or {}
+        corr = float(spec.get("frozen_corrections", FROZEN_CORRECTIONS))
+        timed = spec.get("kind", "time") == "time" and config.time_column and frame["time"].notna().any()
+        if timed:
+            if spec.get("frozen_from"):
+                return cls(str(spec["frozen_from"]), None, corr)
+            times = frame["time"].astype(str)
+            newest = pd.Timestamp(times[times.str.match(r"\d{4}-\d{2}-\d{2}")].max()[:10])
+            start = newest - pd.Timedelta(days=int(spec.get("frozen_days", FROZEN_DAYS)) - 1)
+            return cls(start.strftime("%Y-%m-%d"), None, corr)
+        return cls(None, float(spec.get("frozen", FROZEN_SHARE)), corr)
+
+    def rows(self, frame: pd.DataFrame) -> np.ndarray:
+        """Boolean mask of the frozen base rows (corrections, whose time is empty, are never base rows)."""
+        if self.time_from is not None:
+            t = frame["time"].astype(str)
+            return ((t >= self.time_from) & t.str.match(r"\d{4}")).to_numpy()
+        return _hash_share(frame["id"], self.share or 0.0)
+
+    def held_corrections(self, corrections: pd.DataFrame | None) -> np.ndarray:
+        if corrections is None or corrections.empty:
+            return np.zeros(0, dtype=bool)
+        return _hash_share(corrections["id"], self.corrections_share)
+
+    def describe(self) -> str:
+        base = f"tickets from {self.time_from} on" if self.time_from else f"{self.share:.0%} of rows by id hash"
+        return f"{base} + {self.corrections_share:.0%} of reviewers' corrections by id hash"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"time_from": self.time_from, "share": self.share, "corrections_share": self.corrections_share}
+
+
+def frozen_slice(frame: pd.DataFrame, corrections: pd.DataFrame | None, rule: FrozenRule) -> pd.DataFrame:
+    """The frozen evaluation rows: base rows the rule freezes (minus corrected ones) and held-back
+    corrections (with the reviewers' labels); column ``source`` says which."""
+    corr_ids: set[str] = set() if corrections is None else set(corrections["id"].astype(str))
+    base = frame[rule.rows(frame) & ~frame["id"].astype(str).isin(corr_ids).to_numpy()].assign(source="base")
+    parts = [base]
+    if corrections is not None and not corrections.empty:
+        held = corrections[rule.held_corrections(corrections)]
+        parts.append(held.assign(source="correction"))
+    out = pd.concat(parts, ignore_index=True)
+    return out[out["topic"].map(lambda labs: isinstance(labs, list) and bool(labs))].reset_index(drop=True)
+
+
+def trained_rows_file(ids: list[str], norm_texts: list[str]) -> bytes:
+    """The record of what a shipped topic head was fitted on: hashes of row ids and normalised texts."""
+    buf = io.BytesIO()
+    np.savez(buf, id_hash=stable_hash(ids), text_hash=stable_hash(norm_texts))
+    return buf.getvalue()
+
+
+def urgency_metrics(y: np.ndarray, pred: list[str], weight: np.ndarray | None = None) -> dict[str, Any]:
+    """Recall and precision of high, share flagged high, macro-F1 and the confusion counts.
+
+    With ``weight`` (inverse sampling probability, pool/drawn) the numbers estimate the population
+    the rows were sampled from; the confusion counts stay raw.
+    """
     pred_a = np.array(pred)
+    w = np.ones(len(y)) if weight is None else np.asarray(weight, dtype=float)
     hi_true, hi_pred = y == "high", pred_a == "high"
     return {
         "rows": len(y),
-        "high_recall": round(float((hi_true & hi_pred).sum() / max(hi_true.sum(), 1)), 4),
-        "high_precision": round(float((hi_true & hi_pred).sum() / max(hi_pred.sum(), 1)), 4),
-        "flagged_high_share": round(float(hi_pred.mean()), 4),
-        "macro_f1": round(float(f1_score(y, pred_a, labels=list(URGENCY_LEVELS), average="macro", zero_division=0)), 4),
+        "high_rows": int(hi_true.sum()),
+        "high_recall": round(float(w[hi_true & hi_pred].sum() / max(w[hi_true].sum(), 1e-9)), 4),
+        "high_precision": round(float(w[hi_true & hi_pred].sum() / max(w[hi_pred].sum(), 1e-9)), 4),
+        "flagged_high_share": round(float(w[hi_pred].sum() / max(w.sum(), 1e-9)), 4),
+        "macro_f1": round(float(f1_score(y, pred_a, labels=list(URGENCY_LEVELS), average="macro", zero_division=0,
+                                         sample_weight=w)), 4),
         "confusion": {t: {p: int(((y == t) & (pred_a == p)).sum()) for p in URGENCY_LEVELS} for t in URGENCY_LEVELS},
     }
 
 
-def _urgency_design(model: TriageModel, head: UrgencyHead, norm: list[str]) -> Any:
-    X = model.featurize(norm)
+def cpu_seconds() -> float:
+    """CPU time of this process, its live worker processes (joblib's) and the ones that ended."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    total = time.process_time() + usage.ru_utime + usage.ru_stime
+    try:
+        import psutil
+
+        for child in psutil.Process().children(recursive=True):
+            try:
+                t = child.cpu_times()
+                total += t.user + t.system
+            except psutil.Error:
+                pass
+    except ImportError:
+        pass
+    return total
+
+
+def with_config_defaults(options: TrainOptions, config: DatasetConfig) -> TrainOptions:
+    """Options left unset take the dataset config's ``[model]`` values (a dataset's own best settings
+    live in its config, not in code), else the built-in defaults."""
+    from dataclasses import replace
+
+    model = config.model or {}
+    known = {"features", "topic_C", "char_ngram"}
+    if set(model) - known:
+        raise DataError(f"[model] knows only {sorted(known)}; got {sorted(model)}")
+    return replace(
+        options,
+        features=options.features or str(model.get("features", "word")),
+        topic_C=options.topic_C if options.topic_C is not None else float(model.get("topic_C", 0.5)),
+        char_ngram=options.char_ngram or tuple(model.get("char_ngram", (2, 4))),
+    )
+
+
+class Clock:
+    """Wall-clock (and CPU) time per training stage, logged as it goes and kept for the report.
+
+    The CPU seconds include joblib's worker processes while they live; on a shared machine the
+    wall-clock time depends on the load, the CPU time much less.
+    """
+
+    def __init__(self, log: Log) -> None:
+        self.log = log
+        self.started = self.last = time.perf_counter()
+        self.cpu_started = self.cpu_last = cpu_seconds()
+        self.stages: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+
+    def step(self, msg: str, stage: str | None = None) -> None:
+        """Log ``msg``; with ``stage``, the time since the previous stage's step is booked to that stage."""
+        now = time.perf_counter()
+        if stage:
+            cpu = cpu_seconds()
+            self.stages[stage] = round(self.stages.get(stage, 0.0) + now - self.last, 1)
+            self.cpu[stage] = round(self.cpu.get(stage, 0.0) + cpu - self.cpu_last, 1)
+            msg = f"{msg} ({now - self.last:.1f} s)"
+            self.last, self.cpu_last = now, cpu
+        self.log(f"[{now - self.started:6.1f}s] {msg}")
+
+    def total(self) -> float:
+        return round(time.perf_counter() - self.started, 1)
+
+    def summary(self) -> str:
+        per = ", ".join(f"{k} {v} ({self.cpu.get(k, 0.0)})" for k, v in self.stages.items())
+        return f"seconds per stage, wall (CPU): {per}; total {self.total()} ({round(cpu_seconds() - self.cpu_started, 1)})"
+
+
+def _urgency_design(model: TriageModel, head: UrgencyHead, norm: list[str],
+                    analyzed: dict[str, list[str]] | None = None) -> Any:
+    X = model.featurize(norm, analyzed)
     head.select_words(model.word_block(X))
     return head.design(norm, model.topic.proba(X), model.word_block(X))
 
 
+def _fold_predictions(Z: Any, y: np.ndarray, tr: np.ndarray, te: np.ndarray, head: UrgencyHead,
+                      seed: int) -> list[str]:
+    fold = UrgencyHead(list(URGENCY_LEVELS), head.lexicon, C=head.C, cue_bonus=head.cue_bonus,
+                       word_cols_=head.word_cols_).fit(Z[tr], y[tr], seed)
+    return fold.decide(fold.proba(Z[te]), Z[te])
+
+
+def _urgency_reports(y: np.ndarray, pred: list[str], strata: pd.DataFrame | None) -> dict[str, Any]:
+    """Metrics on all rows and, when the rows carry a sampling design, on the random stratum reweighted."""
+    out = {"all": urgency_metrics(y, pred)}
+    if strata is not None and "stratum" in strata:
+        random = (strata["stratum"] == "random").to_numpy()
+        if random.any():
+            weight = (strata["pool"].astype(float) / strata["drawn"].astype(float)).to_numpy()
+            out["random_reweighted"] = urgency_metrics(y[random], list(np.array(pred, dtype=object)[random]),
+                                                       weight[random])
+    return out
+
+
+def _sampling_design(config: DatasetConfig, urgent: pd.DataFrame) -> pd.DataFrame | None:
+    """Per urgency row: stratum, pool, drawn from the label files (rows without a design: stratum "other")."""
+    head = config.heads.get("urgency")
+    if head is None or not head.file:
+        return None
+    table = read_label_files(config, head)
+    if "stratum" not in table.columns:
+        return None
+    ids = urgent["id"].astype(str)
+    design = pd.DataFrame({"stratum": ids.map(table["stratum"].to_dict()).fillna("other").to_numpy(),
+                           "pool": ids.map(table["pool"].to_dict()).fillna(1).to_numpy(),
+                           "drawn": ids.map(table["drawn"].to_dict()).fillna(1).to_numpy()})
+    return design
+
+
 def evaluate_urgency(model: TriageModel, frame: pd.DataFrame, norm: list[str], test_from: str | None,
-                     seed: int) -> dict[str, Any]:
-    """Nested cross-validation (threshold chosen inside each training fold) and a later-tickets test."""
+                     seed: int, analyzed: dict[str, list[str]] | None = None, frozen_from: str | None = None,
+                     strata: pd.DataFrame | None = None) -> tuple[dict[str, Any], np.ndarray]:
+    """Nested cross-validation (threshold chosen inside each training fold) and a later-tickets test.
+
+    With ``frozen_from`` (``[split] urgency_frozen_from``), every labelled ticket from that time on
+    is a frozen test: cross-validation runs on the earlier tickets only, and a model fitted on them
+    all is scored once on the frozen ones. ``strata`` (stratum, pool, drawn per row) adds estimates
+    reweighted to the random sample. Returns the metrics and the mask of rows the head may train on.
+    The five outer folds run in two processes.
+    """
+    from joblib import Parallel, delayed
+
     y = frame["urgency"].to_numpy()
+    times = frame["time"].astype(str)
+    fit = (times < frozen_from).to_numpy() if frozen_from else np.ones(len(y), dtype=bool)
     head = UrgencyHead(list(URGENCY_LEVELS), Lexicon.load())
-    Z = _urgency_design(model, head, norm)
-    pred = np.empty(len(y), dtype=object)
-    for tr, te in StratifiedKFold(5, shuffle=True, random_state=seed).split(np.zeros(len(y)), y):
-        fold = UrgencyHead(list(URGENCY_LEVELS), head.lexicon, word_cols_=head.word_cols_).fit(Z[tr], y[tr], seed)
-        pred[te] = fold.decide(fold.proba(Z[te]), Z[te])
-    out: dict[str, Any] = {"cross_validated": urgency_metrics(y, list(pred))}
-    if test_from and frame["time"].notna().all():
-        later = (frame["time"].astype(str) >= test_from).to_numpy()
+    Z = _urgency_design(model, head, norm, analyzed)
+    idx = np.flatnonzero(fit)
+    Zf, yf = Z[idx], y[idx]
+    pred = np.empty(len(yf), dtype=object)
+    folds = list(StratifiedKFold(5, shuffle=True, random_state=seed).split(np.zeros(len(yf)), yf))
+    results = Parallel(n_jobs=2)(delayed(_fold_predictions)(Zf, yf, tr, te, head, seed) for tr, te in folds)
+    for (_tr, te), fold_pred in zip(folds, results):
+        pred[te] = fold_pred
+    sub = strata.iloc[idx].reset_index(drop=True) if strata is not None else None
+    reports = _urgency_reports(yf, list(pred), sub)
+    out: dict[str, Any] = {"cross_validated": reports["all"]}
+    if "random_reweighted" in reports:
+        out["cross_validated_random_reweighted"] = reports["random_reweighted"]
+    if frozen_from and (~fit).any():
+        final = UrgencyHead(list(URGENCY_LEVELS), head.lexicon, word_cols_=head.word_cols_).fit(Zf, yf, seed)
+        rest = np.flatnonzero(~fit)
+        frozen_pred = final.decide(final.proba(Z[rest]), Z[rest])
+        reports = _urgency_reports(y[rest], frozen_pred, strata.iloc[rest].reset_index(drop=True)
+                                   if strata is not None else None)
+        out["frozen_test"] = reports["all"] | {"from": frozen_from}
+        if "random_reweighted" in reports:
+            out["frozen_test_random_reweighted"] = reports["random_reweighted"]
+    elif test_from and frame["time"].notna().all():
+        later = (times >= test_from).to_numpy()
         if later.sum() and (~later).sum() and (y[later] == "high").any():
             fold = UrgencyHead(list(URGENCY_LEVELS), head.lexicon, word_cols_=head.word_cols_).fit(
                 Z[~later], y[~later], seed)
             out["time_ordered"] = urgency_metrics(y[later], fold.decide(fold.proba(Z[later]), Z[later]))
-    return out
+    return out, fit
 
 
 def train(config: DatasetConfig, models_dir: Path, options: TrainOptions | None = None, log: Log = print,
           make_current: bool = True) -> tuple[Path, dict[str, Any]]:
     """Train every head the dataset config defines, evaluate on held-out data, save a version."""
-    options = options or TrainOptions()
-    started = time.perf_counter()
-
-    def step(msg: str) -> None:
-        log(f"[{time.perf_counter() - started:6.1f}s] {msg}")
+    options = with_config_defaults(options or TrainOptions(), config)
+    features: str = options.features or "word"
+    topic_C: float = options.topic_C if options.topic_C is not None else 0.5
+    char_ngram: tuple[int, int] = options.char_ngram or (2, 4)
+    clock = Clock(log)
+    step = clock.step
 
     frame, report = load_dataset(config)
-    frame = apply_corrections(frame, options.corrections, options.correction_weight)
-    step(f"loaded {config.name}: {report.summary()}")
+    # The frozen slice (newest rows + a share of corrections) is held back from every fit below
+    # except the evaluated recipe's own time split, so the promotion gate can compare two shipped
+    # models on rows neither saw (triage.promote).
+    rule = FrozenRule.from_config(config, frame)
+    held = rule.held_corrections(options.corrections)
+    corrections = options.corrections[~held] if options.corrections is not None else None
+    if held.any() and options.corrections is not None:
+        frame = frame[~frame["id"].astype(str).isin(set(options.corrections[held]["id"].astype(str)))]
+    frame = apply_corrections(frame, corrections, options.correction_weight)
+    step(f"loaded {config.name}: {report.summary()}", "load")
     if "topic" not in config.heads:
         raise DataError(f"dataset config {config.name!r} has no topic head; the model needs one")
     frame["norm"] = normalize_many(frame["text"].tolist())
-    step("normalised texts")
+    step("normalised texts", "normalise")
 
     labelled = frame[frame["topic"].map(bool)].reset_index(drop=True)
     if len(labelled) < 20:
@@ -185,32 +428,47 @@ def train(config: DatasetConfig, models_dir: Path, options: TrainOptions | None 
     multi = bool(labelled["topic"].map(len).gt(1).any())
     train_rows = labelled.loc[tr].drop_duplicates(subset=["norm"], keep="last")  # repeated texts add time, not signal
     step(f"split {split_desc}: train {len(tr)} ({len(train_rows)} distinct texts), validation {len(va)}, "
-         f"test {len(te)}; {len(labels)} topic labels, {'multi' if multi else 'single'}-label")
+         f"test {len(te)}; {len(labels)} topic labels, {'multi' if multi else 'single'}-label", "split")
+    urgent = frame[frame.get("urgency", pd.Series(dtype=object)).notna()].reset_index(drop=True) \
+        if "urgency" in frame.columns else frame.iloc[0:0]
+    # every text that is featurised below, tokenised once
+    analyzed = analyze_words(labelled["norm"].tolist() + urgent["norm"].tolist()) \
+        if features in ("word", "both") else None
+    step(f"tokenised {len(analyzed or {})} distinct texts", "tokenise")
 
-    featurizer = make_featurizer(options.features)
-    X_train = featurizer.fit_transform(train_rows["norm"].tolist()).tocsr()
-    step(f"features: {X_train.shape[1]} ({options.features})")
-    topic = TopicHead(labels, multi, C=options.topic_C).fit(X_train, _binarize(train_rows["topic"], labels),
+    featurizer, X_train = fit_featurizer(features, train_rows["norm"].tolist(), analyzed,
+                                          char_ngram)
+    step(f"features: {X_train.shape[1]} ({features})", "topic: features (train)")
+    topic = TopicHead(labels, multi, C=topic_C).fit(X_train, _binarize(train_rows["topic"], labels),
                                                              recency_weights(train_rows["time"], options.recency))
+    step("topic head fitted on train", "topic: fit (train)")
     version = registry.new_version(config.name)
     model = TriageModel(version, featurizer, topic)
-    X_valid = model.featurize(labelled.loc[va, "norm"].tolist())
+    X_valid = model.featurize(labelled.loc[va, "norm"].tolist(), analyzed)
     topic.calibrate(X_valid, _binarize(labelled.loc[va, "topic"], labels))
+    step("topic head calibrated and thresholded on validation", "topic: calibrate (validation)")
     # Refit on train + validation with the calibration and thresholds found on validation, so that
     # the evaluated model knows the most recent month (labels such as ป้าย first appear there).
     recent = labelled.loc[tr.append(va)].drop_duplicates(subset=["norm"], keep="last")
-    featurizer = make_featurizer(options.features)
-    X_recent = featurizer.fit_transform(recent["norm"].tolist()).tocsr()
-    refit = TopicHead(labels, multi, C=options.topic_C)
+    featurizer, X_recent = fit_featurizer(features, recent["norm"].tolist(), analyzed,
+                                           char_ngram)
+    if options.calibrate_new_labels and multi:
+        recent_w = recency_weights(recent["time"], options.recency)
+        in_valid = recent.index.isin(va)
+        new = topic.calibrate_new_labels(X_recent, _binarize(recent["topic"], labels), in_valid, recent_w, options.seed)
+        if new:
+            step(f"labels new in validation ({', '.join(new)}) calibrated on out-of-fold validation scores",
+                 "topic: calibrate new labels")
+    refit = TopicHead(labels, multi, C=topic_C)
     refit.calibration_, refit.thresholds_ = topic.calibration_, topic.thresholds_
     topic = refit.fit(X_recent, _binarize(recent["topic"], labels), recency_weights(recent["time"], options.recency))
     model = TriageModel(version, featurizer, topic)
-    step(f"topic head calibrated on validation, refitted on train + validation ({len(recent)} distinct texts)")
-    X_test = model.featurize(labelled.loc[te, "norm"].tolist())
+    step(f"topic head refitted on train + validation ({len(recent)} distinct texts)", "topic: refit (train + validation)")
+    X_test = model.featurize(labelled.loc[te, "norm"].tolist(), analyzed)
     Y_test = _binarize(labelled.loc[te, "topic"], labels)
     P_test = topic.proba(X_test)
     D_test = topic.decide(P_test)
-    step("topic head scored on test")
+    step("topic head scored on test", "topic: score (test)")
     metrics: dict[str, Any] = {
         "version": version, "dataset": config.name, "split": split_desc, "data_report": report.summary(),
         "topic": {
@@ -226,57 +484,89 @@ def train(config: DatasetConfig, models_dir: Path, options: TrainOptions | None 
         pred1 = [labels[int(k)] for k in P_test.argmax(axis=1)]
         metrics["topic"]["single_label"] = evaluate.single_label_metrics(true1, pred1, labels)
     t = metrics["topic"]["test"]
-    step(f"topic test: micro-F1 {t['micro_f1']} macro-F1 {t['macro_f1']} (ECE {metrics['topic']['calibration']['ece']})")
+    step(f"topic test: micro-F1 {t['micro_f1']} macro-F1 {t['macro_f1']} (ECE {metrics['topic']['calibration']['ece']})",
+         "topic: report")
 
     test_from = str(config.split.get("test_from")) if config.split.get("test_from") else None
-    urgent = frame[frame.get("urgency", pd.Series(dtype=object)).notna()].reset_index(drop=True) \
-        if "urgency" in frame.columns else frame.iloc[0:0]
+    urgency_fit = np.ones(len(urgent), dtype=bool)
     if "urgency" in config.heads and len(urgent) >= 50:
-        metrics["urgency"] = evaluate_urgency(model, urgent, urgent["norm"].tolist(), test_from, options.seed)
+        frozen_from = config.split.get("urgency_frozen_from")
+        metrics["urgency"], urgency_fit = evaluate_urgency(
+            model, urgent, urgent["norm"].tolist(), test_from, options.seed, analyzed,
+            str(frozen_from) if frozen_from else None, _sampling_design(config, urgent))
         cv = metrics["urgency"]["cross_validated"]
-        step(f"urgency (5-fold nested CV on {len(urgent)}): recall(high) {cv['high_recall']} "
-             f"macro-F1 {cv['macro_f1']} flagged high {cv['flagged_high_share']}")
+        step(f"urgency (5-fold nested CV on {int(urgency_fit.sum())}): recall(high) {cv['high_recall']} "
+             f"macro-F1 {cv['macro_f1']} flagged high {cv['flagged_high_share']}", "urgency: evaluate")
+        if "frozen_test" in metrics["urgency"]:
+            ft = metrics["urgency"]["frozen_test"]
+            step(f"urgency frozen test ({ft['rows']} tickets from {frozen_from} on, never used for a choice): "
+                 f"recall(high) {ft['high_recall']} precision(high) {ft['high_precision']} macro-F1 {ft['macro_f1']} "
+                 f"flagged high {ft['flagged_high_share']}")
 
+    frozen = rule.rows(labelled)
+    shipped_rows = recent
     if options.final_fit == "all":
-        everything = labelled.drop_duplicates(subset=["norm"], keep="last")
-        final_featurizer = make_featurizer(options.features)
-        X_all = final_featurizer.fit_transform(everything["norm"].tolist()).tocsr()
-        final_topic = TopicHead(labels, multi, C=options.topic_C)
+        everything = labelled[~frozen].drop_duplicates(subset=["norm"], keep="last")
+        shipped_rows = everything
+        final_featurizer, X_all = fit_featurizer(features, everything["norm"].tolist(),
+                                                   analyzed, char_ngram)
+        final_topic = TopicHead(labels, multi, C=topic_C)
         final_topic.calibration_, final_topic.thresholds_ = topic.calibration_, topic.thresholds_
         final_topic.fit(X_all, _binarize(everything["topic"], labels), recency_weights(everything["time"], options.recency))
         model = TriageModel(version, final_featurizer, final_topic)
-        step(f"refitted topic head on all {len(everything)} distinct labelled texts")
+        step(f"refitted topic head on all {len(everything)} distinct labelled texts except the frozen slice "
+             f"({int(frozen.sum())} rows: {rule.describe()})", "topic: final fit")
+    held_out = frozen_slice(labelled, options.corrections, rule) if options.final_fit == "all" else labelled.iloc[0:0]
+    if len(held_out):
+        P_frozen = model.topic.proba(model.featurize(normalize_many(held_out["text"].tolist()), analyzed))
+        m = evaluate.multilabel_metrics(_binarize(held_out["topic"], labels), model.topic.decide(P_frozen), labels)
+        metrics["frozen"] = {"rule": rule.as_dict(), "describe": rule.describe(), "rows": len(held_out),
+                             "corrections": int((held_out["source"] == "correction").sum()),
+                             "micro_f1": m["micro_f1"], "macro_f1": m["macro_f1"]}
+        step(f"shipped topic head on the frozen slice ({len(held_out)} rows it never saw): micro-F1 {m['micro_f1']} "
+             f"macro-F1 {m['macro_f1']}", "topic: score (frozen slice)")
     if "urgency" in metrics:
         head = UrgencyHead(list(URGENCY_LEVELS), Lexicon.load())
-        Z = _urgency_design(model, head, urgent["norm"].tolist())
-        model.urgency = head.fit(Z, urgent["urgency"].to_numpy(), options.seed)
+        # the frozen urgency test month stays out of the shipped head too
+        shipped = urgent[urgency_fit].reset_index(drop=True)
+        Z = _urgency_design(model, head, shipped["norm"].tolist(), analyzed)
+        model.urgency = head.fit(Z, shipped["urgency"].to_numpy(), options.seed)
         metrics["urgency"].update(high_threshold=round(head.high_threshold_, 4), high_miss_cost=HIGH_MISS_COST,
-                                  high_cue_bonus=HIGH_CUE_BONUS)
-        step(f"urgency head fitted on all {len(urgent)} labelled tickets, high threshold {head.high_threshold_:.3f}")
+                                  high_cue_bonus=head.cue_bonus, trained_on=len(shipped))
+        step(f"urgency head fitted on {len(shipped)} labelled tickets, high threshold {head.high_threshold_:.3f}",
+             "urgency: final fit")
 
     # --- agency routing (issue 4): learned agency model from real forwards and reviewers' corrections ---
     if config.agency:
         from triage.agency import train_agency
 
-        model.agency, metrics["agency"] = train_agency(model, frame, config, options.corrections,
+        model.agency, metrics["agency"] = train_agency(model, frame, config, corrections,
                                                        options.correction_weight, step)
+        step("agency model trained and evaluated", "agency")
     # --- end agency routing ---
 
-    metrics["train_seconds"] = round(time.perf_counter() - started, 1)
+    metrics["stage_seconds"] = dict(clock.stages)
+    metrics["stage_cpu_seconds"] = dict(clock.cpu)
+    metrics["train_seconds"] = clock.total()
     meta = {
         "dataset": config.name,
         "dataset_fingerprint": fingerprint(frame[["id", "text", "topic"]].astype(str)),
         "config": {"data": config.data, "text_column": config.text_column, "split": config.split,
                    "heads": {k: vars(v) for k, v in config.heads.items()}, "options": {
-                       "features": options.features, "final_fit": options.final_fit, "topic_C": options.topic_C,
+                       "features": features, "final_fit": options.final_fit, "topic_C": topic_C,
+                       "char_ngram": list(char_ngram),
                        "recency": list(options.recency),
-                       "corrections": 0 if options.corrections is None else len(options.corrections)}},
+                       "corrections": 0 if options.corrections is None else len(options.corrections),
+                       "corrections_held_out": int(held.sum())}},
+        "frozen_rule": rule.as_dict() if options.final_fit == "all" else None,
         "labels": {"topic": labels, "urgency": model.urgency_levels},
         "metrics": metrics,
     }
-    files = {"report.md": evaluate.markdown_report(metrics).encode("utf-8")}
+    files = {"report.md": evaluate.markdown_report(metrics).encode("utf-8"),
+             TRAINED_ROWS_FILE: trained_rows_file(shipped_rows["id"].astype(str).tolist(), shipped_rows["norm"].tolist())}
     files["metrics.json"] = json.dumps(metrics, ensure_ascii=False, indent=2).encode("utf-8")
     files.update(evaluate.plots(metrics))
     path = registry.save(model, meta, models_dir, version, files, make_current=make_current)
-    step(f"saved {path}")
+    step(f"saved {path}", "save")
+    log(clock.summary())
     return path, metrics

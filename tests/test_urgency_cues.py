@@ -1,0 +1,96 @@
+"""Object + state danger cues on real tokens, negation, "already fixed", and reweighted urgency metrics."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+
+from triage.data import HeadConfig, config_from_dict, read_label_files
+from triage.model import Lexicon
+from triage.text import normalize
+from triage.training import urgency_metrics
+
+
+@pytest.fixture(scope="module")
+def lexicon() -> Lexicon:
+    return Lexicon.load()
+
+
+def cues(lexicon: Lexicon, text: str) -> set[str]:
+    return {name for name, _phrase in lexicon.matches(normalize(text))}
+
+
+@pytest.mark.parametrize(("text", "pair"), [
+    ("สายไฟขาดห้อยลงมาเกือบถึงพื้น", "wire+down"),
+    ("สายสื่อสารหย่อนมาก", "wire+down"),           # object written as two tokens (สาย + สื่อสาร)
+    ("สายไฟช๊อตมีประกายไฟ", "wire+sparking"),       # tone mark variant of ช็อต
+    ("เสาไฟฟ้าหน้าบ้านเอียงมาก", "pole+leaning"),
+    ("ฝาท่อหายไปสองวันแล้ว", "manhole_cover+missing"),
+    ("ไม่มีฝาท่อระบายน้ำ", "manhole_cover+missing"),  # state before the object
+    ("ต้นไม้ใหญ่โค่นขวางถนน", "tree+down"),
+    ("ป้ายโฆษณาจะหล่นลงมา", "sign+leaning"),
+    ("เครนก่อสร้างเอียง", "crane+leaning"),
+    ("ถนนยุบเป็นโพรงใหญ่", "hole+collapsing"),
+    ("รั้วเหล็กล้มทับทางเดิน", "fence+down"),         # ล้มทับ: two states glued into one token
+    ("สัญญาณไฟจราจรไม่ทำงานที่แยก", "traffic_light+broken"),
+])
+def test_object_and_state_are_found_on_tokens(lexicon, text, pair):
+    found = cues(lexicon, text)
+    assert pair in found and "hazard_any" in found
+
+
+def test_a_negated_state_is_not_a_hazard(lexicon):
+    found = cues(lexicon, "ต้นไม้หน้าบ้านยังไม่ล้ม แค่กิ่งเยอะ")
+    assert "tree+down" not in found and "hazard_negated" in found and "hazard_any" not in found
+
+
+def test_already_fixed_is_its_own_feature(lexicon):
+    assert "resolved" in cues(lexicon, "สายไฟขาด ตอนนี้การไฟฟ้าซ่อมแล้ว ขอบคุณครับ")
+    assert "resolved" not in cues(lexicon, "สายไฟขาด ยังไม่มีใครมาซ่อม")
+
+
+def test_an_object_far_from_the_state_or_alone_is_no_hazard(lexicon):
+    assert "hazard_any" not in cues(lexicon, "เสาไฟฟ้าหน้าบ้าน")
+    assert "hazard_any" not in cues(lexicon, "ต้นไม้ริมถนนหน้าซอยยาวมากเลยครับ บังทางเข้าออกหมู่บ้านทำให้มองไม่เห็นรถที่วิ่งมาจากอีกฝั่ง คนขี่จักรยานล้ม")
+
+
+def test_features_have_one_column_per_cue_and_survive_pickling(lexicon):
+    X = lexicon.features([normalize("สายไฟขาด"), normalize("ขยะเยอะ")])
+    assert X.shape == (2, len(lexicon.names)) and X[0].sum() >= 2 and X[1].sum() == 0
+    again = pickle.loads(pickle.dumps(lexicon))
+    assert again.names == lexicon.names and again.matches(normalize("สายไฟขาด")) == lexicon.matches(normalize("สายไฟขาด"))
+
+
+def test_reweighted_urgency_metrics_count_each_row_by_its_weight():
+    y = np.array(["high", "high", "medium", "low"])
+    pred = ["high", "medium", "high", "low"]
+    plain = urgency_metrics(y, pred)
+    assert plain["high_recall"] == 0.5 and plain["flagged_high_share"] == 0.5
+    weighted = urgency_metrics(y, pred, np.array([1.0, 3.0, 1.0, 5.0]))
+    assert weighted["high_recall"] == 0.25 and weighted["flagged_high_share"] == 0.2
+    assert weighted["confusion"]["high"]["medium"] == 1
+
+
+def test_label_files_are_joined_and_a_later_file_wins(tmp_path):
+    (tmp_path / "old.csv").write_text("ticket_id,urgency\nA,low\nB,high\n", encoding="utf-8")
+    (tmp_path / "new.csv").write_text("ticket_id,urgency,stratum,pool,drawn\nB,medium,random,40,4\nC,high,enriched,9,3\n",
+                                      encoding="utf-8")
+    config = config_from_dict({"data": "x.csv", "text_column": "t", "id_column": "ticket_id",
+                               "heads": {"urgency": {"column": "urgency", "file": "old.csv", "files": ["new.csv"]}}},
+                              tmp_path)
+    table = read_label_files(config, config.heads["urgency"])
+    assert table["urgency"].to_dict() == {"A": "low", "B": "medium", "C": "high"}
+    assert table.loc["B", "stratum"] == "random" and table.loc["B", "pool"] == 40
+    assert isinstance(config.heads["urgency"], HeadConfig)
+
+
+def test_a_missing_extra_label_file_is_left_out_and_named(tmp_path):
+    (tmp_path / "old.csv").write_text("ticket_id,urgency\nA,low\n", encoding="utf-8")
+    config = config_from_dict({"data": "x.csv", "text_column": "t", "id_column": "ticket_id",
+                               "heads": {"urgency": {"column": "urgency", "file": "old.csv", "files": ["nope.csv"]}}},
+                              tmp_path)
+    missing: list[str] = []
+    assert read_label_files(config, config.heads["urgency"], missing)["urgency"].to_dict() == {"A": "low"}
+    assert missing == ["nope.csv"]
