@@ -24,6 +24,7 @@ if __name__ == "__main__":
     from triage.app import create_app
     from triage.config import get_settings
     from triage.errors import ConfigError, ModelError, exit_code
+    from triage.httpserver import http_options
 
     try:
         settings = get_settings()
@@ -39,7 +40,8 @@ if __name__ == "__main__":
               file=sys.stderr)
         sys.exit(exit_code(exc))
     logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    options = {"host": a.host, "port": a.port, "log_level": settings.log_level, "access_log": False}
+    options = {"host": a.host, "port": a.port, "log_level": settings.log_level, "access_log": False,
+               **http_options(settings)}
     if settings.workers > 1:
         # each worker builds its app from the environment; a new one (SIGHUP replaces them one at a time)
         # loads and warms the model before it is ready, 3-10 s, longer than uvicorn's default 5 s wait

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 from triage import errors
-from triage.auth import PERMISSIONS, authorize, fingerprint, may, role_for_fingerprint, role_for_key
+from triage.auth import PERMISSIONS, authorize, fingerprint, key_for_hmac, key_hmac, may, role_for_key
 from triage.errors import ForbiddenError, UnauthorizedError
 
 EXPECTED: dict[str, set[str]] = {
@@ -60,8 +60,10 @@ def test_keys_roles_and_permissions():
     with pytest.raises(ForbiddenError):
         authorize(keys, "review-key-2", "admin")
     assert authorize({}, None, "admin") == "admin"  # development mode
-    assert role_for_fingerprint(keys, fingerprint("review-key-2")) == "reviewer"
-    assert role_for_fingerprint(keys, fingerprint("gone-key-99")) is None
+    secret = b"s" * 32
+    assert key_for_hmac(keys, secret, key_hmac(secret, "review-key-2")) == "review-key-2"
+    assert key_for_hmac(keys, secret, key_hmac(secret, "gone-key-99")) is None
+    assert key_for_hmac(keys, b"t" * 32, key_hmac(secret, "review-key-2")) is None
 
 
 def test_the_last_matching_key_decides_and_keys_are_compared_whole():
@@ -69,15 +71,18 @@ def test_the_last_matching_key_decides_and_keys_are_compared_whole():
     assert role_for_key(keys, "same-prefix-key") == "intake"
     assert role_for_key(keys, "same-prefix-key-2") == "admin"
     assert role_for_key(keys, "same-prefix") is None and role_for_key(keys, "") is None
-    assert role_for_key({}, None) == "admin" and role_for_fingerprint({}, "anything") == "admin"
-    assert len(fingerprint("k")) == 12 and fingerprint("k") != fingerprint("k2")
+    assert role_for_key({}, None) == "admin"
+    secret = b"s" * 32
+    assert len(fingerprint(secret, "k")) == 14 and fingerprint(secret, "k") != fingerprint(secret, "k2")
+    assert fingerprint(secret, "k") != fingerprint(b"t" * 32, "k")  # keyed: useless without the server secret
+    assert fingerprint(secret, "k", {"k": "somsri-desk"}) == "somsri-desk"
 
 
 def test_a_key_that_is_not_valid_unicode_is_unknown_not_a_crash():
     """Header values can carry anything; a lone surrogate must not raise (found by mutation testing)."""
     keys = {"intake-key-1": "intake"}
     assert role_for_key(keys, "\ud800intake-key-1") is None
-    assert len(fingerprint("\ud800")) == 12
+    assert len(fingerprint(b"s" * 32, "\ud800")) == 14 and key_hmac(b"s" * 32, "\ud800")
     with pytest.raises(UnauthorizedError, match="^missing or unknown API key"):
         authorize(keys, "\udfffx", "triage")
     with pytest.raises(ForbiddenError, match="^role 'intake' may not do this"):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from triage.errors import ConfigError, ConflictError, NotFoundError
+from triage.errors import ConfigError, ConflictError, NotFoundError, StaleError
 from triage.store import MIGRATIONS, SQLiteStore, open_store
 
 
@@ -164,3 +164,125 @@ def test_group_commit_stores_a_batch_in_one_transaction_and_a_conflict_alone(sto
     assert other.execute("SELECT count(*) FROM cases").fetchone()[0] == 3
     assert other.execute("SELECT count(*) FROM events WHERE kind = 'created'").fetchone()[0] == 3
     other.close()
+
+
+# Tests for the survivors of the mutation run over store.py (bench/RESULTS.md, issue 15).
+
+A, B, C = "สำนักงานเขตบางรัก", "การไฟฟ้านครหลวง", "สำนักงานเขตพญาไท"
+
+
+def test_a_batch_with_a_retry_stores_the_rest_with_every_field(store):
+    (first, _), = store.create_cases([record(external_id="r-1")])
+    pairs = store.create_cases([record(external_id="r-1"), record("น้ำท่วม", external_id="r-2", district="พญาไท",
+                                                                  source="line", reporter_contact="0812345678",
+                                                                  urgency="high", urgency_rank=0)])
+    assert [(c["id"] == first["id"], created) for c, created in pairs] == [(True, False), (False, True)]
+    new = store.get_case(pairs[1][0]["id"])
+    assert (new["district"], new["source"], new["reporter_contact"], new["urgency"], new["urgency_rank"]) == (
+        "พญาไท", "line", "0812345678", "high", 0)
+    assert new["agency_path"] == [A]
+    (created_event,) = store.history(new["id"])
+    assert {k: created_event[k] for k in ("kind", "from_status", "to_status", "agency", "actor", "note")} == {
+        "kind": "created", "from_status": None, "to_status": "new", "agency": A, "actor": "line",
+        "note": "triaged by model m1"}
+    (unrouted, _), = store.create_cases([record("ไม่รู้", agencies=[])])
+    assert unrouted["agency"] is None and unrouted["agency_path"] == []
+
+
+def test_a_correction_keeps_what_it_changed_and_what_was_there_before(store):
+    (case, _), = store.create_cases([record()])
+    cid = case["id"]
+    case = store.add_correction(cid, "r1", "wrong topic", ["ถนน"], None, None, None)
+    assert case["topics"] == ["ถนน"] and case["agencies"] == [A] and case["urgency"] == "medium"
+    case = store.add_correction(cid, "r2", "wrong office", None, "high", 0, [B, C])
+    assert case["agencies"] == [B, C] and case["agency"] == B and case["agency_path"] == [B]
+    assert (case["urgency"], case["urgency_rank"], case["topics"]) == ("high", 0, ["ถนน"])
+    first, second = store.corrections(cid)
+    assert (first["topics"], first["urgency"], first["agencies"]) == (["ถนน"], None, None)
+    assert (second["topics"], second["urgency"], second["agencies"]) == (None, "high", [B, C])
+    assert first["before"] == {"topics": ["ไฟฟ้า"], "urgency": "medium", "agencies": [A]}
+    assert second["before"] == {"topics": ["ถนน"], "urgency": "medium", "agencies": [A]}
+    assert (first["predicted_topic"], first["predicted_agency"]) == ("ไฟฟ้า", A)
+    events = [(e["kind"], e["actor"], e["note"]) for e in store.history(cid)[1:]]
+    assert events == [("correction", "r1", "corrected topics: wrong topic"),
+                      ("correction", "r2", "corrected urgency, agencies: wrong office")]
+    # once the case has moved on, a correction of its agencies does not rewrite where it has been
+    store.change_status(cid, "forwarded", C, "s", None)
+    case = store.add_correction(cid, "r3", "x", None, None, None, [A])
+    assert case["agencies"] == [A] and case["agency"] == C and case["agency_path"] == [B, C]
+
+
+def test_assigning_to_another_agency_moves_the_case_there_once(store):
+    (case, _), = store.create_cases([record()])
+    cid = case["id"]
+    case = store.change_status(cid, "assigned", B, "s1", "theirs")
+    assert case["agency"] == B and case["agency_path"] == [A, B]
+    case = store.change_status(cid, "in_progress", A, "s2", None)  # back to an office it was at: no new step
+    assert case["agency"] == A and case["agency_path"] == [A, B]
+    case = store.change_status(cid, "resolved", A, "s3", None)  # the holder again: nothing moves
+    assert case["agency"] == A and case["agency_path"] == [A, B]
+    events = [(e["kind"], e["from_status"], e["to_status"], e["agency"], e["actor"], e["note"])
+              for e in store.history(cid)[1:]]
+    assert events == [("status", "new", "assigned", B, "s1", "theirs"), ("status", "assigned", "in_progress", A, "s2", None),
+                      ("status", "in_progress", "resolved", A, "s3", None)]
+
+
+def test_escalation_needs_an_agency_and_cannot_loop(store):
+    (case, _), = store.create_cases([record()])
+    cid = case["id"]
+    with pytest.raises(ConflictError) as err:
+        store.change_status(cid, "escalated", None, "s", None)
+    assert str(err.value) == "status 'escalated' needs the agency the case goes to"
+    with pytest.raises(ConflictError) as err:
+        store.change_status(cid, "escalated", A, "s", None)
+    assert str(err.value) == (f"case {cid} was already at {A!r} (path: {A}); "
+                              "forwarding it there again would make a loop")
+    case = store.change_status(cid, "escalated", B, "s", None)
+    assert case["agency"] == B and case["agency_path"] == [A, B]
+    with pytest.raises(ConflictError) as err:
+        store.change_status(cid, "forwarded", A, "s", None)
+    assert str(err.value).endswith(f"(path: {A} -> {B}); forwarding it there again would make a loop")
+    assert store.get_case(cid)["status"] == "escalated"
+
+
+def test_refusals_name_the_allowed_steps(store):
+    (case, _), = store.create_cases([record(external_id="m-1")])
+    cid = case["id"]
+    with pytest.raises(ConflictError) as err:
+        store.change_status(cid, "resolved", None, "s", None)
+    assert str(err.value) == (f"case {cid} cannot go from 'new' to 'resolved'; "
+                              "allowed: assigned, in_progress, forwarded, escalated, rejected")
+    store.change_status(cid, "rejected", None, "s", None)
+    with pytest.raises(ConflictError) as err:
+        store.change_status(cid, "assigned", None, "s", None)
+    assert str(err.value) == f"case {cid} cannot go from 'rejected' to 'assigned'; allowed: none (the case is closed)"
+    with pytest.raises(ConflictError) as err:
+        store.create_cases([record("อื่น", external_id="m-1")])
+    assert str(err.value) == (f"external_id 'm-1' is already case {cid} with a different text; "
+                              "a retry must send the same complaint")
+
+
+def test_accepting_an_urgent_case_takes_that_reason_off_the_queue(store):
+    (case, _), = store.create_cases([record(urgency="high", urgency_rank=0,
+                                            review_reasons=["urgent_not_accepted", "low_confidence"])])
+    cid = case["id"]
+    case = store.change_status(cid, "forwarded", B, "s", None)  # not yet accepted by an agency
+    assert case["review_reasons"] == ["urgent_not_accepted", "low_confidence"] and case["needs_review"]
+    case = store.change_status(cid, "assigned", None, "s", None)
+    assert case["review_reasons"] == ["low_confidence"] and case["needs_review"]
+    (only, _), = store.create_cases([record("ด่วน", urgency="high", urgency_rank=0,
+                                            review_reasons=["urgent_not_accepted"])])
+    only = store.change_status(only["id"], "in_progress", None, "s", None)
+    assert only["review_reasons"] == [] and not only["needs_review"]
+    assert [c["id"] for c in store.review_queue()[0]] == [cid]
+
+
+def test_a_stale_version_is_refused_with_the_current_one(store):
+    (case, _), = store.create_cases([record()])
+    old = case["updated_at"]
+    moved = store.change_status_at_version(case["id"], old, "assigned", None, "s", None)
+    with pytest.raises(StaleError) as err:
+        store.correct_at_version(case["id"], old, "r", "x", None, "low", 2, None)
+    assert str(err.value) == (f"case {case['id']} was changed at {moved['updated_at']}, after this form was opened "
+                              f"(at version {old}); nothing was saved")
+    assert store.corrections(case["id"]) == []

@@ -37,6 +37,7 @@ from triage.schemas import (
     StatusIn,
     TriageOut,
 )
+from triage.security import scrub_prediction
 from triage.serving import Served
 from triage.sla import is_overdue
 
@@ -122,6 +123,7 @@ def case_out(case: dict[str, Any], with_text: bool, role: str = "reviewer") -> C
     """A case for a response: raw text only where asked for, the reporter's contact only for admins."""
     data = {k: case[k] for k in CaseOut.model_fields
             if k in case and k not in ("text", "reporter_contact", "overdue")}
+    data["prediction"] = scrub_prediction(case["prediction"], case["text"])  # also cases stored before names were
     return CaseOut(**data, text=case["text"] if with_text else None,
                    reporter_contact=case.get("reporter_contact") if role == "admin" else None,
                    overdue=is_overdue(case.get("deadline"), case["status"], datetime.now(UTC)))
@@ -218,7 +220,7 @@ operation_routes = APIRouter(tags=["operations"])
 
 
 def model_out(served: Served) -> ModelOut:
-    return ModelOut(version=served.model.version, created=served.meta.get("created"), path=str(served.path),
+    return ModelOut(version=served.model.version, created=served.meta.get("created"),
                     labels={"topic": served.model.topic_labels, "urgency": served.model.urgency_levels},
                     metrics=metrics_summary(served.meta.get("metrics", {})), loaded_at=served.loaded_at)
 

@@ -7,7 +7,10 @@ threads of issue 10: the deadline check (``triage.sla``) and, with a webhook URL
 delivery (``triage.outbox``). The complainant's tracking routes (``triage.public``) are mounted too. Errors from
 ``triage.errors`` become HTTP status codes through ``triage.errors.http_status``, here, for both;
 anything unexpected is a JSON 500 that names no input. Request bodies over
-``TRIAGE_MAX_BODY_BYTES`` are refused with a 413 before they are read.
+``TRIAGE_MAX_BODY_BYTES`` are refused with a 413 before they are read, request heads over
+``TRIAGE_MAX_HEADER_BYTES`` with a 431, and every answer that sets no ``Cache-Control`` of its own
+gets ``no-store`` (``triage.security``). Wrong keys and failed logins are counted per client
+(``app.state.failure_limits``, read through ``triage.deps``).
 """
 
 import logging
@@ -28,10 +31,11 @@ from triage.api import case_routes, operation_routes, triage_answers, triage_rou
 from triage.batching import MicroBatcher
 from triage.cases import Cases
 from triage.config import Settings, get_settings
-from triage.errors import BusyError, LabelError, TooLargeError, TriageError, http_status
+from triage.errors import BusyError, LabelError, ThrottledError, TooLargeError, TriageError, http_status
 from triage.outbox import Deliverer
 from triage.public import router as public_router
 from triage.review import router as review_router
+from triage.security import FailureLimiter, HeaderLimit, NoStore
 from triage.serving import ModelHolder
 from triage.sla import Every, escalate_overdue
 from triage.store import ReviewStore, open_store
@@ -111,6 +115,8 @@ async def _triage_error(request: Request, exc: Exception) -> JSONResponse:
         response.headers["WWW-Authenticate"] = "APIKey"
     if isinstance(exc, BusyError):
         response.headers["Retry-After"] = str(max(1, round(exc.retry_after)))
+    if isinstance(exc, ThrottledError):
+        response.headers["Retry-After"] = str(exc.retry_after)
     return response
 
 
@@ -207,9 +213,13 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.store = None
     app.state.batcher = batcher
+    app.state.failure_limits = {"keys": FailureLimiter(settings.key_failures, settings.failure_window),
+                                "logins": FailureLimiter(settings.login_failures, settings.failure_window)}
     app.state.wake_delivery = _nothing
     app.state.track_limiter = RateLimiter(settings.track_rate_per_minute, settings.track_burst)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
+    app.add_middleware(NoStore)
+    app.add_middleware(HeaderLimit, limit=settings.max_header_bytes)
     app.add_exception_handler(TriageError, _triage_error)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(StarletteHTTPException, _http)

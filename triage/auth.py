@@ -1,6 +1,7 @@
 """Who may do what: API keys to roles, and roles to permissions. Pure: no web framework, no I/O.
 
-``PERMISSIONS`` is the one table of what each role may do; the JSON API (``triage.deps.need``)
+``PERMISSIONS`` is the one table of what each role may do (a role it does not name, such as
+``agency:<name>``, may do nothing here); the JSON API (``triage.deps.need``)
 and the review pages (``triage.review``) both ask ``authorize``. Roles: ``intake`` may triage;
 ``reviewer`` may read, correct and move cases (and so use the review pages); ``admin`` may do all
 that and reload the model. With no keys configured (development mode) every caller is admin.
@@ -47,9 +48,19 @@ def permissions(role: str | None) -> frozenset[str]:
     return PERMISSIONS.get(role, frozenset())
 
 
-def fingerprint(key: str) -> str:
-    """A short one-way name for an API key, safe to keep in a cookie or an audit trail."""
-    return hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()[:12]
+def key_hmac(secret: bytes, key: str) -> str:
+    """The full HMAC-SHA256 of an API key under the server secret (hex): what a review session records."""
+    return hmac.new(secret, b"triage-api-key\x00" + key.encode("utf-8", "replace"), hashlib.sha256).hexdigest()
+
+
+def fingerprint(secret: bytes, key: str, labels: Mapping[str, str | None] | None = None) -> str:
+    """How a key is named where people read it (audit trails, logs): its configured label
+    (``key:role:label``), else ``k-`` and 12 hex digits of its HMAC under the server secret.
+
+    Never a plain hash: 12 hex digits of an unsalted SHA-256 could be checked against guessed keys.
+    """
+    label = (labels or {}).get(key)
+    return label if label else "k-" + key_hmac(secret, key)[:12]
 
 
 def role_for_key(keys: Mapping[str, str], key: str | None) -> str | None:
@@ -64,15 +75,13 @@ def role_for_key(keys: Mapping[str, str], key: str | None) -> str | None:
     return role
 
 
-def role_for_fingerprint(keys: Mapping[str, str], fp: str) -> str | None:
-    """The role of the configured key with this fingerprint (a session cookie's), or None."""
-    if not keys:
-        return DEV_ROLE
-    role = None
-    for known, known_role in keys.items():
-        if hmac.compare_digest(fingerprint(known), fp):
-            role = known_role
-    return role
+def key_for_hmac(keys: Mapping[str, str], secret: bytes, mac: str) -> str | None:
+    """The configured key whose ``key_hmac`` is ``mac`` (what a review session recorded), or None."""
+    found = None
+    for known in keys:
+        if hmac.compare_digest(key_hmac(secret, known), mac):
+            found = known
+    return found
 
 
 def may(role: str | None, permission: str) -> bool:

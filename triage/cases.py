@@ -27,6 +27,7 @@ from typing import Any, Protocol
 from triage.auth import agency_of
 from triage.errors import ConflictError, ForbiddenError, InputError, LabelError, NotFoundError, TooLargeError
 from triage.prediction import Prediction, predict, stored
+from triage.security import log_safe, scrub_prediction
 from triage.serving import Served
 from triage.store import STATUSES, ReviewStore
 from triage.text import has_letters, mask_personal
@@ -233,7 +234,7 @@ class Cases:
             records.append({
                 "text": item.text, "masked_text": mask_personal(item.text), "district": item.district,
                 "source": item.source, "external_id": item.external_id, "reporter_contact": item.reporter_contact,
-                "model_version": model.version, "prediction": stored(pred),
+                "model_version": model.version, "prediction": scrub_prediction(stored(pred), item.text),
                 "topics": pred["topics"], "urgency": pred.get("urgency"), "urgency_rank": self.rank(pred.get("urgency")),
                 "agencies": pred.get("agencies") or [], "needs_review": bool(reasons), "review_reasons": reasons,
             })
@@ -262,7 +263,7 @@ class Cases:
             case = self.store.add_correction(case_id, reviewer, reason, topics, urgency, rank, agencies)
         else:
             case = self.store.correct_at_version(case_id, version, reviewer, reason, topics, urgency, rank, agencies)
-        log.info("case %d corrected by %s: %s", case_id, reviewer,
+        log.info("case %d corrected by %s: %s", case_id, log_safe(reviewer),
                  ", ".join(k for k, v in (("topics", topics), ("urgency", urgency), ("agencies", agencies))
                            if v is not None))
         return case
@@ -278,7 +279,7 @@ class Cases:
             return None
         rank = self.rank(urgency) if urgency is not None else None
         out = self.store.correct_at_version(case_id, version, reviewer, reason, case["topics"] or None, urgency, rank, None)
-        log.info("case %d accepted as predicted by %s", case_id, reviewer)
+        log.info("case %d accepted as predicted by %s", case_id, log_safe(reviewer))
         return out
 
     def move(self, case_id: int, status: str, agency: str | None, actor: str, note: str | None,
@@ -303,5 +304,5 @@ class Cases:
                                                        public_note=public_note)
         if self.notify is not None:
             self.notify()
-        log.info("case %d -> %s (%s)", case_id, status, actor)
+        log.info("case %d -> %s (%s)", case_id, status, log_safe(actor))
         return case

@@ -10,41 +10,76 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from triage.auth import AGENCY_ROLE, ROLES, agency_of
 from triage.errors import ConfigError
+from triage.security import has_control
+
+AGENCY = AGENCY_ROLE.rstrip(":")
+"""``key:agency:<official agency name>`` entries give a key the role ``agency:<name>`` (``triage.auth.AGENCY_ROLE``)."""
 
 
-def parse_api_keys(value: str) -> dict[str, str]:
-    """``"k1:intake,k2:admin"`` -> ``{"k1": "intake", "k2": "admin"}``; raises ValueError naming a bad pair.
+class KeyEntry(NamedTuple):
+    """One ``TRIAGE_API_KEYS`` entry: the key's role and the label that names it in audit trails."""
 
-    ``"k3:agency:สำนักงานเขตบางรัก"`` gives ``{"k3": "agency:สำนักงานเขตบางรัก"}`` (the name is checked
-    against the agency directory at start, ``Settings.check_serving``).
+    role: str
+    label: str | None = None
+
+
+def _entry(pair: str) -> tuple[str, KeyEntry]:
+    """``key:role``, ``key:role:label`` or ``key:agency:<name>`` -> (key, KeyEntry).
+
+    The role is the first ``:``-separated part after the key that is a role (or ``agency``), so a
+    key may itself contain colons, as before labels existed.
     """
-    keys: dict[str, str] = {}
+    parts = pair.split(":")
+    at = next((i for i in range(1, len(parts)) if parts[i].strip() in (*ROLES, AGENCY)), None)
+    if at is None:
+        if len(parts) < 2 or not parts[0].strip():
+            raise ValueError(f"API key entry {parts[0][:4]}... is not 'key:role' or 'key:role:label'")
+        raise ValueError(f"role {parts[-1].strip()!r} is not one of: {', '.join(ROLES)}, "
+                         f"{AGENCY}:<official agency name>")
+    key, role = ":".join(parts[:at]).strip(), parts[at].strip()
+    rest = ":".join(parts[at + 1 :]).strip() or None
+    if not key:
+        raise ValueError(f"API key entry for role {role!r} has no key before the ':'")
+    if len(key) < 8:
+        raise ValueError(f"an API key for role {role!r} has {len(key)} characters; at least 8 are needed")
+    if rest is not None and (len(rest) > 200 or has_control(rest)):
+        raise ValueError(f"the label of an API key for role {role!r} must be one line of at most 200 characters")
+    if role == AGENCY:
+        if rest is None:
+            raise ValueError("an agency key needs the agency's official name: 'key:agency:<name>'")
+        return key, KeyEntry(AGENCY_ROLE + rest, rest)
+    return key, KeyEntry(role, rest)
+
+
+def parse_key_entries(value: str) -> dict[str, KeyEntry]:
+    """``"k1:intake,k2:reviewer:somsri-desk"`` -> ``{"k1": KeyEntry("intake"), "k2": KeyEntry("reviewer",
+    "somsri-desk")}``; raises ValueError naming a bad entry. Two keys may not share a label: labels are
+    how an audit trail tells the people behind keys apart.
+    """
+    entries: dict[str, KeyEntry] = {}
+    seen: dict[str, str] = {}
     for pair in (p.strip() for p in value.split(",")):
         if not pair:
             continue
-        key, sep, agency = pair.rpartition(":agency:")
-        if sep and key.strip() and agency.strip():
-            key, agency = key.strip(), agency.strip()
-            if len(key) < 8:
-                raise ValueError(f"an API key for agency {agency!r} has {len(key)} characters; at least 8 are needed")
-            keys[key] = AGENCY_ROLE + agency
-            continue
-        key, sep, role = pair.rpartition(":")
-        key, role = key.strip(), role.strip()
-        if not sep or not key:
-            raise ValueError(f"API key entry {pair.split(':')[0][:4]}... is not 'key:role'")
-        if role not in ROLES:
-            raise ValueError(f"role {role!r} is not one of: {', '.join(ROLES)}, agency:<official agency name>")
-        if len(key) < 8:
-            raise ValueError(f"an API key for role {role!r} has {len(key)} characters; at least 8 are needed")
-        keys[key] = role
-    return keys
+        key, entry = _entry(pair)
+        if entry.label is not None and agency_of(entry.role) is None:
+            if entry.label in seen:
+                raise ValueError(f"label {entry.label!r} is given to two API keys; each key needs its own")
+            seen[entry.label] = key
+        entries[key] = entry
+    return entries
+
+
+def parse_api_keys(value: str) -> dict[str, str]:
+    """``"k1:intake,k2:admin:ops"`` -> ``{"k1": "intake", "k2": "admin"}``; raises ValueError naming a bad pair."""
+    return {key: entry.role for key, entry in parse_key_entries(value).items()}
 
 
 class Settings(BaseSettings):
@@ -59,12 +94,23 @@ class Settings(BaseSettings):
     model_path: Path | None = None
     """The model folder to serve; empty means ``<models_dir>/current``."""
     api_keys: str = ""
-    """Comma-separated ``key:role`` pairs; roles are intake, reviewer, admin."""
+    """Comma-separated ``key:role`` or ``key:role:label`` entries; roles are intake, reviewer, admin.
+    The label (e.g. the person or desk holding the key) names the key in audit trails."""
+    secret_key: str = ""
+    """Server secret (32+ characters) for session cookies and key fingerprints; empty: a random
+    ``review-session.key`` file made once in the data dir. Set it when several hosts serve together."""
     dev_mode: bool = False
     """Serve without API keys (every caller is admin). Must be asked for explicitly."""
     max_text_chars: int = Field(10_000, ge=10, le=100_000)
     max_batch: int = Field(100, ge=1, le=10_000)
     max_body_bytes: int = Field(2_000_000, ge=1_000)
+    max_header_bytes: int = Field(16_384, ge=1_024, le=1_048_576)
+    """Request line and headers together; more is refused (431, or 400 from the HTTP parser)."""
+    key_failures: int = Field(20, ge=1, le=100_000)
+    """Wrong API keys one client may send per ``failure_window`` seconds; then every key from it gets 429."""
+    login_failures: int = Field(10, ge=1, le=100_000)
+    """Failed review logins one client may make per ``failure_window`` seconds; then logins get 429."""
+    failure_window: float = Field(60.0, gt=0, le=86_400)
     review_threshold: float = Field(0.5, ge=0.0, le=1.0)
     """A case whose most likely topic has a lower probability goes to the review queue."""
     escalation_agency: str = "ศูนย์ดำรงธรรมกระทรวงมหาดไทย (ส่วนกลาง)"
@@ -101,6 +147,13 @@ class Settings(BaseSettings):
     @classmethod
     def _check_keys(cls, value: str) -> str:
         parse_api_keys(value)
+        return value
+
+    @field_validator("secret_key")
+    @classmethod
+    def _check_secret(cls, value: str) -> str:
+        if value and len(value) < 32:
+            raise ValueError(f"the secret key has {len(value)} characters; at least 32 are needed")
         return value
 
     @field_validator("sla_hours")
@@ -163,6 +216,11 @@ class Settings(BaseSettings):
     @property
     def keys(self) -> dict[str, str]:
         return parse_api_keys(self.api_keys)
+
+    @property
+    def key_labels(self) -> dict[str, str | None]:
+        """Each configured key's label (None when it has none)."""
+        return {key: entry.label for key, entry in parse_key_entries(self.api_keys).items()}
 
     @property
     def database(self) -> str:

@@ -7,6 +7,7 @@ parameters, e.g. ``cases: CasesDep`` or ``role: Annotated[str, Depends(need("rea
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
@@ -16,9 +17,12 @@ from fastapi.security import APIKeyHeader
 from triage.auth import authorize
 from triage.cases import Cases
 from triage.config import Settings
-from triage.errors import StorageError
+from triage.errors import StorageError, ThrottledError, UnauthorizedError
+from triage.security import FailureLimiter, log_safe
 from triage.serving import ModelHolder, Served
 from triage.store import ReviewStore
+
+log = logging.getLogger("triage.auth")
 
 
 def get_settings(request: Request) -> Settings:
@@ -63,11 +67,45 @@ CasesDep = Annotated[Cases, Depends(get_cases)]
 api_key = APIKeyHeader(name="X-API-Key", auto_error=False)
 
 
+def client_of(request: Request) -> str:
+    """The caller's address, the unit of throttling (behind a trusted proxy: what uvicorn's proxy headers say)."""
+    return request.client.host if request.client else "unknown"
+
+
+def failure_limiter(request: Request, kind: str) -> FailureLimiter:
+    """The app's per-client failure counter: ``"keys"`` (wrong API keys) or ``"logins"`` (review logins)."""
+    limits: dict[str, FailureLimiter] = request.app.state.failure_limits
+    return limits[kind]
+
+
+def check_key(request: Request, settings: Settings, key: str | None, permission: str) -> str:
+    """The role of ``key`` if it has ``permission`` (``triage.auth.authorize``), throttled per client.
+
+    A wrong key counts as a failure of the caller's address and is logged without the key; past
+    ``TRIAGE_KEY_FAILURES`` in ``TRIAGE_FAILURE_WINDOW`` seconds every key from that address, the
+    right one included, gets ThrottledError (429) until the oldest failure ages out. A missing key
+    is no guess and does not count.
+    """
+    if not settings.keys or not key:
+        return authorize(settings.keys, key, permission)
+    limiter, client = failure_limiter(request, "keys"), client_of(request)
+    wait = limiter.retry_after(client)
+    if wait is not None:
+        raise ThrottledError(wait)
+    try:
+        return authorize(settings.keys, key, permission)
+    except UnauthorizedError:
+        limiter.fail(client)
+        log.warning("refused API key from client %s: unknown key (%s %s)", log_safe(client), request.method,
+                    log_safe(request.url.path))
+        raise
+
+
 def need(permission: str) -> Callable[..., Awaitable[str]]:
-    """A dependency giving the caller's role if its ``X-API-Key`` has ``permission`` (else 401 or 403)."""
+    """A dependency giving the caller's role if its ``X-API-Key`` has ``permission`` (else 401, 403 or 429)."""
 
     async def check(request: Request, key: Annotated[str | None, Depends(api_key)]) -> str:
         # async and no sync sub-dependency: FastAPI runs a sync dependency on a worker thread, a hop per request
-        return authorize(request.app.state.settings.keys, key, permission)
+        return check_key(request, request.app.state.settings, key, permission)
 
     return check

@@ -14,7 +14,8 @@
     ├── BusyError               at capacity (the triage queue is full): Retry-After        503 / 1
     └── Refused                 the caller may not do this
         ├── UnauthorizedError   no API key, or one that is not configured                  401 / 1
-        └── ForbiddenError      a valid key whose role lacks the permission                403 / 1
+        ├── ForbiddenError      a valid key whose role lacks the permission                403 / 1
+        └── ThrottledError      too many wrong keys or logins from one client (Retry-After) 429 / 1
 
 ``http_status(exc)`` and ``exit_code(exc)`` read the table ``CODES`` below, the only place where
 an error becomes a number: the JSON API, the review pages, the CLI and ``serve.py`` all use them.
@@ -81,7 +82,7 @@ class BusyError(TriageError):
 
 
 class Refused(TriageError):
-    """The caller may not do this (see the two subclasses)."""
+    """The caller may not do this (see the subclasses)."""
 
 
 class UnauthorizedError(Refused):
@@ -90,6 +91,14 @@ class UnauthorizedError(Refused):
 
 class ForbiddenError(Refused):
     """A valid key whose role may not do this."""
+
+
+class ThrottledError(Refused):
+    """A client that sent too many wrong keys or failed logins; ``retry_after`` seconds until it may try again."""
+
+    def __init__(self, retry_after: int, what: str = "wrong API keys") -> None:
+        super().__init__(f"too many {what} from this address; try again in {retry_after} s")
+        self.retry_after = retry_after
 
 
 CODES: dict[type[BaseException], tuple[int, int]] = {
@@ -108,6 +117,7 @@ CODES: dict[type[BaseException], tuple[int, int]] = {
     Refused: (403, 1),
     UnauthorizedError: (401, 1),
     ForbiddenError: (403, 1),
+    ThrottledError: (429, 1),
 }
 """The one mapping of errors to numbers; the most specific class of an error decides."""
 

@@ -5,15 +5,18 @@ A thin shell over the case service (``triage.cases``), like the JSON API (``tria
 ``triage.deps``. Pages: login, the review queue, one case (correct, forward, escalate,
 history) and an overview (counts, waiting times, correction rates, the model's metrics).
 
-Access: a reviewer or admin API key, given once on the login form, starts a session kept in a
-signed cookie (HttpOnly, SameSite=Strict, path ``/review``, 12 hours). The cookie holds a
-fingerprint of the key, never the key, and every request checks that key is still configured
-with a role that may read cases (``triage.auth``: reviewer or admin), so removing a key from
-``TRIAGE_API_KEYS`` ends its sessions.
+Access: a reviewer or admin API key, given once on the login form, starts a session: a row in
+the case store (``triage.store_sessions``) named by a random id that travels in a signed cookie
+(HttpOnly, SameSite=Strict, path ``/review``, 12 hours). The cookie holds neither the key nor a
+hash of it. Every request looks the session up and checks that its key is still configured with
+a role that may read cases (``triage.auth``: reviewer or admin), so a logout, or removing a key
+from ``TRIAGE_API_KEYS``, ends it. Wrong keys and failed logins are throttled per client
+(``triage.deps.check_key``, ``triage.security.FailureLimiter``).
 Scripts may send ``X-API-Key`` instead. Intake keys are refused. Every form carries a CSRF token
 tied to the session, and a case form carries the case's version (``updated_at``): saving a form
 that another reviewer or tab has overtaken changes nothing and says so, keeping what was typed.
-The signing secret is a random file in the data dir, shared by the server's worker processes.
+The signing secret (also the key of key fingerprints) is ``TRIAGE_SECRET_KEY`` or a random file in
+the data dir, shared by the server's worker processes.
 """
 
 from __future__ import annotations
@@ -41,10 +44,10 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from pythainlp.util import collate
 from starlette.concurrency import run_in_threadpool
 
-from triage.auth import authorize, fingerprint, may, role_for_fingerprint, role_for_key
+from triage.auth import fingerprint, key_for_hmac, key_hmac, may, role_for_key
 from triage.cases import Cases, metrics_summary
 from triage.config import Settings
-from triage.deps import CasesDep, SettingsDep, get_settings
+from triage.deps import CasesDep, SettingsDep, check_key, client_of, failure_limiter, get_settings, get_store
 from triage.errors import (
     ConflictError,
     InputError,
@@ -52,11 +55,14 @@ from triage.errors import (
     NotFoundError,
     Refused,
     StaleError,
+    ThrottledError,
     TriageError,
     http_status,
 )
+from triage.security import has_control, log_safe, scrub_prediction
 from triage.sla import is_overdue
 from triage.store import STATUSES, TRANSITIONS
+from triage.store_sessions import private_dir
 from triage.text import mask_personal
 
 log = logging.getLogger("triage.review")
@@ -112,23 +118,32 @@ class Session:
     key_fp: str
     csrf: str
     via_header: bool = False
+    sid: str = ""
 
     @property
     def actor(self) -> str:
-        """Who did it, for the audit trail: the name given at login and the key's fingerprint."""
+        """Who did it, for the audit trail: the name given at login and the key's label or keyed fingerprint."""
         return f"{self.name} (key {self.key_fp})"
+
+
+def key_name(settings: Settings, key: str) -> str:
+    """How a key is named in audit trails and logs (``triage.auth.fingerprint``): label, else keyed hash."""
+    return fingerprint(session_secret(settings), key, settings.key_labels)
 
 
 _secrets: dict[Path, bytes] = {}
 
 
 def session_secret(settings: Settings) -> bytes:
-    """The cookie-signing secret: ``<data_dir>/review-session.key``, made once (0600) and shared by workers."""
+    """The server secret for cookies and key fingerprints: from ``TRIAGE_SECRET_KEY`` when set, else
+    ``<data_dir>/review-session.key``, made once (0600) and shared by workers."""
+    if settings.secret_key:
+        return hashlib.sha256(b"triage-server-secret\x00" + settings.secret_key.encode()).digest()
     path = (settings.data_dir / "review-session.key").resolve()
     if path in _secrets:
         return _secrets[path]
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(path.parent)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
@@ -174,25 +189,36 @@ def current_session(request: Request) -> Session | None:
     """The caller's review session, from ``X-API-Key`` or the session cookie; None if there is none.
 
     Raises UnauthorizedError when an ``X-API-Key`` header is unknown, ForbiddenError when its role
-    may not review (``triage.auth``).
+    may not review (``triage.auth``), ThrottledError when its address sent too many wrong keys. A
+    cookie counts only while its session row is live (not logged out, not expired) and its key is
+    still configured with a role that may review.
     """
     settings = get_settings(request)
     keys = settings.keys
     header = request.headers.get("x-api-key")
     if header is not None:
-        header_role = authorize(keys, header, REVIEW_PERMISSION)
-        return Session(role=header_role, name="api", key_fp=fingerprint(header), csrf="", via_header=True)
+        header_role = check_key(request, settings, header, REVIEW_PERMISSION)
+        return Session(role=header_role, name="api", key_fp=key_name(settings, header) if keys else "dev", csrf="",
+                       via_header=True)
     raw = request.cookies.get(COOKIE)
     if not raw:
         return None
-    data = unsign(session_secret(settings), raw, SESSION_SECONDS)
-    if data is None:
+    secret = session_secret(settings)
+    data = unsign(secret, raw, SESSION_SECONDS)
+    if data is None or not isinstance(data.get("sid"), str):
         return None
-    fp = str(data.get("fp", ""))
-    role = role_for_fingerprint(keys, fp)
+    row = get_store(request).get_session(data["sid"])
+    if row is None:
+        return None
+    if keys:
+        key = key_for_hmac(keys, secret, row["key_hmac"])
+        role = keys.get(key) if key is not None else None
+        name = key_name(settings, key) if key is not None else ""
+    else:
+        role, name = role_for_key(keys, None), "dev"
     if role is None or not may(role, REVIEW_PERMISSION):
         return None
-    return Session(role=role, name=str(data.get("name", "")), key_fp=fp, csrf=str(data.get("csrf", "")))
+    return Session(role=role, name=row["name"], key_fp=name, csrf=str(data.get("csrf", "")), sid=data["sid"])
 
 
 def check_csrf(session: Session, form: Mapping[str, list[str]]) -> bool:
@@ -257,7 +283,11 @@ def flash(code: str | None, case: str | None) -> list[dict[str, str]]:
     return [{"kind": kind, "th": th.format(case=n), "en": en.format(case=n)}]
 
 
-def refused_page(request: Request, status: int) -> HTMLResponse:
+def refused_page(request: Request, status: int, retry_after: int = 0) -> HTMLResponse:
+    if status == http_status(ThrottledError(0)):
+        response = render(request, "refused.html", status=status, messages=[throttled_message(retry_after)])
+        response.headers["Retry-After"] = str(retry_after)
+        return response
     if status == 403:
         th, en = ("กุญแจนี้ไม่มีสิทธิ์ตรวจทาน (ต้องเป็นบทบาท reviewer หรือ admin)",
                   "This key may not review cases: it needs the reviewer or admin role.")
@@ -271,7 +301,7 @@ def need_session(request: Request) -> Session | Response:
     try:
         session = current_session(request)
     except Refused as exc:
-        return refused_page(request, http_status(exc))
+        return refused_page(request, http_status(exc), getattr(exc, "retry_after", 0))
     if session is None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         if request.method != "GET":
@@ -360,25 +390,40 @@ def _login(request: Request, form: dict[str, list[str]], settings: Settings) -> 
 
     if pre is None or not token or not hmac.compare_digest(str(pre.get("csrf", "")), token):
         return again(400, "แบบฟอร์มหมดอายุ กรุณาลองอีกครั้ง", "The form expired; please try again.")
-    key = one(form, "key", 500)
     keys = settings.keys
+    client = client_of(request)
+    limiter = failure_limiter(request, "logins")
+    wait = limiter.retry_after(client) if keys else None
+    if wait is not None:
+        log.warning("review login from client %s refused: too many failed logins", log_safe(client))
+        message = throttled_message(wait)
+        response = again(http_status(ThrottledError(wait)), message["th"], message["en"])
+        response.headers["Retry-After"] = str(wait)
+        return response
+    key = one(form, "key", 500)
     role = role_for_key(keys, key)
     if role is None:
-        log.warning("review login refused: unknown key")
+        limiter.fail(client)
+        log.warning("review login refused for client %s: unknown key", log_safe(client))
         return again(401, "ไม่รู้จักกุญแจนี้", "Unknown API key.")
     if not may(role, REVIEW_PERMISSION):
-        log.warning("review login refused: a %s key", role)
+        log.warning("review login refused for client %s: a %s key", log_safe(client), log_safe(role))
         return again(403, "กุญแจนี้ไม่มีสิทธิ์ตรวจทาน (ต้องเป็นบทบาท reviewer หรือ admin)",
                      "This key may not review cases: it needs the reviewer or admin role.")
     if not name:
         return again(422, "กรุณากรอกชื่อผู้ตรวจทาน (บันทึกไว้ในประวัติการแก้ไข)",
                      "Please give your name: it goes into the audit trail.")
-    fp = fingerprint(key) if keys else "dev"
+    if has_control(name):
+        return again(422, "ชื่อต้องเป็นข้อความบรรทัดเดียว ไม่มีอักขระควบคุม",
+                     "The name must be one line of text without control characters.")
+    fp = key_name(settings, key) if keys else "dev"
+    sid = secrets.token_urlsafe(32)
+    get_store(request).create_session(sid, name, key_hmac(secret, key) if keys else "dev", fp, SESSION_SECONDS)
     response = _redirect(target)
-    _set_cookie(response, request, COOKIE, sign(secret, {"fp": fp, "name": name, "csrf": secrets.token_urlsafe(24),
+    _set_cookie(response, request, COOKIE, sign(secret, {"sid": sid, "csrf": secrets.token_urlsafe(24),
                                                          "iat": int(time.time())}), SESSION_SECONDS)
     response.delete_cookie(LOGIN_COOKIE, path=_base(request), httponly=True, samesite="strict")
-    log.info("review login: %s (%s, key %s)", name, role, fp)
+    log.info("review login: %s (%s, key %s)", log_safe(name), role, log_safe(fp))
     return response
 
 
@@ -390,9 +435,17 @@ async def logout(request: Request) -> Response:
         return session
     if not check_csrf(session, form):
         return render(request, "refused.html", status=400, session=session, messages=[csrf_message()])
+    if session.sid:
+        await run_in_threadpool(get_store(request).revoke_session, session.sid)
+        log.info("review logout: %s", log_safe(session.actor))
     response = _redirect(f"{_base(request)}/login?msg=logged_out")
     response.delete_cookie(COOKIE, path=_base(request), httponly=True, samesite="strict")
     return response
+
+
+def throttled_message(seconds: int) -> dict[str, str]:
+    return {"kind": "error", "th": f"ลองผิดหลายครั้งเกินไป กรุณารอ {seconds} วินาทีแล้วลองใหม่",
+            "en": f"Too many failed attempts from this address; try again in {seconds} s."}
 
 
 def csrf_message() -> dict[str, str]:
@@ -425,12 +478,13 @@ def due(deadline: str, now: datetime) -> dict[str, str]:
 def case_view(case: dict[str, Any], now: datetime) -> dict[str, Any]:
     """What a page shows of a case: the model's prediction with its confidences, how long it has waited and
     how far its deadline is."""
-    pred = case["prediction"]
+    pred = scrub_prediction(case["prediction"], case["text"])  # names masked, also in cases stored before
     topic_scores = pred.get("topic_scores") or {}
     agency_scores = pred.get("agency_scores") or {}
     urgency_scores = pred.get("urgency_scores") or {}
     return {
         **case,
+        "prediction": pred,
         "age": age(case["created_at"], now),
         "pred_topics": [(t, topic_scores.get(t)) for t in pred.get("topics") or []],
         "pred_urgency": (pred.get("urgency"), urgency_scores.get(pred.get("urgency") or "")),
@@ -566,7 +620,7 @@ def show_case(request: Request, case_id: CaseId, cases: CasesDep,
         response = case_page(request, cases, session, case_id, messages=flash(msg, str(case_id)))
     except NotFoundError:
         return not_found(request, session, case_id)
-    log.info("case %d opened for review by %s", case_id, session.actor)
+    log.info("case %d opened for review by %s", case_id, log_safe(session.actor))
     return response
 
 

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from triage.security import check_name
 from triage.store import STATUSES
 
 
@@ -34,6 +35,9 @@ Clean = Annotated[str, AfterValidator(_unicode_clean)]
 Name = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_unicode_clean),
                  AfterValidator(_stripped_nonempty)]
 Short = Annotated[str, Field(max_length=200), AfterValidator(_unicode_clean)]
+PersonName = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_unicode_clean),
+                       AfterValidator(check_name), AfterValidator(_stripped_nonempty)]
+"""Who did something (reviewer, actor): one line, no control characters, so it cannot forge a log line."""
 
 
 class _In(BaseModel):
@@ -97,7 +101,7 @@ class BatchOut(BaseModel):
 class CorrectionIn(_In):
     """A reviewer's correction: any of topics, urgency, agencies, with who and why."""
 
-    reviewer: Name
+    reviewer: PersonName
     reason: Annotated[str, Field(min_length=1, max_length=2000), AfterValidator(_unicode_clean),
                       AfterValidator(_stripped_nonempty)]
     topics: list[Name] | None = Field(None, min_length=1, max_length=20)
@@ -115,7 +119,7 @@ class StatusIn(_In):
     """A step in the case workflow, e.g. forward to another agency, escalate, resolve with a note."""
 
     status: str = Field(description=f"one of: {', '.join(STATUSES)}")
-    actor: Name
+    actor: PersonName
     agency: Name | None = Field(None, description="Needed to forward; escalation defaults to the central level")
     note: Annotated[str, Field(max_length=2000), AfterValidator(_unicode_clean)] | None = Field(
         None, description="Internal: staff and agencies see it, the complainant never does")
@@ -207,9 +211,10 @@ class HistoryOut(BaseModel):
 
 
 class ModelOut(BaseModel):
+    """The served model: its version names it; the server's file paths are not shown."""
+
     version: str
     created: str | None
-    path: str
     labels: dict[str, list[str]]
     metrics: dict[str, Any]
     loaded_at: str

@@ -30,6 +30,7 @@ import orjson
 from triage.errors import ConfigError, ConflictError, NotFoundError, StaleError, StorageError
 from triage.store_followup import MIGRATION as FOLLOWUP_MIGRATION
 from triage.store_followup import FollowupMixin
+from triage.store_sessions import SESSIONS_MIGRATION, SessionsMixin, private_file
 
 STATUSES = ("new", "assigned", "in_progress", "forwarded", "escalated", "resolved", "rejected")
 TRANSITIONS: dict[str, tuple[str, ...]] = {
@@ -104,6 +105,8 @@ MIGRATIONS: list[str] = [
     """,
     # 2: tracking codes, deadlines, public notes, the webhook outbox, feedback (triage.store_followup)
     FOLLOWUP_MIGRATION,
+    # 3: review-page sessions, so that a logout ends one on the server (triage.store_sessions)
+    SESSIONS_MIGRATION,
 ]
 
 
@@ -162,13 +165,13 @@ def _json(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode("utf-8")
 
 
-class SQLiteStore(FollowupMixin):
+class SQLiteStore(FollowupMixin, SessionsMixin):
     """The SQLite case store (see the module docstring)."""
 
     def __init__(self, path: Path, timeout: float = 10.0) -> None:
         self.path = path
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(path)
             self._db = sqlite3.connect(str(path), timeout=timeout, check_same_thread=False, isolation_level=None)
             self._db.row_factory = sqlite3.Row
             self._db.execute("PRAGMA journal_mode=WAL")
@@ -608,3 +611,6 @@ class ReviewStore(Store, Protocol):
     def change_status_at_version(self, case_id: int, version: str, status: str, agency: str | None, actor: str,
                                  note: str | None, *, public_note: str | None = None,
                                  reason: str | None = None) -> dict[str, Any]: ...
+    def create_session(self, session_id: str, name: str, key_hmac: str, key_id: str, seconds: int) -> None: ...
+    def get_session(self, session_id: str) -> dict[str, Any] | None: ...
+    def revoke_session(self, session_id: str) -> bool: ...

@@ -205,3 +205,56 @@ def normalize_many(texts: list[str], n_jobs: int = 2, chunk: int = 20_000) -> li
 
     parts = Parallel(n_jobs=n_jobs)(delayed(_normalize_chunk)(texts[i : i + chunk]) for i in range(0, len(texts), chunk))
     return [t for part in parts for t in part]
+
+
+def _name_spans(norm: str) -> list[tuple[int, int]]:
+    """Where the names (not their titles) of titled names are in a normalised text: (start, end) pairs."""
+    return [(m.end(1), m.end()) for m in _NAME.finditer(norm)]
+
+
+def has_titled_name(text: str) -> bool:
+    """True when the text has a name after a Thai title (what ``mask_personal`` masks as ``[name]``)."""
+    return _NAME.search(normalize(text)) is not None
+
+
+def name_tokens(text: str) -> set[str]:
+    """The words of ``text`` (as ``tokenize`` splits its normalised form) that occur only inside titled names.
+
+    An explanation must not show them: ``นายสมชาย ใจดี แจ้งไฟดับ`` -> ``{"สม", "ชาย", "ใจดี"}`` (how the
+    tokenizer cuts the name in its context), while a word that also occurs outside a name is kept.
+    """
+    norm = normalize(text)
+    masked = _NAME.sub(lambda m: f"{m.group(1)} nametoken ", norm)
+    if masked == norm:
+        return set()
+    return set(tokenize(norm)) - set(tokenize(normalize(masked)))
+
+
+def mask_names_in(shown: str, text: str) -> str:
+    """``shown``, a piece of the normalised ``text`` (an urgency cue's phrase), with the parts that lie
+    inside a titled name replaced by ``[name]``, even when the piece starts or ends inside the name.
+
+    ``mask_names_in("สายไฟหน้าบ้านนายสมชาย ใจดีขาด", "สายไฟหน้าบ้านนายสมชาย ใจดีขาดห้อย")`` ->
+    ``"สายไฟหน้าบ้านนาย[name]ขาด"``. A piece not found in the text is masked with ``mask_personal``.
+    """
+    norm = normalize(text)
+    spans = _name_spans(norm)
+    if not spans or not shown:
+        return shown
+    hidden = [False] * len(shown)
+    start, found = norm.find(shown), False
+    while start >= 0:
+        found = True
+        for a, b in spans:
+            for j in range(max(a, start), min(b, start + len(shown))):
+                hidden[j - start] = True
+        start = norm.find(shown, start + 1)
+    if not found:
+        return mask_personal(shown)
+    out: list[str] = []
+    for ch, hide in zip(shown, hidden):
+        if not hide:
+            out.append(ch)
+        elif not out or out[-1] != "[name]":
+            out.append("[name]")
+    return "".join(out)
