@@ -1,12 +1,17 @@
-"""Load test of POST /v1/triage on loopback: p50/p99 latency and requests/s at 1, 8 and 32 clients.
+"""Load test of POST /v1/triage on loopback, against a no-model endpoint measured in the same run.
 
-    python bench/load.py [--models models] [--seconds 10] [--clients 1,8,32]
+    python bench/load.py [--models models] [--seconds 10] [--clients 1,8] [--workers 1]
 
-Starts serve.py on a free loopback port with a fresh database under a temporary folder (every
-case is stored, as in production), sends real complaint texts from the shared Traffy data over
-keep-alive connections from a light asyncio client, and prints one line per concurrency level
-and the service's memory (resident set size, now and peak). Bounded: each level runs for
---seconds (and at most --max-requests), never against anything but 127.0.0.1.
+Starts two servers on free loopback ports, both uvicorn[standard] (uvloop, httptools) with the
+same number of workers: the no-model baseline (``bench/noop_app.py``: the same FastAPI stack,
+validates the same body into ``ComplaintIn``, answers a fixed JSON) and the real service
+(``serve.py``, a fresh database under a temporary folder, every case stored). Then, for each
+concurrency level, the same keep-alive asyncio clients post real complaint texts from the shared
+Traffy data to the baseline and then to the service, and one line each is printed: requests/s,
+the service's share of the baseline's requests/s, p50/p99 latency, errors (anything but 201) and
+the resident memory of each worker process. Bounded: each level runs for --seconds (at most
+--max-requests), never against anything but 127.0.0.1. The load average is printed at the start
+and the end: the clients share the machine's cores with the servers and with anything else running.
 """
 
 from __future__ import annotations
@@ -52,21 +57,41 @@ def slice_model(data: Path) -> Path:
     return root / "models"
 
 
-def rss_mb(pid: int) -> tuple[float, float]:
-    """Resident and peak resident memory of a process and its children (workers), in MB (Linux /proc)."""
-    pids = [pid] + [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    rss = peak = 0.0
+def worker_pids(pid: int) -> list[int]:
+    """The processes that serve requests: uvicorn's worker children, or the process itself when it has none."""
+    try:
+        children = [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    except OSError:
+        children = []
+    workers = []
+    for child in children:  # not multiprocessing's resource tracker
+        try:
+            if b"resource_tracker" not in Path(f"/proc/{child}/cmdline").read_bytes():
+                workers.append(child)
+        except OSError:
+            pass
+    return workers or [pid]
+
+
+def rss_mb(pids: list[int]) -> list[float]:
+    """Resident memory of each process, in MB (Linux /proc)."""
+    out = []
     for p in pids:
-        text = Path(f"/proc/{p}/status").read_text()
+        try:
+            text = Path(f"/proc/{p}/status").read_text()
+        except OSError:
+            continue
         fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-        rss += int(fields["VmRSS"].split()[0]) / 1024
-        peak += int(fields["VmHWM"].split()[0]) / 1024
-    return rss, peak
+        out.append(int(fields["VmRSS"].split()[0]) / 1024)
+    return out
 
 
 async def client(port: int, texts: list[str], offset: int, stop_at: float, budget: list[int],
                  latencies: list[float], errors: list[str]) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    sock = writer.get_extra_info("socket")
+    if sock is not None:  # the request goes out in one write; do not let Nagle hold the next one
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     i = offset
     try:
         while time.perf_counter() < stop_at and budget[0] > 0:
@@ -111,17 +136,50 @@ async def level(port: int, texts: list[str], clients: int, seconds: float, max_r
         "clients": clients, "requests": len(lat), "errors": len(errors), "rps": len(lat) / elapsed,
         "p50_ms": 1000 * statistics.median(lat) if lat else float("nan"),
         "p99_ms": 1000 * lat[min(len(lat) - 1, int(0.99 * len(lat)))] if lat else float("nan"),
+        "kinds": sorted(set(errors))[:5],
     }
+
+
+def run_level(port: int, texts: list[str], clients: int, seconds: float, max_requests: int) -> dict[str, float]:
+    try:
+        import uvloop  # the client too: a slow client would cap both servers alike and hide the gap
+    except ImportError:
+        return asyncio.run(level(port, texts, clients, seconds, max_requests))
+    return uvloop.run(level(port, texts, clients, seconds, max_requests))
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(proc: subprocess.Popen, port: int, what: str, timeout: float = 300) -> float:
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < timeout:
+        if proc.poll() is not None:
+            sys.exit(f"bench: the {what} exited with {proc.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
+                if r.status == 200:
+                    return time.perf_counter() - t0
+        except OSError:
+            time.sleep(0.2)
+    sys.exit(f"bench: the {what} was not ready in {timeout:.0f} s")
+
+
+def load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default=str(REPO / "models"), help="models folder with current (default: models)")
     ap.add_argument("--data", default=str(REPO.parent / "shared" / "data"), help="shared data folder (for texts)")
-    ap.add_argument("--clients", default="1,8,32")
+    ap.add_argument("--clients", default="1,8")
     ap.add_argument("--seconds", type=float, default=10.0, help="duration of each level")
-    ap.add_argument("--max-requests", type=int, default=20_000, help="cap on requests per level")
-    ap.add_argument("--workers", type=int, default=1, help="server processes (serve.py --workers)")
+    ap.add_argument("--max-requests", type=int, default=50_000, help="cap on requests per level")
+    ap.add_argument("--workers", type=int, default=1, help="server processes, for both servers (serve.py --workers)")
     ap.add_argument("--slice-model", action="store_true",
                     help="train a small model on a slice of the data into a temporary folder and use it")
     a = ap.parse_args()
@@ -130,43 +188,45 @@ def main() -> int:
     if not (Path(a.models) / "current").exists():
         sys.exit(f"bench: no model at {a.models}/current; train one with: make train (or pass --slice-model)")
     texts = complaint_texts(Path(a.data))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    levels = [int(x) for x in a.clients.split(",")]
+    base_port, port = free_port(), free_port()
     with tempfile.TemporaryDirectory(prefix="triage-bench-") as tmp:
         env = {**os.environ, "TRIAGE_DATA_DIR": tmp, "TRIAGE_MODELS_DIR": a.models, "TRIAGE_API_KEYS": f"{KEY}:intake",
-               "TRIAGE_LOG_LEVEL": "warning"}
+               "TRIAGE_LOG_LEVEL": "warning", "BENCH_KEY": KEY}
+        base = subprocess.Popen([sys.executable, "-m", "uvicorn", "--app-dir", str(REPO / "bench"), "noop_app:app",
+                                 "--host", "127.0.0.1", "--port", str(base_port), "--workers", str(a.workers),
+                                 "--log-level", "warning", "--no-access-log"], env=env, cwd=REPO)
         proc = subprocess.Popen([sys.executable, str(REPO / "serve.py"), "--host", "127.0.0.1", "--port", str(port),
-                                 "--workers", str(a.workers)],
-                                env=env, cwd=REPO)
+                                 "--workers", str(a.workers)], env=env, cwd=REPO)
         try:
-            t0 = time.perf_counter()
-            while True:
-                if proc.poll() is not None:
-                    return 1
-                try:
-                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=1) as r:
-                        if r.status == 200:
-                            break
-                except OSError:
-                    time.sleep(0.2)
-            rss, _ = rss_mb(proc.pid)
-            print(f"{a.workers} worker(s); service ready in {time.perf_counter() - t0:.1f} s, RSS {rss:.0f} MB; "
-                  f"{len(texts)} real complaint texts, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}")
-            asyncio.run(level(port, texts, 4, 2.0, 500))  # warm-up, not reported
-            print(f"{'clients':>7} {'requests':>8} {'errors':>6} {'req/s':>7} {'p50 ms':>7} {'p99 ms':>7} {'RSS MB':>7}")
-            for n in (int(x) for x in a.clients.split(",")):
-                r = asyncio.run(level(port, texts, n, a.seconds, a.max_requests))
-                rss, peak = rss_mb(proc.pid)
-                print(f"{n:>7} {r['requests']:>8} {r['errors']:>6} {r['rps']:>7.0f} {r['p50_ms']:>7.1f} "
-                      f"{r['p99_ms']:>7.1f} {rss:>7.0f}", flush=True)
-            rss, peak = rss_mb(proc.pid)
+            wait_ready(base, base_port, "no-model endpoint")
+            ready = wait_ready(proc, port, "service")
+            print(f"{a.workers} worker(s) each; service ready in {ready:.1f} s; {len(texts)} real complaint texts; "
+                  f"{os.cpu_count()} CPUs; load average {load()}")
+            for p in (base_port, port):
+                run_level(p, texts, 4, 2.0, 500)  # warm-up, not reported
+            print(f"{'server':>8} {'clients':>7} {'requests':>8} {'errors':>6} {'req/s':>7} {'share':>6} {'p50 ms':>7} "
+                  f"{'p99 ms':>7}  RSS MB per worker")
+            for n in levels:
+                b = run_level(base_port, texts, n, a.seconds, a.max_requests)
+                r = run_level(port, texts, n, a.seconds, a.max_requests)
+                for name, x, pid in (("no-model", b, base.pid), ("service", r, proc.pid)):
+                    share = f"{x['rps'] / b['rps']:.0%}" if b["rps"] else "-"
+                    rss = ", ".join(f"{m:.0f}" for m in rss_mb(worker_pids(pid)))
+                    kinds = f"  ({', '.join(x['kinds'])})" if x["errors"] else ""
+                    print(f"{name:>8} {n:>7} {x['requests']:>8} {x['errors']:>6} {x['rps']:>7.0f} {share:>6} "
+                          f"{x['p50_ms']:>7.1f} {x['p99_ms']:>7.1f}  {rss}{kinds}", flush=True)
             db = Path(tmp) / "triage.db"
-            print(f"service memory: RSS {rss:.0f} MB, peak {peak:.0f} MB; database "
-                  f"{sum(f.stat().st_size for f in Path(tmp).glob('triage.db*')) / 1e6:.1f} MB ({db.name} + WAL)")
+            print(f"database {sum(f.stat().st_size for f in Path(tmp).glob('triage.db*')) / 1e6:.1f} MB "
+                  f"({db.name} + WAL); load average at the end {load()}")
         finally:
-            proc.terminate()
-            proc.wait(20)
+            for p in (proc, base):
+                p.terminate()
+            for p in (proc, base):
+                try:
+                    p.wait(20)
+                except subprocess.TimeoutExpired:
+                    p.kill()
     return 0
 
 

@@ -60,3 +60,18 @@ def test_an_output_that_cannot_be_written_is_exit_4(small_model_dir, tmp_path):
         res = run_predict(small_model_dir, inp, out)
         assert res.returncode == 4, res.stderr
         assert "cannot write" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_worker_processes_write_what_one_process_writes(small_model_dir, tmp_path, traffy_slice):
+    last = max((traffy_slice / "traffy").glob("*.parquet"))
+    frame = pd.read_parquet(last, columns=["comment", "district", "ticket_id"]).head(800)
+    inp = tmp_path / "in.parquet"
+    frame.to_parquet(inp)
+    outs = {}
+    for jobs in ("1", "2"):
+        out = tmp_path / f"out-{jobs}.jsonl"
+        res = run_predict(small_model_dir, inp, out, "--district-column", "district", "--id-column", "ticket_id",
+                          "--jobs", jobs, "--quiet")
+        assert res.returncode == 0, res.stderr
+        outs[jobs] = out.read_text(encoding="utf-8")
+    assert outs["1"] == outs["2"] and outs["1"].count("\n") == len(frame) > 500  # (U+2028 in texts: no splitlines)

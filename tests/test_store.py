@@ -150,6 +150,22 @@ def test_nothing_is_lost_from_many_threads(store):
     assert store.integrity() == "ok"
 
 
+def test_group_commit_stores_a_batch_in_one_transaction_and_a_conflict_alone(store, tmp_path):
+    store.create_cases([record("ถนนพัง", external_id="g-0")])
+    batch = [record("ไฟดับ", external_id="g-1"), record("อื่น", external_id="g-0"), record("ขยะ"),
+             record("ไฟดับ", external_id="g-1")]
+    out = store.create_cases_each(batch)
+    assert isinstance(out[1], ConflictError)
+    (first, created1), (third, created3), (again, created4) = out[0], out[2], out[3]
+    assert created1 and created3 and not created4 and again["id"] == first["id"]
+    for case in (first, third):  # what it returns is what a reader gets back
+        assert case == store.get_case(case["id"])
+    other = sqlite3.connect(tmp_path / "cases.db")  # committed: another connection sees them
+    assert other.execute("SELECT count(*) FROM cases").fetchone()[0] == 3
+    assert other.execute("SELECT count(*) FROM events WHERE kind = 'created'").fetchone()[0] == 3
+    other.close()
+
+
 # Tests for the survivors of the mutation run over store.py (bench/RESULTS.md, issue 15).
 
 A, B, C = "สำนักงานเขตบางรัก", "การไฟฟ้านครหลวง", "สำนักงานเขตพญาไท"

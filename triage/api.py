@@ -10,15 +10,17 @@ may do everything and reload the model; an agency key reads and moves only its o
 reach a log line.
 """
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
+import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse
 
 from triage.auth import agency_of
-from triage.cases import Cases, metrics_summary, own_case
+from triage.cases import Cases, check_text, metrics_summary, own_case
 from triage.deps import CasesDep, HolderDep, ServedDep, SettingsDep, StoreDep, get_store, need
 from triage.errors import ForbiddenError, InputError, StorageError, TooLargeError
 from triage.schemas import (
@@ -62,18 +64,44 @@ def triage_out(case: dict[str, Any], created: bool) -> TriageOut:
     )
 
 
+def triage_json(case: dict[str, Any], created: bool) -> bytes:
+    """``triage_out(case, created)`` as JSON bytes, built directly (the hot path skips the pydantic model)."""
+    pred = case["prediction"]
+    return orjson.dumps({
+        "case_id": case["id"], "external_id": case["external_id"], "created": created, "topics": case["topics"],
+        "topic_scores": pred.get("topic_scores") or {}, "urgency": case["urgency"],
+        "urgency_scores": pred.get("urgency_scores") or {}, "urgency_cues": pred.get("urgency_cues") or [],
+        "agencies": case["agencies"], "agency_scores": pred.get("agency_scores") or {},
+        "agency_candidates": pred.get("agency_candidates") or [],
+        "agency_explanation": pred.get("agency_explanation") or {},
+        "needs_review": case["needs_review"], "review_reasons": case["review_reasons"],
+        "explanation": pred.get("explanation") or [], "model_version": case["model_version"], "status": case["status"],
+        "tracking_code": case.get("tracking_code"),
+    }, option=orjson.OPT_NON_STR_KEYS)
+
+
+def triage_answers(cases: Cases, items: Sequence[ComplaintIn]) -> list[tuple[bytes, bool] | Exception]:
+    """One micro-batch of ``POST /v1/triage`` requests (``triage.batching``, on its worker thread): each
+    request's answer as JSON bytes and whether its case is new, or its own error. Cases are committed."""
+    return [r if isinstance(r, Exception) else (triage_json(*r), r[1]) for r in cases.triage_each(items)]
+
+
 def triage_many(cases: Cases, items: list[ComplaintIn]) -> list[TriageOut]:
     return [triage_out(case, created) for case, created in cases.triage(items)]
 
 
 @triage_routes.post("/v1/triage", response_model=TriageOut,
                     responses={200: {"description": "The external_id was known: the stored case"}, 201: {}})
-def triage(body: ComplaintIn, response: Response, role: Annotated[str, Depends(need("triage"))],
-           cases: CasesDep) -> TriageOut:
-    """Triage one complaint and store it as a case (201), or return the known case for its external_id (200)."""
-    out = triage_many(cases, [body])[0]
-    response.status_code = 201 if out.created else 200
-    return out
+async def triage(body: ComplaintIn, request: Request, role: Annotated[str, Depends(need("triage"))]) -> Response:
+    """Triage one complaint and store it as a case (201), or return the known case for its external_id (200).
+
+    Concurrent requests are predicted and stored together (micro-batches of at most TRIAGE_BATCH_MAX,
+    waiting at most TRIAGE_BATCH_WAIT_MS for each other); the answer comes after the case is committed.
+    A 503 with Retry-After when TRIAGE_BATCH_QUEUE requests are already waiting.
+    """
+    check_text(body.text, request.app.state.settings.max_text_chars)
+    data, created = await request.app.state.batcher.submit(body)
+    return Response(data, status_code=201 if created else 200, media_type="application/json")
 
 
 @triage_routes.post("/v1/triage/batch", response_model=BatchOut)

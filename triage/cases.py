@@ -192,12 +192,44 @@ class Cases:
                                             "different text; a retry must send the same complaint")
                     known[i] = case
         todo = [i for i in range(len(items)) if i not in known]
+        created = self.store.create_cases(self._records([items[i] for i in todo]))
+        fresh = iter(created)
+        results = [(known[i], False) if i in known else next(fresh) for i in range(len(items))]
+        self._log(results, started, len(items))
+        return results
+
+    def triage_each(self, items: Sequence[Complaint]) -> list[tuple[dict[str, Any], bool] | Exception]:
+        """Triage independent requests together (a micro-batch): each gets ``(case, created)`` or its own error.
+
+        Predicted in one call and stored in one transaction (group commit, ``Store.create_cases_each``);
+        one complaint's problem (its external_id is a case with another text) fails it alone. Texts
+        must have been checked (``check_text``) by the caller. Every returned case is committed.
+        """
+        started = time.perf_counter()
+        out: list[tuple[dict[str, Any], bool] | Exception | None] = [None] * len(items)
+        todo: list[int] = []
+        for i, item in enumerate(items):
+            case = self.store.find_external(item.external_id) if item.external_id is not None else None
+            if case is None:
+                todo.append(i)
+            elif case["text"] != item.text:
+                out[i] = ConflictError(f"external_id {item.external_id!r} is already case {case['id']} with a "
+                                       "different text; a retry must send the same complaint")
+            else:
+                out[i] = (case, False)
+        for i, result in zip(todo, self.store.create_cases_each(self._records([items[i] for i in todo]))):
+            out[i] = result
+        done = [r for r in out if r is not None]
+        self._log([r for r in done if not isinstance(r, Exception)], started, len(items))
+        return done
+
+    def _records(self, items: Sequence[Complaint]) -> list[dict[str, Any]]:
+        """Predict the complaints in one call; each one's case record for the store."""
         model = self.served.model
-        preds = predict(model, [items[i].text for i in todo], [items[i].district for i in todo],
-                        self.served.router) if todo else []
+        preds = predict(model, [item.text for item in items], [item.district for item in items],
+                        self.served.router) if items else []
         records = []
-        for i, pred in zip(todo, preds):
-            item = items[i]
+        for item, pred in zip(items, preds):
             reasons = review_reasons(pred, model.urgency_levels, self.review_threshold, self.store)
             records.append({
                 "text": item.text, "masked_text": mask_personal(item.text), "district": item.district,
@@ -206,15 +238,15 @@ class Cases:
                 "topics": pred["topics"], "urgency": pred.get("urgency"), "urgency_rank": self.rank(pred.get("urgency")),
                 "agencies": pred.get("agencies") or [], "needs_review": bool(reasons), "review_reasons": reasons,
             })
-        created = self.store.create_cases(records)
-        fresh = iter(created)
-        results = [(known[i], False) if i in known else next(fresh) for i in range(len(items))]
+        return records
+
+    @staticmethod
+    def _log(results: list[tuple[dict[str, Any], bool]], started: float, batch: int) -> None:
         ms = (time.perf_counter() - started) * 1000
         for case, new in results:
-            log.info("case %d %s model %s topics %s urgency %s review %s (%.1f ms)", case["id"],
+            log.info("case %d %s model %s topics %s urgency %s review %s (%.1f ms, batch of %d)", case["id"],
                      "created" if new else "existing", case["model_version"], case["topics"], case["urgency"],
-                     case["review_reasons"], ms)
-        return results
+                     case["review_reasons"], ms, batch)
 
     def correct(self, case_id: int, reviewer: str, reason: str, topics: list[str] | None, urgency: str | None,
                 agencies: list[str] | None, version: str | None = None) -> dict[str, Any]:

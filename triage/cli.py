@@ -80,13 +80,17 @@ def _as_text(value: Any) -> str:
 
 
 def predict_file(model: Any, inp: Path, out: Path, text_column: str, district_column: str | None = None,
-                 id_column: str | None = None, router: Any = None, progress: bool = True) -> dict[str, int]:
+                 id_column: str | None = None, router: Any = None, progress: bool = True,
+                 jobs: int | None = 1) -> dict[str, int]:
     """Triage every row of ``inp`` and write one JSON object per row to ``out``, in input order.
 
     Rows with no usable text get ``{"error": ...}`` instead of a prediction, so the output always
     lines up with the input. The output is written to a temporary file and renamed at the end.
+    ``jobs`` worker processes share each chunk (None: one per core; see ``triage.parallel``).
     """
     from tqdm import tqdm
+
+    from triage.parallel import ParallelPredict
 
     columns = [c for c in (text_column, district_column, id_column) if c]
     counts = {"rows": 0, "predicted": 0, "empty": 0}
@@ -95,13 +99,13 @@ def predict_file(model: Any, inp: Path, out: Path, text_column: str, district_co
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "w", encoding="utf-8") as fh, tqdm(total=total, unit="rows", disable=not progress,
-                                                             file=sys.stderr, mininterval=1.0) as bar:
+                                                             file=sys.stderr, mininterval=1.0) as bar, \
+                ParallelPredict(predict, model, router, jobs) as run:
             for chunk in iter_chunks(inp, columns):
                 texts = [_as_text(v) for v in chunk[text_column]]
                 districts = [(_as_text(v) or None) for v in chunk[district_column]] if district_column else None
                 ok = [i for i, t in enumerate(texts) if t.strip()]
-                preds = predict(model, [texts[i] for i in ok],
-                                [districts[i] for i in ok] if districts else None, router) if ok else []
+                preds = run([texts[i] for i in ok], [districts[i] for i in ok] if districts else None) if ok else []
                 by_row = dict(zip(ok, preds))
                 for i in range(len(texts)):
                     rec: dict[str, Any] = {}
@@ -142,7 +146,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
         router = Router.load()
     counts = predict_file(model, Path(args.input), Path(args.output), args.text_column, args.district_column,
-                          args.id_column, router, progress=not args.quiet)
+                          args.id_column, router, progress=not args.quiet, jobs=args.jobs)
     print(f"model {meta.get('version')}: {counts['rows']} rows, {counts['predicted']} predicted, "
           f"{counts['empty']} without text -> {args.output}", file=sys.stderr)
     return 0
@@ -285,6 +289,7 @@ def build_parser(extra: dict[str, Callable[[argparse._SubParsersAction], None]] 
     p.add_argument("--output", required=True, help="JSONL file, one object per input row, in input order")
     p.add_argument("--no-routing", action="store_true", help="leave out agencies")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--jobs", type=int, default=None, help="worker processes (default: one per core)")
     p.set_defaults(func=cmd_predict)
     for register in (extra or {}).values():
         register(sub)

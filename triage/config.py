@@ -119,6 +119,12 @@ class Settings(BaseSettings):
     log_level: str = "info"
     workers: int = Field(1, ge=1, le=16)
     """Server processes; they share the database, and a reload in one is followed by the others."""
+    batch_wait_ms: float = Field(2.0, ge=0.0, le=100.0)
+    """How long concurrent triage requests may wait for each other to be predicted and stored together."""
+    batch_max: int = Field(64, ge=1, le=1000)
+    """At most this many requests in one micro-batch."""
+    batch_queue: int = Field(256, ge=1, le=100_000)
+    """At most this many triage requests wait; more are refused with 503 and Retry-After."""
     sla_hours: str = "high=24,medium=72,low=360"
     """Hours an agency has to resolve a case, per urgency (fractions allowed); reset when it is forwarded."""
     sla_check_seconds: float = Field(60.0, gt=0, le=86_400)

@@ -8,7 +8,7 @@ parameters, e.g. ``cases: CasesDep`` or ``role: Annotated[str, Depends(need("rea
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
@@ -101,10 +101,11 @@ def check_key(request: Request, settings: Settings, key: str | None, permission:
         raise
 
 
-def need(permission: str) -> Callable[..., str]:
+def need(permission: str) -> Callable[..., Awaitable[str]]:
     """A dependency giving the caller's role if its ``X-API-Key`` has ``permission`` (else 401, 403 or 429)."""
 
-    def check(request: Request, settings: SettingsDep, key: Annotated[str | None, Depends(api_key)]) -> str:
-        return check_key(request, settings, key, permission)
+    async def check(request: Request, key: Annotated[str | None, Depends(api_key)]) -> str:
+        # async and no sync sub-dependency: FastAPI runs a sync dependency on a worker thread, a hop per request
+        return check_key(request, request.app.state.settings, key, permission)
 
     return check

@@ -11,6 +11,7 @@
     ├── ConflictError           an impossible workflow transition                          409 / 1
     │   └── StaleError          a form saved against an older version of the case          409 / 1
     ├── StorageError            the case store or an output file could not write           503 / 4
+    ├── BusyError               at capacity (the triage queue is full): Retry-After        503 / 1
     └── Refused                 the caller may not do this
         ├── UnauthorizedError   no API key, or one that is not configured                  401 / 1
         ├── ForbiddenError      a valid key whose role lacks the permission                403 / 1
@@ -72,6 +73,14 @@ class StorageError(TriageError):
     """The store (or an output file) could not write, e.g. the disk is full."""
 
 
+class BusyError(TriageError):
+    """The service is at capacity (its request queue is full): retry after ``retry_after`` seconds."""
+
+    def __init__(self, message: str, retry_after: float = 1.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
 class Refused(TriageError):
     """The caller may not do this (see the subclasses)."""
 
@@ -104,6 +113,7 @@ CODES: dict[type[BaseException], tuple[int, int]] = {
     NotFoundError: (404, 1),
     ConflictError: (409, 1),
     StorageError: (503, 4),
+    BusyError: (503, 1),
     Refused: (403, 1),
     UnauthorizedError: (401, 1),
     ForbiddenError: (403, 1),

@@ -14,7 +14,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, Protocol, TypedDict, cast
 
+from triage.fastpath import Analyses, BatchKinds
 from triage.text import normalize_many
+
+PREDICT_CHUNK = 2000
+"""``predict`` works through longer inputs in parts of this many texts."""
 
 
 class Token(TypedDict):
@@ -58,7 +62,7 @@ class Predictor(Protocol):
     agency: Any
 
     def predict(self, texts: list[str], districts: list[str | None] | None = None,
-                norm: list[str] | None = None) -> list[Prediction]: ...
+                norm: list[str] | None = None, analyses: Analyses | None = None) -> list[Prediction]: ...
 
 
 class Routes(Protocol):
@@ -70,14 +74,26 @@ class Routes(Protocol):
 
 def predict(model: Predictor, texts: list[str], districts: Sequence[str | None] | None = None,
             router: Routes | None = None) -> list[Prediction]:
-    """Triage raw texts: the model's topics and urgency, then (with a router) agencies, one record per text."""
-    norm = normalize_many(texts)
+    """Triage raw texts: the model's topics and urgency, then (with a router) agencies, one record per text.
+
+    One pass over the text: normalised once, each text's words analysed once for the model's features
+    and its agency model's (``fastpath.Analyses``), whose kind probabilities are computed for the whole
+    batch at once (``fastpath.BatchKinds``) before the router asks for them complaint by complaint.
+    Longer inputs go in parts of PREDICT_CHUNK texts (bounds the memory of the analyses).
+    """
     district_list = list(districts) if districts is not None else None
-    preds = model.predict(texts, district_list, norm=norm)
+    if len(texts) > PREDICT_CHUNK:
+        return [pred for s in range(0, len(texts), PREDICT_CHUNK)
+                for pred in predict(model, texts[s : s + PREDICT_CHUNK],
+                                    district_list[s : s + PREDICT_CHUNK] if district_list is not None else None, router)]
+    norm = normalize_many(texts)
+    analyses = Analyses()
+    preds = model.predict(texts, district_list, norm=norm, analyses=analyses)
     if router is not None:
+        learned = BatchKinds(model.agency, norm, analyses) if model.agency is not None else None
         for i, pred in enumerate(preds):
             district = district_list[i] if district_list is not None else None
-            routed = router.route(texts[i], norm[i], district, cast(dict[str, Any], pred), model.agency)
+            routed = router.route(texts[i], norm[i], district, cast(dict[str, Any], pred), learned)
             cast(dict[str, Any], pred).update(routed)
     return preds
 

@@ -216,9 +216,16 @@ class Directory:
         """Agencies of ``kind`` serving ``district``: the main ones first, then those serving part of it."""
         if not district:
             return []
-        main = [a.name for a in self.agencies.values() if a.kind == kind and district in a.districts]
-        part = [a.name for a in self.agencies.values() if a.kind == kind and district in a.also]
-        return main + [p for p in part if p not in main]
+        # asked for every kind of every complaint: remembered per (kind, district), the directory never changes
+        memo: dict[tuple[str, str], tuple[str, ...]] = self.__dict__.setdefault("_local_memo", {})
+        found = memo.get((kind, district))
+        if found is None:
+            main = [a.name for a in self.agencies.values() if a.kind == kind and district in a.districts]
+            part = [a.name for a in self.agencies.values() if a.kind == kind and district in a.also]
+            if len(memo) > 20_000:  # districts come from requests: bound what unknown ones can fill
+                memo.clear()
+            found = memo[(kind, district)] = tuple(main + [p for p in part if p not in main])
+        return list(found)
 
     def escalation(self, name: str) -> list[str]:
         """The chain of parents above an agency, nearest first."""

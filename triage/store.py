@@ -25,6 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+import orjson
+
 from triage.errors import ConfigError, ConflictError, NotFoundError, StaleError, StorageError
 from triage.store_followup import MIGRATION as FOLLOWUP_MIGRATION
 from triage.store_followup import FollowupMixin
@@ -116,6 +118,7 @@ class Store(Protocol):
     """What the API needs from a case store. Cases are plain dicts (see ``SQLiteStore._case``)."""
 
     def create_cases(self, records: list[dict[str, Any]]) -> list[tuple[dict[str, Any], bool]]: ...
+    def create_cases_each(self, records: list[dict[str, Any]]) -> list[tuple[dict[str, Any], bool] | Exception]: ...
     def get_case(self, case_id: int) -> dict[str, Any]: ...
     def find_external(self, external_id: str) -> dict[str, Any] | None: ...
     def list_cases(self, *, status: str | None = None, agency: str | None = None, urgency: str | None = None,
@@ -158,7 +161,8 @@ def open_store(url: str, sla_hours: dict[str, float] | None = None, webhooks: bo
 
 
 def _json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    """Compact UTF-8 JSON (orjson: the case write's largest cost after the insert itself)."""
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode("utf-8")
 
 
 class SQLiteStore(FollowupMixin, SessionsMixin):
@@ -262,33 +266,56 @@ class SQLiteStore(FollowupMixin, SessionsMixin):
         out: list[tuple[dict[str, Any], bool]] = []
         with self._write() as db:
             for rec in records:
-                ext = rec.get("external_id")
-                if ext is not None:
-                    row = db.execute("SELECT * FROM cases WHERE external_id = ?", (ext,)).fetchone()
-                    if row is not None:
-                        if row["text"] != rec["text"]:
-                            raise ConflictError(f"external_id {ext!r} is already case {row['id']} with a different "
-                                                "text; a retry must send the same complaint")
-                        out.append((self._case(row), False))
-                        continue
-                at = now()
-                agency = rec["agencies"][0] if rec["agencies"] else None
-                cur = db.execute(
-                    "INSERT INTO cases (external_id, created_at, updated_at, text, masked_text, district, source, "
-                    "reporter_contact, model_version, prediction, topics, urgency, urgency_rank, agencies, agency, "
-                    "agency_path, status, needs_review, review_reasons) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'new', ?, ?)",
-                    (ext, at, at, rec["text"], rec["masked_text"], rec.get("district"), rec.get("source"),
-                     rec.get("reporter_contact"), rec["model_version"], _json(rec["prediction"]),
-                     _json(rec["topics"]), rec.get("urgency"), rec["urgency_rank"], _json(rec["agencies"]), agency,
-                     _json([agency] if agency else []), int(rec["needs_review"]), _json(rec["review_reasons"])),
-                )
-                case_id = int(cur.lastrowid or 0)
-                self._on_created(db, case_id, rec.get("urgency"), at)
-                self._event(db, case_id, "created", at, None, "new", agency, rec.get("source"),
-                            f"triaged by model {rec['model_version']}")
-                out.append((self._get(db, case_id), True))
+                out.append(self._create(db, rec))
         return out
+
+    def create_cases_each(self, records: list[dict[str, Any]]) -> list[tuple[dict[str, Any], bool] | Exception]:
+        """Group commit: store independent requests' cases in one transaction, each on its own.
+
+        One record's ConflictError (or database error) rolls back only that record (a savepoint)
+        and is returned in its place; the others commit together. When this returns, every
+        (case, created) it returns is committed, so a caller may acknowledge it.
+        """
+        out: list[tuple[dict[str, Any], bool] | Exception] = []
+        with self._write() as db:
+            for rec in records:
+                db.execute("SAVEPOINT one_case")
+                try:
+                    out.append(self._create(db, rec))
+                except (ConflictError, sqlite3.Error) as exc:
+                    db.execute("ROLLBACK TO one_case")
+                    out.append(exc if isinstance(exc, ConflictError) else
+                               StorageError(f"the case database could not write: {exc}"))
+                db.execute("RELEASE one_case")
+        return out
+
+    def _create(self, db: sqlite3.Connection, rec: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Insert one case and its first event, or return the stored case of a known external_id."""
+        ext = rec.get("external_id")
+        if ext is not None:
+            row = db.execute("SELECT * FROM cases WHERE external_id = ?", (ext,)).fetchone()
+            if row is not None:
+                if row["text"] != rec["text"]:
+                    raise ConflictError(f"external_id {ext!r} is already case {row['id']} with a different "
+                                        "text; a retry must send the same complaint")
+                return self._case(row), False
+        at = now()
+        agency = rec["agencies"][0] if rec["agencies"] else None
+        cur = db.execute(
+            "INSERT INTO cases (external_id, created_at, updated_at, text, masked_text, district, source, "
+            "reporter_contact, model_version, prediction, topics, urgency, urgency_rank, agencies, agency, "
+            "agency_path, status, needs_review, review_reasons) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'new', ?, ?)",
+            (ext, at, at, rec["text"], rec["masked_text"], rec.get("district"), rec.get("source"),
+             rec.get("reporter_contact"), rec["model_version"], _json(rec["prediction"]),
+             _json(rec["topics"]), rec.get("urgency"), rec["urgency_rank"], _json(rec["agencies"]), agency,
+             _json([agency] if agency else []), int(rec["needs_review"]), _json(rec["review_reasons"])),
+        )
+        case_id = int(cur.lastrowid or 0)
+        self._on_created(db, case_id, rec.get("urgency"), at)
+        self._event(db, case_id, "created", at, None, "new", agency, rec.get("source"),
+                    f"triaged by model {rec['model_version']}")
+        return self._get(db, case_id), True
 
     def get_case(self, case_id: int) -> dict[str, Any]:
         with self._lock:

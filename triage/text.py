@@ -158,7 +158,17 @@ def tokenize(text: str) -> list[str]:
     Safe mode bounds the search on ambiguous runs, and the input is cut at
     MAX_TOKENIZE_CHARS, so no input can make it hang. Spaces and punctuation are dropped.
     ``ไฟฟ้าดับทั้งซอย`` -> ``['ไฟฟ้า', 'ดับ', 'ทั้ง', 'ซอย']``.
+    The last TOKEN_CACHE texts' words are kept: prediction and routing ask for the same text's words.
     """
+    return list(_tokens(text))
+
+
+TOKEN_CACHE = 4096
+"""How many texts' words ``tokenize`` keeps (a few MB): one served batch or CLI chunk, tokenised once."""
+
+
+@lru_cache(maxsize=TOKEN_CACHE)
+def _tokens(text: str) -> tuple[str, ...]:
     import nlpo3
 
     text = text[:MAX_TOKENIZE_CHARS]
@@ -171,7 +181,7 @@ def tokenize(text: str) -> list[str]:
             tokens.append(chunk)
             continue
         tokens.extend(t for t in nlpo3.segment(chunk, name, safe=True) if t.strip() and t != ".")
-    return tokens
+    return tuple(tokens)
 
 
 def word_analyzer(text: str) -> list[str]:
@@ -179,7 +189,7 @@ def word_analyzer(text: str) -> list[str]:
 
     Module-level so that a pipeline using it pickles.
     """
-    words = tokenize(text)
+    words = list(_tokens(text))
     return words + [f"{a} {b}" for a, b in zip(words, words[1:])]
 
 

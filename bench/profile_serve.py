@@ -1,0 +1,106 @@
+"""Where a request's time goes in the running service: py-spy samples under load, per part, per request.
+
+    python bench/profile_serve.py [--models models] [--clients 8] [--seconds 15]
+
+Starts ``serve.py`` (one worker, a fresh database) on a loopback port, drives it with
+``bench/load.py``'s keep-alive clients and meanwhile records it with py-spy (``--gil``: only the
+thread holding the GIL is sampled, so samples are CPU time spent in Python code of this process,
+whichever thread). Each sample is put in the part its innermost recognised frame belongs to:
+
+    HTTP         uvicorn, Starlette, FastAPI routing, the event loop, sending the response
+    validation   reading the body, JSON parsing and ComplaintIn validation, the API key, text checks
+    batching     the micro-batcher (queue, futures, hand-over to the worker thread)
+    model        normalising, features, topic and urgency heads, explanations
+    routing      the router and the agency model
+    case record  masking personal data, review reasons, the response JSON of the case
+    store        SQLite: the group-committed insert of the batch, lookups
+
+and printed as milliseconds of CPU per request. Needs py-spy (``pip install py-spy``) and the
+right to trace a child process (root, or ptrace_scope 0).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import load  # bench/load.py: texts, clients, server start
+
+PARTS: list[tuple[str, tuple[str, ...]]] = [
+    ("store", ("SQLiteStore.", "find_external")),
+    ("routing", ("Router.", "BatchKinds", "agency_proba", "Directory.")),
+    ("model", ("TriageModel.predict", "normalize_many")),
+    ("case record", ("case_records", "triage_json", "mask_personal", "review_reasons", "triage_each")),
+    ("batching", ("MicroBatcher.",)),
+    ("validation", ("request_body_to_args", "_validate_value", "validate_python", "Request.json", "Request.body",
+                    "check_text", "solve_dependencies", "APIKeyHeader", "_get_body")),
+]
+
+
+def part_of(stack: list[str]) -> str:
+    for frame in reversed(stack):  # innermost first
+        for name, marks in PARTS:
+            if any(m in frame for m in marks):
+                return name
+    return "HTTP"
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", default=str(load.REPO / "models"))
+    ap.add_argument("--data", default=str(load.REPO.parent / "shared" / "data"))
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--seconds", type=float, default=15.0)
+    ap.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
+    ap.add_argument("--raw", default=None, help="also keep py-spy's raw (collapsed) stacks in this file")
+    a = ap.parse_args()
+    texts = load.complaint_texts(Path(a.data))
+    port = load.free_port()
+    with tempfile.TemporaryDirectory(prefix="triage-profile-") as tmp:
+        env = {**os.environ, "TRIAGE_DATA_DIR": tmp, "TRIAGE_MODELS_DIR": a.models,
+               "TRIAGE_API_KEYS": f"{load.KEY}:intake", "TRIAGE_LOG_LEVEL": "warning"}
+        proc = subprocess.Popen([sys.executable, str(load.REPO / "serve.py"), "--host", "127.0.0.1", "--port", str(port)],
+                                env=env, cwd=load.REPO)
+        raw = Path(tmp) / "spy.txt"
+        try:
+            load.wait_ready(proc, port, "service")
+            load.run_level(port, texts, 4, 2.0, 500)  # warm-up
+            exe = Path(sys.executable).parent / "py-spy"
+            spy = subprocess.Popen([str(exe) if exe.exists() else "py-spy", "record", "--pid", str(proc.pid), "--gil", "--format", "raw",
+                                    "--rate", str(a.rate), "--duration", str(int(a.seconds)), "--output", str(raw),
+                                    "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(1.0)
+            r = load.run_level(port, texts, a.clients, a.seconds - 1.5, 10**6)
+            spy.wait(60)
+        finally:
+            proc.terminate()
+            proc.wait(20)
+        if a.raw:
+            Path(a.raw).write_text(raw.read_text())
+        totals: collections.Counter[str] = collections.Counter()
+        for line in raw.read_text().splitlines():
+            stack, _, count = line.rpartition(" ")
+            if stack:
+                totals[part_of(stack.split(";"))] += int(count)
+    samples = sum(totals.values())
+    requests = r["requests"] * a.seconds / (a.seconds - 1.5)  # requests in the sampled window, about
+    print(f"{a.clients} clients: {r['rps']:.0f} req/s, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, "
+          f"{r['errors']} errors; {samples} samples at {a.rate}/s; load average "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"{'part':<12} {'share':>6} {'CPU ms per request':>19}")
+    for name in ["HTTP", "validation", "batching", "model", "routing", "case record", "store"]:
+        n = totals.get(name, 0)
+        print(f"{name:<12} {n / samples:>6.0%} {1000 * n / a.rate / requests:>19.3f}")
+    print(f"{'total':<12} {1:>6.0%} {1000 * samples / a.rate / requests:>19.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

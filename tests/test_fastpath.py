@@ -1,0 +1,126 @@
+"""The fast prediction path gives scikit-learn's numbers: on real complaints, with the session's real model."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from triage import fastpath
+from triage.prediction import predict
+from triage.routing import Router
+from triage.text import normalize_many
+
+
+@pytest.fixture(scope="module")
+def complaints(traffy_slice: Path) -> tuple[list[str], list[str | None]]:
+    """300 real complaints (with their districts) of the slice's last month, and a few awkward ones."""
+    last = max((traffy_slice / "traffy").glob("*.parquet"))
+    frame = pd.read_parquet(last, columns=["comment", "district"]).dropna(subset=["comment"])
+    frame = frame[frame["comment"].str.strip().str.len() > 0].sample(300, random_state=3)
+    # awkward ones last, ending with words the model has never seen (an empty feature row at the end)
+    texts = frame["comment"].tolist() + ["ไฟดับ", "5555 ค่ะะะะ ๆๆๆ", "ok", "ถนน" * 3000, "a\u200bb 081-234-5678",
+                                         "zzqxj qqzzv"]
+    districts = [d if isinstance(d, str) else None for d in frame["district"]] + [None, "บางรัก", "x", None, "ปทุมวัน",
+                                                                                  None]
+    return texts, districts
+
+
+@pytest.fixture(scope="module")
+def router() -> Router:
+    return Router.load()
+
+
+def test_features_are_scikit_learns(small_model, complaints):
+    norm = normalize_many(complaints[0])
+    fast = fastpath.transform(small_model.featurizer, norm, fastpath.Analyses()).tocsr()
+    slow = small_model.featurizer.transform(norm).tocsr()
+    assert fast.shape == slow.shape and fast.dtype == slow.dtype
+    assert np.array_equal(fast.indptr, slow.indptr) and np.array_equal(fast.indices, slow.indices)
+    assert np.array_equal(fast.data, slow.data)
+
+
+def test_all_topic_labels_in_one_product_score_as_each_label_does(small_model, complaints):
+    X = small_model.featurizer.transform(normalize_many(complaints[0])).tocsr()
+    S = small_model.topic.decision(X)
+    for k, est in enumerate(small_model.topic.clf_.estimators_):
+        if hasattr(est, "coef_"):
+            assert np.array_equal(S[:, k], est.decision_function(X)), small_model.topic.labels[k]
+
+
+def test_urgency_and_agency_probabilities_are_scikit_learns(small_model, complaints):
+    texts = complaints[0]
+    norm = normalize_many(texts)
+    X = small_model.featurizer.transform(norm).tocsr()
+    head = small_model.urgency
+    found = [head.lexicon.matches(t) for t in norm]
+    Z = head.design(norm, small_model.topic.proba(X), small_model.word_block(X), found)
+    assert np.array_equal(fastpath.linear_proba(head.clf_, Z), head.clf_.predict_proba(Z))
+    if small_model.agency is not None:
+        fast = fastpath.agency_proba(small_model.agency, norm, fastpath.Analyses())
+        assert np.array_equal(fast, small_model.agency.pipeline.predict_proba(norm))
+
+
+def test_a_batch_predicts_what_one_at_a_time_and_the_plain_router_predict(small_model, complaints, router):
+    texts, districts = complaints
+    batch = predict(small_model, texts, districts, router)
+    one = [predict(small_model, [t], [d], router)[0] for t, d in zip(texts[:60], districts[:60])]
+    assert batch[:60] == one
+    # the router asking the agency model itself, one complaint at a time (the path before batching)
+    norm = normalize_many(texts)
+    for i, rec in enumerate(batch):
+        base = {k: v for k, v in rec.items() if k in ("topics", "topic_scores")}  # what the router reads
+        plain = router.route(texts[i], norm[i], districts[i], base, small_model.agency)
+        assert {k: rec[k] for k in plain} == plain, i
+
+
+def test_the_design_matrix_is_scipys_hstack(small_model, complaints):
+    from scipy import sparse
+
+    rng = np.random.default_rng(0)
+    dense = (rng.random((40, 7)) * (rng.random((40, 7)) > 0.5)).astype(np.float32)
+    keep = np.ones(40, dtype=np.float32)
+    keep[5] = 0  # an empty row
+    X = (sparse.diags(keep) @ sparse.random(40, 50, density=0.1, format="csr", dtype=np.float32, random_state=1)).tocsr()
+    X.eliminate_zeros()
+    fast = fastpath.hstack_dense_csr(dense, X)
+    slow = sparse.hstack([sparse.csr_matrix(dense), X]).tocsr()
+    assert (fast != slow).nnz == 0 and np.array_equal(fast.indptr, slow.indptr)
+
+
+def test_fast_path_caches_are_not_saved_with_the_model(small_model, complaints):
+    small_model.predict(complaints[0][:5])
+    assert b"FastTfidf" not in pickle.dumps(small_model) and b"ColumnPicker" not in pickle.dumps(small_model)
+
+
+@pytest.mark.parametrize("empty", [[], [0], [39], [0, 1, 38, 39], list(range(40))])
+def test_picking_columns_is_scipys_column_indexing(empty):
+    from scipy import sparse
+
+    keep = np.ones(40, dtype=np.float32)
+    keep[empty] = 0  # empty rows, also first and last
+    X = (sparse.diags(keep) @ sparse.random(40, 60, density=0.1, format="csr", dtype=np.float32, random_state=2)).tocsr()
+    X.eliminate_zeros()
+    cols = np.array([0, 3, 4, 17, 30, 59])
+    fast = fastpath.ColumnPicker(cols, 60)(X)
+    slow = X[:, cols].tocsr()
+    assert fast.shape == slow.shape and (fast != slow).nnz == 0 and np.array_equal(fast.indptr, slow.indptr)
+
+
+def test_an_agency_model_following_corrections_and_its_ranker_give_their_own_numbers(small_model, complaints, router):
+    police = next(a.name for a in router.directory.agencies.values() if a.kind == "police")
+    texts = complaints[0][:80]
+    corrections = pd.DataFrame({"text": texts[:12], "agency": [police] * 12})
+    learned = small_model.agency.learn_corrections(corrections, router)
+    assert learned.memory_ is not None and len(learned.memory_)
+    norm = normalize_many(texts)
+    fast = fastpath.agency_proba(learned, norm, fastpath.Analyses())
+    assert np.array_equal(fast, learned.kind_proba_many(norm))
+    batch = fastpath.BatchKinds(learned, norm, fastpath.Analyses())
+    for n in norm[:20]:
+        assert batch.kind_proba(n) == learned.kind_proba(n)
+        if learned.ranker_ is not None:
+            assert batch.rank_proba(n) == learned.rank_proba(n)

@@ -1,0 +1,284 @@
+"""Prediction without scikit-learn's per-call overhead: the same numbers as the fitted objects give.
+
+Pure core (numpy and scipy on fitted scikit-learn objects). Per call, scikit-learn's ``transform``
+and ``predict_proba`` check their input (``check_array``, dataframe detection, parameter
+validation): about 1 ms a call on this machine, more than the arithmetic for one complaint. Here
+the fitted parameters are applied directly:
+
+- ``FastTfidf``: a fitted ``TfidfVectorizer`` over ``triage.text.word_analyzer`` applied to words
+  already analysed (``Analyses``), so the topic featurizer and the agency model tokenise a text
+  once between them; counting, sublinear tf, idf and l2 normalisation as scikit-learn does them.
+- ``linear_proba``: ``LogisticRegression.predict_proba`` as softmax (or the logistic for two
+  classes) of ``X @ coef.T + intercept``.
+- ``ColumnPicker``: a fixed subset of CSR columns without scipy's per-call index mapping.
+
+Anything else (character n-grams, an unknown pipeline step) goes through scikit-learn itself,
+inside ``sklearn.config_context(assume_finite=True, skip_parameter_validation=True)``.
+``tests/test_fastpath.py`` checks the outputs against scikit-learn's on real complaints.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections import Counter
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import sklearn
+from scipy import sparse
+from scipy.special import expit
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import FeatureUnion, Pipeline
+from sklearn.preprocessing import FunctionTransformer
+from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2
+
+from triage.text import word_analyzer
+
+
+def quiet_sklearn() -> Any:
+    """The context for scikit-learn calls on the hot path: no finiteness or parameter checks."""
+    return sklearn.config_context(assume_finite=True, skip_parameter_validation=True)
+
+
+class Analyses:
+    """Each text's word 1-2-grams (``word_analyzer``) with their counts, computed once per text and shared
+    by every vectorizer (counted by ``collections.Counter``, in C)."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, Counter[str]] = {}
+
+    def __call__(self, text: str) -> Counter[str]:
+        found = self._seen.get(text)
+        if found is None:
+            found = self._seen[text] = Counter(word_analyzer(text))
+        return found
+
+
+class FastTfidf:
+    """A fitted word ``TfidfVectorizer`` applied to analysed texts (same numbers as ``vec.transform``)."""
+
+    def __init__(self, vec: TfidfVectorizer) -> None:
+        self.vocabulary: dict[str, int] = vec.vocabulary_
+        self.n_features = len(self.vocabulary)
+        self.idf = np.asarray(vec.idf_) if vec.use_idf else None
+        self.sublinear = bool(vec.sublinear_tf)
+        self.norm = vec.norm
+        self.dtype = vec.dtype
+        self.binary = bool(vec.binary)
+
+    @staticmethod
+    def handles(vec: Any) -> bool:
+        return (isinstance(vec, TfidfVectorizer) and vec.analyzer is word_analyzer and vec.norm in ("l2", None)
+                and hasattr(vec, "vocabulary_"))
+
+    def transform(self, texts: Iterable[str], analyses: Analyses) -> sparse.csr_matrix:
+        vocab = self.vocabulary
+        indices: list[int] = []
+        counts: list[int] = []
+        indptr = [0]
+        get = vocab.get
+        for text in texts:
+            for feature, n in analyses(text).items():
+                j = get(feature)
+                if j is not None:
+                    indices.append(j)
+                    counts.append(n)
+            indptr.append(len(indices))
+        X = sparse.csr_matrix((np.asarray(counts, dtype=self.dtype), np.asarray(indices, dtype=np.int32),
+                               np.asarray(indptr, dtype=np.int32)), shape=(len(indptr) - 1, self.n_features))
+        X.sort_indices()
+        if self.binary:
+            X.data[:] = 1
+        if self.sublinear:
+            np.log(X.data, X.data)
+            X.data += 1.0
+        if self.idf is not None:
+            X.data *= self.idf[X.indices]
+        if self.norm == "l2":
+            inplace_csr_row_normalize_l2(X)
+        return X
+
+
+_CACHE: dict[tuple[int, str], tuple[Any, Any, Any]] = {}
+"""Derived fast-path objects by ``id`` of the fitted object they come from (weakly held): never
+pickled with a model, dropped with it, rebuilt when it is refitted (the fitted attribute is compared
+by identity)."""
+
+
+def cached(owner: Any, fitted: Any, build: Callable[[], Any], tag: str = "") -> Any:
+    """``build()``, made once per (owner, tag) and remade when ``fitted`` is no longer the same object."""
+    key = (id(owner), tag)
+    found = _CACHE.get(key)
+    if found is None or found[0]() is not owner or found[1] is not fitted:
+
+        def drop(_ref: Any, key: tuple[int, str] = key) -> None:
+            _CACHE.pop(key, None)
+
+        ref = weakref.ref(owner, drop)
+        found = (ref, fitted, build())
+        _CACHE[key] = found
+    return found[2]
+
+
+def _fast(vec: Any) -> FastTfidf | None:
+    if not FastTfidf.handles(vec):
+        return None
+    return cached(vec, vec.vocabulary_, lambda: FastTfidf(vec))
+
+
+def stacked_linear(ovr: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(W, b, learned) of a fitted one-vs-rest classifier: every label's coef in one (features, labels) matrix.
+
+    A label whose estimator has no coef (never or always positive in training) gets a zero
+    column and the constant score ``b`` of -5 or +5; ``learned`` marks the others.
+    """
+    def build() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        ests = ovr.estimators_
+        n_features = next((np.ravel(e.coef_).shape[0] for e in ests if hasattr(e, "coef_")), 0)
+        W = np.zeros((n_features, len(ests)), dtype=float)
+        b = np.empty(len(ests), dtype=float)
+        learned = np.zeros(len(ests), dtype=bool)
+        for k, est in enumerate(ests):
+            if hasattr(est, "coef_"):
+                W[:, k] = np.ravel(est.coef_)
+                b[k] = float(np.ravel(est.intercept_)[0])
+                learned[k] = True
+            else:
+                b[k] = -5.0 if not np.any(getattr(est, "y_", 0)) else 5.0
+        return W, b, learned
+
+    return cached(ovr, ovr.estimators_, build)
+
+
+def column_picker(owner: Any, cols: Any, n_features: int, tag: str = "") -> ColumnPicker:
+    """``ColumnPicker(cols, n_features)``, made once per (owner, tag) while ``cols`` is the same object."""
+    return cached(owner, cols, lambda: ColumnPicker(np.asarray(cols), n_features), tag)
+
+
+def hstack_dense_csr(dense: np.ndarray, X: sparse.csr_matrix) -> sparse.csr_matrix:
+    """``sparse.hstack([csr_matrix(dense), X]).tocsr()`` (same entries, same order) without scipy's block machinery."""
+    n, d = dense.shape
+    rows_d, cols_d = np.nonzero(dense)
+    rows_x = np.repeat(np.arange(n), np.diff(X.indptr))
+    rows = np.concatenate([rows_d, rows_x])
+    order = np.argsort(rows, kind="stable")  # per row: the dense columns first, then X's, each in order
+    indices = np.concatenate([cols_d, X.indices.astype(np.int64) + d])[order].astype(np.int32)
+    dtype = np.result_type(dense.dtype, X.dtype)
+    data = np.concatenate([dense[rows_d, cols_d].astype(dtype), X.data.astype(dtype)])[order]
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))]).astype(np.int32)
+    return sparse.csr_matrix((data, indices, indptr), shape=(n, d + X.shape[1]))
+
+
+def transform(step: Any, texts: list[str], analyses: Analyses) -> Any:
+    """One fitted transformer (TF-IDF, FeatureUnion, Pipeline, FunctionTransformer) applied to texts."""
+    fast = _fast(step)
+    if fast is not None:
+        return fast.transform(texts, analyses)
+    if isinstance(step, FeatureUnion):
+        blocks = [transform(t, texts, analyses) for _, t in step.transformer_list if t not in ("drop", None)]
+        blocks = [b if sparse.issparse(b) else sparse.csr_matrix(b) for b in blocks]
+        return blocks[0].tocsr() if len(blocks) == 1 else sparse.hstack(blocks).tocsr()
+    if isinstance(step, Pipeline):
+        for _, s in step.steps:
+            if s not in ("passthrough", None):
+                texts = transform(s, texts, analyses)
+        return texts
+    if isinstance(step, FunctionTransformer) and step.func is not None and not step.validate:
+        return step.func(texts, **(step.kw_args or {}))
+    with quiet_sklearn():
+        return step.transform(texts)
+
+
+def linear_proba(clf: Any, X: Any) -> np.ndarray:
+    """``clf.predict_proba(X)`` for a fitted LogisticRegression, from its coefficients (other models: asked)."""
+    if not isinstance(clf, LogisticRegression) or not hasattr(clf, "coef_"):
+        with quiet_sklearn():
+            return np.asarray(clf.predict_proba(X))
+    # in the fitted dtype (float32 after fitting on float32 TF-IDF), as scikit-learn computes it
+    scores = np.asarray(X @ clf.coef_.T) + clf.intercept_
+    if len(clf.classes_) <= 2:
+        p = expit(scores.reshape(-1))
+        return np.stack([1 - p, p], axis=1)
+    scores -= scores.max(axis=1).reshape(-1, 1)
+    np.exp(scores, out=scores)
+    scores /= scores.sum(axis=1).reshape(-1, 1)
+    return scores
+
+
+def pipeline_proba(pipe: Pipeline, texts: list[str], analyses: Analyses) -> tuple[Any, np.ndarray]:
+    """(features, probabilities) of a text pipeline whose last step is a classifier."""
+    X: Any = texts
+    for _, step in pipe.steps[:-1]:
+        if step not in ("passthrough", None):
+            X = transform(step, X, analyses)
+    return X, linear_proba(pipe.steps[-1][1], X)
+
+
+class ColumnPicker:
+    """Keep a fixed, increasing set of columns of CSR matrices (``X[:, cols]``, without scipy's per-call mapping)."""
+
+    def __init__(self, cols: np.ndarray, n_features: int) -> None:
+        self.cols = np.asarray(cols)
+        self.map = np.full(n_features, -1, dtype=np.int64)
+        self.map[self.cols] = np.arange(len(self.cols))
+
+    def __call__(self, X: sparse.csr_matrix) -> sparse.csr_matrix:
+        new = self.map[X.indices]
+        keep = new >= 0
+        kept_before = np.concatenate([[0], np.cumsum(keep)])  # kept entries before each position
+        indptr = kept_before[X.indptr].astype(np.int32)
+        return sparse.csr_matrix((X.data[keep], new[keep].astype(np.int32), indptr), shape=(X.shape[0], len(self.cols)))
+
+
+class BatchKinds:
+    """A learned agency model's answers for a batch, computed in one call each and handed to the router.
+
+    The router asks ``kind_proba(norm)`` (and, for a model with a ranker, ``rank_proba(norm)``) per
+    complaint and reads the model's settings (thresholds, calibration) as attributes: the answers
+    come from the batch computation, the settings from the model itself.
+    """
+
+    def __init__(self, model: Any, norms: Sequence[str], analyses: Analyses) -> None:
+        self._model = model
+        norms = list(norms)
+        self._proba = _rows(agency_proba(model, norms, analyses), list(model.kinds), norms)
+        ranker = getattr(model, "ranker_", None)
+        self._rank: dict[str, dict[str, float]] | None = None
+        if isinstance(ranker, Pipeline) and norms:
+            self._rank = _rows(pipeline_proba(ranker, norms, analyses)[1], [str(k) for k in ranker.classes_], norms)
+
+    def kind_proba(self, norm: str) -> dict[str, float]:
+        found = self._proba.get(norm)
+        return dict(found) if found is not None else self._model.kind_proba(norm)
+
+    def rank_proba(self, norm: str) -> dict[str, float]:
+        found = self._rank.get(norm) if self._rank is not None else None
+        return dict(found) if found is not None else self._model.rank_proba(norm)
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return getattr(self._model, name)
+
+
+def _rows(P: np.ndarray, labels: list[str], norms: list[str]) -> dict[str, dict[str, float]]:
+    return {norm: {k: float(v) for k, v in zip(labels, row)} for norm, row in zip(norms, P)}
+
+
+def agency_proba(model: Any, norms: list[str], analyses: Analyses) -> np.ndarray:
+    """The agency model's kind probabilities for normalised texts, through its pipeline's fast path.
+
+    A model that follows reviewers' corrections (``memory_``) adjusts them as its own
+    ``kind_proba_many`` does, from the same features.
+    """
+    pipe = getattr(model, "pipeline", None)
+    if not isinstance(pipe, Pipeline):
+        with quiet_sklearn():
+            return np.asarray(model.kind_proba_many(norms))
+    X, P = pipeline_proba(pipe, norms, analyses)
+    memory = getattr(model, "memory_", None)
+    if memory is not None and len(memory):
+        P = memory.adjust(X, P)
+    return P
