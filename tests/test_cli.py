@@ -75,3 +75,22 @@ def test_worker_processes_write_what_one_process_writes(small_model_dir, tmp_pat
         assert res.returncode == 0, res.stderr
         outs[jobs] = out.read_text(encoding="utf-8")
     assert outs["1"] == outs["2"] and outs["1"].count("\n") == len(frame) > 500  # (U+2028 in texts: no splitlines)
+
+
+def test_bytes_that_are_not_utf8_are_counted_and_marked(small_model_dir, tmp_path):
+    inp = tmp_path / "bad.csv"
+    inp.write_bytes("comment\n".encode() + b"\xff\xfe\xe0\xb8 bad bytes\n" + "ไฟฟ้าดับทั้งซอย\n".encode())
+    out = tmp_path / "out.jsonl"
+    res = run_predict(small_model_dir, inp, out)
+    assert res.returncode == 0, res.stderr
+    recs = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert "not UTF-8" in recs[0]["warning"] and "warning" not in recs[1]
+    assert "1 with bytes that are not UTF-8" in res.stderr
+
+
+def test_an_output_under_proc_is_exit_4_with_one_line(small_model_dir, tmp_path):
+    inp = tmp_path / "in.csv"
+    pd.DataFrame(ROWS).to_csv(inp, index=False)
+    res = run_predict(small_model_dir, inp, "/proc/nope/out.jsonl")
+    assert res.returncode == 4, res.stderr
+    assert "cannot write /proc/nope/out.jsonl" in res.stderr and "Traceback" not in res.stderr

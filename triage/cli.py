@@ -79,6 +79,10 @@ def _as_text(value: Any) -> str:
     return str(value)
 
 
+UNDECODABLE = "\ufffd"
+"""What the file readers put where bytes were not valid UTF-8."""
+
+
 def predict_file(model: Any, inp: Path, out: Path, text_column: str, district_column: str | None = None,
                  id_column: str | None = None, router: Any = None, progress: bool = True,
                  jobs: int | None = 1) -> dict[str, int]:
@@ -93,7 +97,7 @@ def predict_file(model: Any, inp: Path, out: Path, text_column: str, district_co
     from triage.parallel import ParallelPredict
 
     columns = [c for c in (text_column, district_column, id_column) if c]
-    counts = {"rows": 0, "predicted": 0, "empty": 0}
+    counts = {"rows": 0, "predicted": 0, "empty": 0, "undecodable": 0}
     tmp = out.with_name(out.name + ".part")
     total = count_rows(inp)
     try:
@@ -114,6 +118,9 @@ def predict_file(model: Any, inp: Path, out: Path, text_column: str, district_co
                     if i in by_row:
                         rec.update(by_row[i])
                         counts["predicted"] += 1
+                        if UNDECODABLE in texts[i]:  # the reader replaced bytes that are not UTF-8
+                            rec["warning"] = "text had bytes that are not UTF-8; they were replaced before triage"
+                            counts["undecodable"] += 1
                     else:
                         rec["error"] = "empty complaint text"
                         counts["empty"] += 1
@@ -148,7 +155,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     counts = predict_file(model, Path(args.input), Path(args.output), args.text_column, args.district_column,
                           args.id_column, router, progress=not args.quiet, jobs=args.jobs)
     print(f"model {meta.get('version')}: {counts['rows']} rows, {counts['predicted']} predicted, "
-          f"{counts['empty']} without text -> {args.output}", file=sys.stderr)
+          f"{counts['empty']} without text, {counts['undecodable']} with bytes that are not UTF-8 (replaced) "
+          f"-> {args.output}", file=sys.stderr)
     return 0
 
 
