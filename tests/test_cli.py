@@ -79,7 +79,7 @@ def test_worker_processes_write_what_one_process_writes(small_model_dir, tmp_pat
 
 def test_bytes_that_are_not_utf8_are_counted_and_marked(small_model_dir, tmp_path):
     inp = tmp_path / "bad.csv"
-    inp.write_bytes("comment\n".encode() + b"\xff\xfe\xe0\xb8 bad bytes\n" + "ไฟฟ้าดับทั้งซอย\n".encode())
+    inp.write_bytes(b"comment\n" + b"\xff\xfe\xe0\xb8 bad bytes\n" + "ไฟฟ้าดับทั้งซอย\n".encode())
     out = tmp_path / "out.jsonl"
     res = run_predict(small_model_dir, inp, out)
     assert res.returncode == 0, res.stderr
