@@ -303,9 +303,12 @@ class Clock:
 
 
 def _urgency_design(model: TriageModel, head: UrgencyHead, norm: list[str],
-                    analyzed: dict[str, list[str]] | None = None) -> Any:
+                    analyzed: dict[str, list[str]] | None = None, fit_rows: np.ndarray | None = None) -> Any:
+    """The urgency design of ``norm``; the head's character n-grams are fitted on ``fit_rows`` (default all)."""
     X = model.featurize(norm, analyzed)
     head.select_words(model.word_block(X))
+    head.fit_chars([t for t, keep in zip(norm, np.ones(len(norm), dtype=bool) if fit_rows is None else fit_rows)
+                    if keep])
     return head.design(norm, model.topic.proba(X), model.word_block(X))
 
 
@@ -360,7 +363,7 @@ def evaluate_urgency(model: TriageModel, frame: pd.DataFrame, norm: list[str], t
     times = frame["time"].astype(str)
     fit = (times < frozen_from).to_numpy() if frozen_from else np.ones(len(y), dtype=bool)
     head = UrgencyHead(list(URGENCY_LEVELS), Lexicon.load())
-    Z = _urgency_design(model, head, norm, analyzed)
+    Z = _urgency_design(model, head, norm, analyzed, fit)  # character n-grams never from the frozen rows
     idx = np.flatnonzero(fit)
     Zf, yf = Z[idx], y[idx]
     pred = np.empty(len(yf), dtype=object)
