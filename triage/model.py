@@ -462,10 +462,16 @@ class UrgencyHead:
 
         The urgent complaints the lexicon misses are ordinary hazards in words it does not list
         (issue 12); character n-grams read parts of words and spellings the word tokens split
-        differently (ไฟช็อต, ท่อแตก, ...). Label-free; fitted on the rows the head trains on.
+        differently (ไฟช็อต, ท่อแตก, ...). Label-free; fitted on the rows the head trains on. An
+        n-gram in fewer than 5 of them is left out: the same AUC of high by cross-validation (0.924)
+        with 46k instead of 110k columns, and L-BFGS's time grows with the columns.
         """
-        self.char_vec_ = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), min_df=2, sublinear_tf=True,
-                                         dtype=np.float32).fit(norm_texts)
+        vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), min_df=5 if len(norm_texts) >= 500 else 1,
+                              sublinear_tf=True, dtype=np.float32)
+        try:
+            self.char_vec_ = vec.fit(norm_texts)
+        except ValueError:  # no text with a character n-gram: the head goes without the block
+            self.char_vec_ = None
 
     def select_words(self, X_words: sparse.csr_matrix, min_df: int = 1) -> None:
         """Keep only words that occur in the (few) urgency-labelled tickets: a column that is zero

@@ -306,9 +306,10 @@ def _urgency_design(model: TriageModel, head: UrgencyHead, norm: list[str],
                     analyzed: dict[str, list[str]] | None = None, fit_rows: np.ndarray | None = None) -> Any:
     """The urgency design of ``norm``; the head's character n-grams are fitted on ``fit_rows`` (default all)."""
     X = model.featurize(norm, analyzed)
-    head.select_words(model.word_block(X))
-    head.fit_chars([t for t, keep in zip(norm, np.ones(len(norm), dtype=bool) if fit_rows is None else fit_rows)
-                    if keep])
+    rows = np.ones(len(norm), dtype=bool) if fit_rows is None else np.asarray(fit_rows, dtype=bool)
+    # words in at least two training rows (a word of one ticket can only memorise it: 54k -> 18k columns)
+    head.select_words(model.word_block(X)[np.flatnonzero(rows)], min_df=2)
+    head.fit_chars([t for t, keep in zip(norm, rows) if keep])
     return head.design(norm, model.topic.proba(X), model.word_block(X))
 
 
@@ -377,7 +378,7 @@ def evaluate_urgency(model: TriageModel, frame: pd.DataFrame, norm: list[str], t
     if "random_reweighted" in reports:
         out["cross_validated_random_reweighted"] = reports["random_reweighted"]
     if frozen_from and (~fit).any():
-        final = UrgencyHead(list(URGENCY_LEVELS), head.lexicon, word_cols_=head.word_cols_).fit(Zf, yf, seed)
+        final = UrgencyHead(list(URGENCY_LEVELS), head.lexicon, word_cols_=head.word_cols_).fit(Zf, yf, seed, n_jobs=2)
         rest = np.flatnonzero(~fit)
         frozen_pred = final.decide(final.proba(Z[rest]), Z[rest])
         reports = _urgency_reports(y[rest], frozen_pred, strata.iloc[rest].reset_index(drop=True)
