@@ -54,8 +54,8 @@ cue's weight (issue 12); kept as a setting of ``UrgencyHead`` for comparison."""
 URGENCY_LEVELS = ("high", "medium", "low")
 URGENCY_CHAR_WEIGHT = 3.0
 """Scale of the urgency head's character 2-4-gram block (``UrgencyHead.fit_chars``): chosen by
-cross-validation on the tickets before the frozen month (weights 0.5-4 tried; AUC of high 0.886
-without the block, 0.906 at 1, 0.924 at 3, 0.927 at 4)."""
+cross-validation on the tickets before the frozen month (``python bench/urgency_design.py``: AUC of
+high 0.886 without the block, 0.907 at weight 1, 0.924 at 3, 0.926 at 4)."""
 
 
 FEATURE_KINDS = ("word", "char", "both")
