@@ -115,3 +115,19 @@ def test_the_medium_low_boundary_is_moved_to_where_macro_f1_is_best(lexicon):
     assert head.decide(P, Z) == list(y)
     head.low_bias_ = 0.0  # the plain argmax (a model saved before the bias): medium rows called low
     assert head.decide(P, Z).count("low") == 9
+
+
+@pytest.mark.model
+def test_the_urgency_design_counts_its_columns_on_the_training_rows_only(small_model):
+    from triage.model import UrgencyHead
+    from triage.training import URGENCY_LEVELS, _urgency_design
+
+    norm = [normalize(t) for t in ("สายไฟขาดห้อยลงมา qzxjv", "ขยะไม่มีคนเก็บ", "ขยะเยอะ ส่งกลิ่น", "ท่อแตกน้ำไหล")]
+    fit_rows = np.array([False, True, True, True])  # the first text is a frozen row
+    head = UrgencyHead(list(URGENCY_LEVELS), Lexicon.load())
+    Z = _urgency_design(small_model, head, norm, None, fit_rows)
+    vocabulary = head.char_vec_.vocabulary_
+    assert "ขยะ" in vocabulary and not any("qz" in gram for gram in vocabulary)
+    # the character block follows the cue, topic-probability, length and word columns
+    assert Z.shape[1] == len(head.lexicon.names) + len(small_model.topic_labels) + 2 + len(head.word_cols_) \
+        + len(vocabulary)
