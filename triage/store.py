@@ -142,17 +142,24 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-def open_store(url: str, sla_hours: dict[str, float] | None = None, webhooks: bool = False) -> ReviewStore:
-    """Open the store a URL names: ``sqlite:///path`` (or a plain path). Applies migrations.
+def open_store(url: str, sla_hours: dict[str, float] | None = None, webhooks: bool = False,
+               pool_size: int = 10) -> ReviewStore:
+    """Open the store a URL names: ``sqlite:///path`` (or a plain path), or ``postgresql://user:pass@host/db``
+    (``triage.store_pg``, with a pool of at most ``pool_size`` connections). Applies migrations.
 
     ``sla_hours`` gives each case its deadline; ``webhooks`` writes an outbox event per status change.
     """
-    if url.startswith(("postgresql://", "postgres://")):
-        raise ConfigError("a PostgreSQL store is not implemented yet; use sqlite:///path/to/triage.db")
+    if url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
+        from triage.store_pg import PostgresStore  # psycopg is imported only for a PostgreSQL URL
+
+        pg = PostgresStore(url, pool_size=pool_size)
+        pg.configure_followup(sla_hours, webhooks)
+        return pg
     if url.startswith("sqlite:///"):
         path = url[len("sqlite:///"):]
     elif "://" in url:
-        raise ConfigError(f"database URL {url.split('://')[0]}://... is not one of: sqlite:///path")
+        raise ConfigError(f"database URL {url.split('://')[0]}://... is not one of: sqlite:///path, "
+                          "postgresql://user:password@host/database")
     else:
         path = url
     store = SQLiteStore(Path(path))
@@ -210,17 +217,20 @@ class SQLiteStore(FollowupMixin, SessionsMixin):
                 raise StorageError(f"the case database could not be read: {exc}") from exc
 
     def migrate(self) -> None:
-        """Apply the numbered migrations this database has not seen yet."""
-        with self._write() as db:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version > len(MIGRATIONS):
-                raise ConfigError(f"database {self.path} is at schema version {version}; this code knows "
-                                  f"up to {len(MIGRATIONS)}: upgrade the code")
-            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                for statement in (s.strip() for s in script.split(";")):
-                    if statement:
-                        db.execute(statement)
-                db.execute(f"PRAGMA user_version = {number}")
+        """Apply the numbered migrations this database has not seen yet, with Alembic (``triage.migrate``).
+
+        A database at the newest version (``PRAGMA user_version``, kept in step with Alembic's table)
+        opens without loading Alembic at all.
+        """
+        version = self._read("PRAGMA user_version")[0][0]
+        if version > len(MIGRATIONS):
+            raise ConfigError(f"database {self.path} is at schema version {version}; this code knows "
+                              f"up to {len(MIGRATIONS)}: upgrade the code")
+        if version == len(MIGRATIONS) and self._read("SELECT 1 FROM sqlite_master WHERE name = 'alembic_version'"):
+            return
+        from triage.migrate import upgrade_sqlite
+
+        upgrade_sqlite(self.path)
 
     def ping(self) -> None:
         self._read("SELECT 1")
@@ -506,7 +516,7 @@ class SQLiteStore(FollowupMixin, SessionsMixin):
         per_urgency = self._read(f"SELECT urgency, count(*) AS n FROM cases WHERE {OPEN_CASE} "
                                  "GROUP BY urgency ORDER BY min(urgency_rank)")
         per_status = self._read("SELECT status, count(*) AS n FROM cases GROUP BY status ORDER BY n DESC")
-        sums = "".join(f", sum(created_at >= ?) AS b{i}" for i in range(len(newer_than)))
+        sums = "".join(f", sum(CASE WHEN created_at >= ? THEN 1 ELSE 0 END) AS b{i}" for i in range(len(newer_than)))
         waiting = self._read(f"SELECT urgency, count(*) AS n, min(created_at) AS oldest{sums} FROM cases "
                              f"WHERE {IN_QUEUE} GROUP BY urgency ORDER BY min(urgency_rank)", tuple(newer_than))
         return {
@@ -574,7 +584,7 @@ class SQLiteStore(FollowupMixin, SessionsMixin):
 
 
 OPEN_CASE = "status NOT IN ('resolved', 'rejected')"
-QUEUE_ORDER = "coalesce(deadline < ?, 0) DESC, urgency_rank, created_at, id"
+QUEUE_ORDER = "CASE WHEN deadline < ? THEN 1 ELSE 0 END DESC, urgency_rank, created_at, id"
 """The review queue's order: cases past their deadline first, then most urgent, then oldest."""
 IN_QUEUE = f"needs_review = 1 AND {OPEN_CASE}"
 CHANGED_CASES = """

@@ -1,0 +1,14 @@
+"""Migration 2: tracking codes, deadlines, public notes, the webhook outbox, feedback.
+
+The SQL of each backend is in triage.store (SQLite) and triage.store_pg (PostgreSQL)."""
+
+from triage.migrate import run_step
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    run_step(2)
