@@ -27,7 +27,8 @@ from api_helpers import require_shared_data
 # so that the unit tier starts fast
 
 TIERS = ("unit", "model", "server", "browser")
-MODULE_TIERS = {"test_review_browser": "browser", "test_api_server": "server", "test_followup_server": "server"}
+MODULE_TIERS = {"test_review_browser": "browser", "test_api_server": "server", "test_followup_server": "server",
+                "test_replicas_server": "server"}
 MODEL_FIXTURES = {"traffy_slice", "small_model_dir", "small_model"}
 
 
