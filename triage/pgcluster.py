@@ -2,8 +2,8 @@
 
 ``Cluster.start()`` finds the server binaries (``initdb``/``pg_ctl`` on PATH, else Debian's
 ``/usr/lib/postgresql/<version>/bin``), runs ``initdb`` into a fresh temporary folder and starts the
-server on a free loopback port with its socket in that folder, ``fsync`` off (nothing in it needs to
-survive the machine). PostgreSQL refuses to run as root, so as root the folder is given to the
+server on a free loopback port with its socket in that folder, ``fsync`` off unless ``durable``
+(nothing a test writes needs to survive the machine; a benchmark keeps PostgreSQL's defaults). PostgreSQL refuses to run as root, so as root the folder is given to the
 ``postgres`` system user (Debian's package creates it; else ``nobody``) and the binaries run through
 ``runuser``. ``stop()`` stops the server immediately and removes the folder. Nothing here is used by
 the service itself: a centre runs its own server.
@@ -43,8 +43,10 @@ def _free_port() -> int:
 class Cluster:
     """One throwaway cluster; ``url(db)`` is a ``postgresql://`` URL for a database in it."""
 
-    def __init__(self, user: str = "triage") -> None:
+    def __init__(self, user: str = "triage", durable: bool = False) -> None:
         self.user = user
+        self.durable = durable
+        """False (tests): fsync and synchronous commit off. True (benchmarks): PostgreSQL's defaults."""
         self.port = 0
         self.folder: Path | None = None
         self._run_as: list[str] = []
@@ -77,8 +79,9 @@ class Cluster:
         try:
             self._check([*self._cmd(str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", self.user,
                                     "-E", "UTF8", "--locale=C.UTF-8")], env, timeout)
-            options = (f"-p {self.port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off "
-                       "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200")
+            options = f"-p {self.port} -k {folder} -c listen_addresses=127.0.0.1 -c max_connections=200"
+            if not self.durable:
+                options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
             self._check([*self._cmd(str(bin_dir / "pg_ctl"), "-D", str(data), "-o", options,
                                     "-l", str(folder / "server.log"), "start", "-w", "-t", str(int(timeout)))],
                         env, timeout + 10)
