@@ -515,7 +515,7 @@ class SQLiteStore(FollowupMixin, SessionsMixin):
                                 "GROUP BY agency ORDER BY n DESC, agency LIMIT 30")
         per_urgency = self._read(f"SELECT urgency, count(*) AS n FROM cases WHERE {OPEN_CASE} "
                                  "GROUP BY urgency ORDER BY min(urgency_rank)")
-        per_status = self._read("SELECT status, count(*) AS n FROM cases GROUP BY status ORDER BY n DESC")
+        per_status = self._read("SELECT status, count(*) AS n FROM cases GROUP BY status ORDER BY n DESC, status")
         sums = "".join(f", sum(CASE WHEN created_at >= ? THEN 1 ELSE 0 END) AS b{i}" for i in range(len(newer_than)))
         waiting = self._read(f"SELECT urgency, count(*) AS n, min(created_at) AS oldest{sums} FROM cases "
                              f"WHERE {IN_QUEUE} GROUP BY urgency ORDER BY min(urgency_rank)", tuple(newer_than))

@@ -415,11 +415,11 @@ class PostgresStore(SQLiteStore):
         if by not in ("topic", "agency"):
             raise ValueError(f"by {by!r} is not one of: topic, agency")
         key = "topics" if by == "topic" else "agencies"
+        label = f"(prediction::jsonb -> '{key}' ->> 0)"
         rows = self._read(
             "SELECT to_char(date_trunc('week', substr(created_at, 1, 10)::date), 'YYYY-MM-DD') AS week, "
-            f"(prediction::jsonb -> '{key}' ->> 0) AS label, count(*) AS n, "
-            f"sum(CASE WHEN id IN ({CHANGED_CASES_PG}) THEN 1 ELSE 0 END) AS changed "
-            'FROM cases WHERE created_at >= ? GROUP BY week, label ORDER BY week, label COLLATE "C" NULLS FIRST',
+            f"{label} AS label, count(*) AS n, sum(CASE WHEN id IN ({CHANGED_CASES_PG}) THEN 1 ELSE 0 END) AS changed "
+            f'FROM cases WHERE created_at >= ? GROUP BY week, label ORDER BY week, {label} COLLATE "C" NULLS FIRST',
             (since,))
         return [{"week": r["week"], "label": r["label"], "n": int(r["n"]), "changed": int(r["changed"] or 0)}
                 for r in rows]
