@@ -61,3 +61,46 @@ def test_two_replicas_share_cases_and_follow_each_others_reloads(two_replicas):
     finally:
         for c in clients:
             c.close()
+
+
+def test_two_replicas_escalate_each_overdue_case_once_and_post_each_event_once(tmp_path, small_model_dir, pg_url):
+    from collections import Counter
+
+    from test_followup_server import CENTRAL, SECRET, Receiver, wait_for
+
+    hook = Receiver()
+    env = {"TRIAGE_DATABASE_URL": pg_url, "TRIAGE_SLA_HOURS": "high=0.0006,medium=0.0006,low=0.0006",  # 2.16 s
+           "TRIAGE_SLA_CHECK_SECONDS": "0.2", "TRIAGE_WEBHOOK_URL": hook.url, "TRIAGE_WEBHOOK_SECRET": SECRET,
+           "TRIAGE_WEBHOOK_RETRY_SECONDS": "0.2"}
+    servers: list[Server] = []
+    try:
+        for name in ("a", "b"):
+            (tmp_path / name).mkdir()
+            servers.append(Server(tmp_path / name / "data", small_model_dir, **env))
+        ids = []
+        for k, district in enumerate(("บางเขน", "บางรัก", "ดุสิต")):
+            r = httpx.post(f"{servers[k % 2].url}/v1/triage", json={"text": TEXTS[k], "district": district},
+                           headers=H_INTAKE, timeout=60)
+            assert r.status_code == 201
+            ids.append(r.json()["case_id"])
+
+        def case(i: int) -> dict:
+            return httpx.get(f"{servers[i % 2].url}/v1/cases/{i}", headers=H_REVIEWER, timeout=60).json()
+
+        wait_for(lambda: all(case(i)["agency"] == CENTRAL for i in ids), 90, "every case escalated to the top")
+        time.sleep(2.0)  # the last events delivered; more passes of both replicas over the same cases
+        for i in ids:
+            events = httpx.get(f"{servers[0].url}/v1/cases/{i}/history", headers=H_REVIEWER, timeout=60).json()["events"]
+            steps = [e for e in events if e["to_status"] == "escalated"]
+            assert steps and all(e["actor"] == "system" and e["reason"] == "overdue" for e in steps)
+            assert len({e["agency"] for e in steps}) == len(steps)  # no level twice
+            assert [e["agency"] for e in steps][-1] == CENTRAL
+        posted = Counter(e["event_id"] for e in hook.accepted())
+        escalations = sum(len([e for e in httpx.get(f"{servers[1].url}/v1/cases/{i}/history", headers=H_REVIEWER,
+                                                     timeout=60).json()["events"] if e["to_status"] == "escalated"])
+                          for i in ids)
+        assert len(posted) == escalations and set(posted.values()) == {1}  # each event posted once, by one replica
+    finally:
+        for s in servers:
+            s.stop()
+        hook.stop()
