@@ -98,7 +98,7 @@ def pg_cluster() -> Iterator[object]:
 @pytest.fixture(scope="session")
 def pg_template(pg_cluster) -> str:
     """A database migrated once; each test's database is a copy of it (CREATE DATABASE ... TEMPLATE)."""
-    from triage.store import open_store
+    from triage.database import open_store
 
     open_store(pg_cluster.create_database("triage_template")).close()
     return "triage_template"

@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 
 from triage.app import create_app
 from triage.cases import allowed_agencies
+from triage.database import open_store
 from triage.routing import Router
-from triage.store import open_store
 
 AWKWARD = [
     "ไฟ\u200bดับ\u200bทั้ง\u200bซอย",

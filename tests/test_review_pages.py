@@ -24,8 +24,8 @@ from api_helpers import (
 from fastapi.testclient import TestClient
 
 from triage.app import create_app
+from triage.database import open_store
 from triage.review import COOKIE, age, rate_chart, sign, unsign, week_starts
-from triage.store import open_store
 
 PAGES = ["/review", "/review/overview", "/review/cases/1"]
 POSTS = ["/review/cases/1/accept", "/review/cases/1/correct", "/review/cases/1/status", "/review/logout"]

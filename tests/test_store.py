@@ -10,9 +10,10 @@ import uuid
 import psycopg
 import pytest
 
+from triage.database import open_store
 from triage.errors import ConfigError, ConflictError, NotFoundError, StaleError, StorageError
 from triage.migrate import HEAD
-from triage.store import MIGRATIONS, SQLiteStore, open_store
+from triage.store import MIGRATIONS, SQLiteStore
 
 
 def record(text: str = "ไฟดับ", external_id: str | None = None, **extra: object) -> dict:
@@ -344,3 +345,15 @@ def test_a_stale_version_is_refused_with_the_current_one(store):
     assert str(err.value) == (f"case {case['id']} was changed at {moved['updated_at']}, after this form was opened "
                               f"(at version {old}); nothing was saved")
     assert store.corrections(case["id"]) == []
+
+
+def test_the_migrate_command_brings_either_backend_to_the_newest_revision(tmp_path, pg_cluster, capsys):
+    from triage.migrate import main
+
+    assert main([f"sqlite:///{tmp_path / 'cmd.db'}"]) == 0
+    assert sqlite3.connect(tmp_path / "cmd.db").execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    url = pg_cluster.create_database("cmd")
+    assert main([url]) == 0 and capsys.readouterr().out.count(f"schema at revision {HEAD}") == 2
+    with psycopg.connect(url) as db:
+        assert db.execute("SELECT version_num FROM alembic_version").fetchone()[0] == HEAD
+    assert main(["mysql://x/y"]) == 2 and "not one of" in capsys.readouterr().err

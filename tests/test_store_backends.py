@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from test_store import record
 
+from triage.database import open_store
 from triage.errors import ConflictError, NotFoundError
 from triage.sla import escalate_overdue
-from triage.store import open_store
 
 CLOCKED = {"at", "created_at", "updated_at", "deadline", "deadline_from", "next_at", "delivered_at", "oldest",
            "expires_at", "revoked_at", "tracking_code", "event_id", "body", "week", "accept_hours", "resolve_hours"}

@@ -16,9 +16,9 @@ from typing import Any
 import pytest
 from test_store import record
 
+from triage.database import open_store
 from triage.errors import InputError, StaleError
 from triage.sla import escalate_overdue
-from triage.store import open_store
 
 
 def race(n: int, job: Any) -> list[Any]:

@@ -31,6 +31,7 @@ from triage.api import case_routes, operation_routes, triage_answers, triage_rou
 from triage.batching import MicroBatcher
 from triage.cases import Cases
 from triage.config import Settings, get_settings
+from triage.database import open_store
 from triage.errors import BusyError, LabelError, ThrottledError, TooLargeError, TriageError, http_status
 from triage.outbox import Deliverer
 from triage.public import router as public_router
@@ -38,7 +39,7 @@ from triage.review import router as review_router
 from triage.security import FailureLimiter, HeaderLimit, NoStore
 from triage.serving import ModelHolder
 from triage.sla import Every, escalate_overdue
-from triage.store import ReviewStore, open_store
+from triage.store import ReviewStore
 from triage.tracking import RateLimiter
 
 log = logging.getLogger("triage.app")

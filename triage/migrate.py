@@ -1,9 +1,9 @@
 """Schema migrations of both backends with Alembic: ``python -m triage.migrate DATABASE_URL``.
 
 The revisions live in ``triage/migrations/versions`` (``0001``, ``0002``, ...); each runs the SQL of
-its step for the backend it is applied to: ``triage.store.MIGRATIONS`` on SQLite (unchanged from the
-numbered migrations SQLite databases already went through) and ``triage.store_pg.PG_MIGRATIONS`` on
-PostgreSQL. Alembic keeps the applied revision in its ``alembic_version`` table; SQLite's
+its step for the backend it is applied to (``run_step``): ``triage.store.MIGRATIONS`` on SQLite
+(unchanged from the numbered migrations SQLite databases already went through) and
+``triage.store_pg.PG_MIGRATIONS`` on PostgreSQL. Alembic keeps the applied revision in its ``alembic_version`` table; SQLite's
 ``PRAGMA user_version`` is kept in step, and a SQLite file made before Alembic (only a
 ``user_version``) is stamped at its version first, so an upgrade never runs a step twice.
 
@@ -16,11 +16,13 @@ when they open, so a rolling upgrade needs nothing more; this command does it ah
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from pathlib import Path
 from typing import Any
 
 from triage.errors import ConfigError, StorageError
+from triage.store_sessions import private_file
 
 REVISIONS = ("0001", "0002", "0003")
 HEAD = REVISIONS[-1]
@@ -29,23 +31,22 @@ MIGRATION_LOCK = 7_260_117_001
 SCRIPTS = Path(__file__).parent / "migrations"
 
 
-def statements(dialect: str, number: int) -> list[str]:
-    """The SQL statements of migration ``number`` (1-based) for ``dialect`` ("sqlite" or "postgresql")."""
-    if dialect == "sqlite":
-        from triage.store import MIGRATIONS as scripts
-    elif dialect == "postgresql":
-        from triage.store_pg import PG_MIGRATIONS as scripts
-    else:
-        raise ConfigError(f"no migrations for database dialect {dialect!r}")
-    return [s.strip() for s in scripts[number - 1].split(";") if s.strip()]
-
-
-def run_step(number: int) -> None:
-    """Inside an Alembic revision: apply step ``number`` to the database it runs on."""
+def run_step(sqlite: str, postgresql: str) -> None:
+    """Inside an Alembic revision: apply the script of the backend it runs on (statements split on ``;``)."""
     from alembic import op
 
-    for sql in statements(op.get_context().dialect.name, number):
-        op.get_bind().exec_driver_sql(sql)
+    dialect = op.get_context().dialect.name
+    if dialect not in ("sqlite", "postgresql"):
+        raise ConfigError(f"no migrations for database dialect {dialect!r}")
+    script = sqlite if dialect == "sqlite" else postgresql
+    for sql in (s.strip() for s in script.split(";")):
+        if sql:
+            op.get_bind().exec_driver_sql(sql)
+
+
+def redact(url: str) -> str:
+    """The URL without its password, for messages and logs."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
 def _config(connection: Any) -> Any:
@@ -137,14 +138,19 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m triage.migrate", description=__doc__.split("\n\n")[0])
     ap.add_argument("url", help="sqlite:///path/to/triage.db or postgresql://user:password@host/database")
     a = ap.parse_args(argv)
-    from triage.store import open_store
-
     try:
-        store = open_store(a.url)  # opening migrates
+        if a.url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
+            upgrade_postgres(a.url, redact(a.url))
+        else:
+            if "://" in a.url and not a.url.startswith("sqlite:///"):
+                raise ConfigError(f"database URL {a.url.split('://')[0]}://... is not one of: sqlite:///path, "
+                                  "postgresql://user:password@host/database")
+            path = Path(a.url[len("sqlite:///"):] if a.url.startswith("sqlite:///") else a.url)
+            private_file(path)
+            upgrade_sqlite(path)
     except (ConfigError, StorageError) as exc:
         print(f"migrate: {exc}", file=sys.stderr)
         return 2
-    store.close()
     print(f"schema at revision {HEAD}")
     return 0
 

@@ -1,9 +1,10 @@
 """The case store: cases, their history and reviewers' corrections, in SQLite by default.
 
-The API talks only to the ``Store`` protocol below, so a PostgreSQL store can be added for a
-``postgresql://`` URL without touching the API. The SQLite store keeps one file under the data
+The API talks only to the ``Store`` protocol below; ``triage.database.open_store`` opens this SQLite
+store or, for a ``postgresql://`` URL, the PostgreSQL one (``triage.store_pg``, which runs this
+module's SQL). The SQLite store keeps one file under the data
 dir in WAL mode (readers never block the writer; a killed process loses nothing it committed),
-applies numbered migrations at open, and serialises its use of one connection with a lock, so
+applies numbered migrations at open (with Alembic, ``triage.migrate``), and serialises its use of one connection with a lock, so
 it is safe to share between the server's threads. Every write is one transaction: a case is
 stored together with its first history event or not at all.
 
@@ -140,31 +141,6 @@ class Store(Protocol):
     def corrections(self, case_id: int) -> list[dict[str, Any]]: ...
     def ping(self) -> None: ...
     def close(self) -> None: ...
-
-
-def open_store(url: str, sla_hours: dict[str, float] | None = None, webhooks: bool = False,
-               pool_size: int = 10) -> ReviewStore:
-    """Open the store a URL names: ``sqlite:///path`` (or a plain path), or ``postgresql://user:pass@host/db``
-    (``triage.store_pg``, with a pool of at most ``pool_size`` connections). Applies migrations.
-
-    ``sla_hours`` gives each case its deadline; ``webhooks`` writes an outbox event per status change.
-    """
-    if url.startswith(("postgresql://", "postgres://", "postgresql+psycopg://")):
-        from triage.store_pg import PostgresStore  # psycopg is imported only for a PostgreSQL URL
-
-        pg = PostgresStore(url, pool_size=pool_size)
-        pg.configure_followup(sla_hours, webhooks)
-        return pg
-    if url.startswith("sqlite:///"):
-        path = url[len("sqlite:///"):]
-    elif "://" in url:
-        raise ConfigError(f"database URL {url.split('://')[0]}://... is not one of: sqlite:///path, "
-                          "postgresql://user:password@host/database")
-    else:
-        path = url
-    store = SQLiteStore(Path(path))
-    store.configure_followup(sla_hours, webhooks)
-    return store
 
 
 def _json(value: Any) -> str:

@@ -26,7 +26,6 @@ Alembic at open (``triage.migrate``).
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -39,6 +38,7 @@ import psycopg
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from triage.errors import ConflictError, InputError, NotFoundError, StaleError, StorageError
+from triage.migrate import HEAD, redact, upgrade_postgres
 from triage.sla import deadline_for
 from triage.store import SQLiteStore, _json, now
 from triage.tracking import new_tracking_code
@@ -208,11 +208,6 @@ class Conn:
         return self.raw.execute(_pg_sql(sql), params)
 
 
-def redact(url: str) -> str:
-    """The URL without its password, for messages and logs."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
-
-
 def libpq_url(url: str) -> str:
     scheme, _, rest = url.partition("://")
     return f"postgresql://{rest}" if scheme in ("postgres", "postgresql+psycopg") else url
@@ -279,8 +274,6 @@ class PostgresStore(SQLiteStore):
 
     def migrate(self) -> None:
         """Apply the migrations this database has not seen (Alembic under an advisory lock; ``triage.migrate``)."""
-        from triage.migrate import HEAD, upgrade_postgres
-
         try:
             rows = self._read("SELECT version_num FROM alembic_version")
         except StorageError:

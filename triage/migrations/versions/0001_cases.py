@@ -3,6 +3,8 @@
 The SQL of each backend is in triage.store (SQLite) and triage.store_pg (PostgreSQL)."""
 
 from triage.migrate import run_step
+from triage.store import MIGRATIONS
+from triage.store_pg import PG_MIGRATIONS
 
 revision = "0001"
 down_revision = None
@@ -11,4 +13,4 @@ depends_on = None
 
 
 def upgrade() -> None:
-    run_step(1)
+    run_step(MIGRATIONS[0], PG_MIGRATIONS[0])
