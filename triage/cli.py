@@ -79,6 +79,22 @@ def _as_text(value: Any) -> str:
     return str(value)
 
 
+def predict_lines(model: Any, texts: list[str], districts: list[str | None] | None, router: Any = None) -> list[str]:
+    """``predict``'s records as JSON object texts (in the worker processes: encoding is a share of the work)."""
+    return [json.dumps(pred, ensure_ascii=False) for pred in predict(model, texts, districts, router)]
+
+
+def output_line(pred_json: str, row_id: str | None, warning: str | None) -> str:
+    """``json.dumps({"id": row_id, **pred, "warning": warning}, ensure_ascii=False)`` (without the keys
+    that are None) from the prediction's JSON text, so the prediction is not encoded twice."""
+    parts = [] if row_id is None else ['"id": ' + json.dumps(row_id, ensure_ascii=False)]
+    if pred_json != "{}":
+        parts.append(pred_json[1:-1])
+    if warning is not None:
+        parts.append('"warning": ' + json.dumps(warning, ensure_ascii=False))
+    return "{" + ", ".join(parts) + "}"
+
+
 UNDECODABLE = "\ufffd"
 """What the file readers put where bytes were not valid UTF-8."""
 
@@ -104,27 +120,31 @@ def predict_file(model: Any, inp: Path, out: Path, text_column: str, district_co
         out.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "w", encoding="utf-8") as fh, tqdm(total=total, unit="rows", disable=not progress,
                                                              file=sys.stderr, mininterval=1.0) as bar, \
-                ParallelPredict(predict, model, router, jobs) as run:
+                ParallelPredict(predict_lines, model, router, jobs) as run:
             for chunk in iter_chunks(inp, columns):
                 texts = [_as_text(v) for v in chunk[text_column]]
                 districts = [(_as_text(v) or None) for v in chunk[district_column]] if district_column else None
                 ok = [i for i, t in enumerate(texts) if t.strip()]
                 preds = run([texts[i] for i in ok], [districts[i] for i in ok] if districts else None) if ok else []
                 by_row = dict(zip(ok, preds))
+                ids = [_as_text(v) for v in chunk[id_column]] if id_column else None
+                lines = []
                 for i in range(len(texts)):
-                    rec: dict[str, Any] = {}
-                    if id_column:
-                        rec["id"] = _as_text(chunk[id_column].iloc[i])
+                    row_id = ids[i] if ids is not None else None
                     if i in by_row:
-                        rec.update(by_row[i])
                         counts["predicted"] += 1
+                        warning = None
                         if UNDECODABLE in texts[i]:  # the reader replaced bytes that are not UTF-8
-                            rec["warning"] = "text had bytes that are not UTF-8; they were replaced before triage"
+                            warning = "text had bytes that are not UTF-8; they were replaced before triage"
                             counts["undecodable"] += 1
+                        lines.append(output_line(by_row[i], row_id, warning))
                     else:
+                        rec: dict[str, Any] = {} if row_id is None else {"id": row_id}
                         rec["error"] = "empty complaint text"
                         counts["empty"] += 1
-                    fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                        lines.append(json.dumps(rec, ensure_ascii=False))
+                if lines:
+                    fh.write("\n".join(lines) + "\n")
                 counts["rows"] += len(texts)
                 bar.update(len(texts))
         tmp.replace(out)
