@@ -39,7 +39,7 @@ PARTS: list[tuple[str, tuple[str, ...]]] = [
     ("model", ("TriageModel.predict", "normalize_many")),
     ("case record", ("case_records", "triage_json", "mask_personal", "review_reasons", "triage_each")),
     ("batching", ("MicroBatcher.",)),
-    ("validation", ("request_body_to_args", "_validate_value", "validate_python", "Request.json", "Request.body",
+    ("validation", ("TriageFastPath._plainly_fine", "request_body_to_args", "_validate_value", "validate_python", "Request.json", "Request.body",
                     "check_text", "solve_dependencies", "APIKeyHeader", "_get_body")),
 ]
 
