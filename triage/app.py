@@ -10,7 +10,8 @@ anything unexpected is a JSON 500 that names no input. Request bodies over
 ``TRIAGE_MAX_BODY_BYTES`` are refused with a 413 before they are read, request heads over
 ``TRIAGE_MAX_HEADER_BYTES`` with a 431, and every answer that sets no ``Cache-Control`` of its own
 gets ``no-store`` (``triage.security``). Wrong keys and failed logins are counted per client
-(``app.state.failure_limits``, read through ``triage.deps``).
+(``app.state.failure_limits``, read through ``triage.deps``). A ``POST /v1/triage`` that is plainly
+fine is answered by ``triage.hotpath`` without FastAPI's per-request machinery, with the same bytes.
 """
 
 import logging
@@ -33,6 +34,7 @@ from triage.cases import Cases
 from triage.config import Settings, get_settings
 from triage.database import open_store
 from triage.errors import BusyError, LabelError, ThrottledError, TooLargeError, TriageError, http_status
+from triage.hotpath import TriageFastPath
 from triage.outbox import Deliverer
 from triage.public import router as public_router
 from triage.review import router as review_router
@@ -241,6 +243,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(NoStore)
     app.add_middleware(HeaderLimit, limit=settings.max_header_bytes)
+    # outermost: POST /v1/triage that is plainly fine skips FastAPI's machinery; anything else goes on
+    app.add_middleware(TriageFastPath, state=app.state, on_triage_error=_triage_error, on_unexpected=_unexpected)
     app.add_exception_handler(TriageError, _triage_error)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(StarletteHTTPException, _http)
