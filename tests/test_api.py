@@ -379,3 +379,22 @@ def test_agencies_multi_and_unsure_cases_show_candidates_in_the_queue(client):
     queue = client.get("/v1/review/queue", params={"limit": 100}, headers=H_REVIEWER).json()["items"]
     item = next(x for x in queue if x["id"] == vague["case_id"])
     assert item["prediction"]["agency_candidates"][0]["agency"] == vague["agency_candidates"][0]["agency"]
+
+
+def test_a_nul_character_is_never_a_500_and_loses_no_other_case(client, db_url):
+    """A NUL in the text over HTTP, through the fast path and the batch route: SQLite keeps it, PostgreSQL
+    refuses it with a clear 422 (the one difference between the backends) and stores nothing half-way."""
+    r = client.post("/v1/triage", json={"text": "ไฟดับ\u0000ทั้งซอย", "external_id": "nul-1"}, headers=H_INTAKE)
+    if db_url.startswith("postgresql"):
+        assert r.status_code == 422 and "NUL" in r.json()["error"], r.text
+    else:
+        assert r.status_code == 201, r.text
+    r = client.post("/v1/triage/batch", json={"items": [{"text": "ถนนพัง\u0000"}, {"text": TEXTS[1]}]},
+                    headers=H_INTAKE)
+    listed = client.get("/v1/cases", headers=H_REVIEWER).json()["items"]
+    if db_url.startswith("postgresql"):  # the whole batch refused, clearly, and nothing half-stored
+        assert r.status_code == 422 and "NUL" in r.json()["error"], r.text
+        assert listed == []
+    else:
+        assert r.status_code == 200 and [x["created"] for x in r.json()["results"]] == [True, True], r.text
+        assert len(listed) == 3
