@@ -16,9 +16,12 @@ from hypothesis import strategies as st
 from triage.agency import (
     assigned_agreement,
     assigned_kinds,
+    assigned_primary,
     correction_rows,
     fit_agency_model,
+    load_assigned,
     mixes,
+    split_assigned,
     strip_intake,
 )
 from triage.errors import ConfigError
@@ -267,6 +270,29 @@ def test_corrections_become_training_rows(router: Router) -> None:
     rows, unknown = correction_rows(corr, router)
     assert rows["kind"].tolist() == ["water_supply", "district_office"] and rows["id"].tolist() == ["a", "b"]
     assert unknown == 1
+
+
+def test_assigned_month_is_split_by_time_and_labelled_by_the_other_kind(router: Router, tmp_path: Path) -> None:
+    police = "เขตลาดพร้าว|สน.โชคชัย|สำนักงานตำรวจแห่งชาติ (Royal Thai Police)|กองบัญชาการตำรวจนครบาล (บช.น.)"
+    assert assigned_primary(police, router) == "police"
+    assert assigned_primary("เขตคลองเตย|ฝ่ายโยธา เขตคลองเตย", router) == "district_office"  # a unit of the office
+    assert assigned_primary("กองสัตวแพทย์ สำนักอนามัย กทม.|เขตบางกอกน้อย|สำนักอนามัย กทม.", router) == "bma_health"
+    assert assigned_primary("", router) == "district_office"
+    # written out of time order, one empty comment: read back in time order without it
+    times = [f"2023-05-1{d} 0{h}:00:00+00" for d, h in [(2, 3), (1, 5), (1, 4), (3, 1), (2, 9), (1, 6), (3, 2), (2, 1), (1, 7)]]
+    orgs = [police, "เขตคลองเตย", "เขตบางนา", "เขตบางนา|การไฟฟ้านครหลวง MEA", "เขตบางนา", "เขตบางนา", "เขตบางนา", "เขตบางนา", "เขตบางนา"]
+    comments = ["รถจอดขวาง", "ขยะ", "", "ไฟดับ", "ถนนพัง", "น้ำท่วม", "ทางเท้า", "ต้นไม้", "หมาจรจัด"]
+    path = tmp_path / "assigned.csv"
+    pd.DataFrame({"ticket_id": range(9), "timestamp": times, "comment": comments, "district": "บางนา",
+                  "organization": orgs}).to_csv(path, index=False)
+    frame = load_assigned(str(path), router)
+    assert len(frame) == 8 and frame["time"].is_monotonic_increasing
+    assert frame.loc[frame["comment"] == "รถจอดขวาง", "kind"].item() == "police"
+    assert frame.loc[frame["comment"] == "ไฟดับ", "truth"].item() == {"district_office", "electricity"}
+    fit, valid, test = split_assigned(frame, 0.5)
+    assert (len(fit), len(valid), len(test)) == (2, 2, 4)
+    assert fit["time"].max() <= valid["time"].min() and valid["time"].max() <= test["time"].min()
+    assert len(split_assigned(frame, 0.0)[2]) == 8  # 0: all of it a test
 
 
 # ---- the directory builder ----

@@ -389,20 +389,24 @@ def _calibration_rows(router: Router, learned: Any, norms: list[str], districts:
 
 
 def fit_calibration(router: Router, model: Any, learned: AgencyModel, fw: pd.DataFrame, ordinary: pd.DataFrame,
-                    rate: float, assigned: pd.DataFrame | None = None, on: str = "forwards") -> tuple[float, float, float, float]:
+                    rate: float, assigned: pd.DataFrame | None = None, on: str = "forwards",
+                    recs: list[dict[str, Any]] | None = None) -> tuple[float, float, float, float]:
     """(a, b, c, d) of sigmoid(a logit p + b strong rule + c weak rule + d), on a mix at the real rate.
 
     ``on="forwards"``: validation forwards (weight 1) and ordinary tickets (weighted to ``1 - rate``
     of the mix), so the result is the probability at the real share of forwards, not among
     forwards. ``on="assigned"``: the assigned month's calibration part, a real mix of tickets with
     the kinds really assigned (``load_assigned``). ``on="both"``: the two mixes, each half the weight.
-    ``model`` is the TriageModel whose topics feed the table's rules.
+    ``model`` is the TriageModel whose topics feed the table's rules; ``recs``, its predictions for
+    ``fw`` then ``ordinary`` when already made.
     """
     if on not in ("forwards", "assigned", "both"):
         raise DataError(f"[agency] calibrate_on must be forwards, assigned or both, got {on!r}")
     if on != "forwards" and (assigned is None or assigned.empty):
         raise DataError(f"[agency] calibrate_on = {on!r} needs the assigned month's calibration part (assigned, assigned_fit)")
-    fw = _routable(fw)
+    keep = fw["kind"].notna() & (fw["kind"] != "other")
+    fw_recs = [r for r, k in zip(recs or [], keep.tolist() + [True] * len(ordinary)) if k] if recs is not None else None
+    fw = fw[keep]
     norms: list[str] = []
     texts: list[str] = []
     districts: list[Any] = []
@@ -422,8 +426,12 @@ def fit_calibration(router: Router, model: Any, learned: AgencyModel, fw: pd.Dat
         districts += assigned["district"].tolist()
         truth += assigned["truth"].tolist()
         parts.append(np.full(len(assigned), total / max(len(assigned), 1)))
-    recs = model.predict(texts)
-    X, y, w = _calibration_rows(router, _Precomputed.of(learned, norms), norms, districts, recs, truth, np.concatenate(parts))
+    n_fw_part = len(fw) + len(ordinary) if on in ("forwards", "both") else 0
+    head: list[dict[str, Any]] = []
+    if n_fw_part:
+        head = fw_recs if fw_recs is not None else model.predict(texts[:n_fw_part])
+    all_recs = head + (model.predict(texts[n_fw_part:]) if len(texts) > n_fw_part else [])
+    X, y, w = _calibration_rows(router, _Precomputed.of(learned, norms), norms, districts, all_recs, truth, np.concatenate(parts))
     lr = LogisticRegression(C=1.0).fit(X, y, sample_weight=w)
     a, b, c = (float(v) for v in lr.coef_[0])
     return a, b, c, float(lr.intercept_[0])
@@ -567,19 +575,21 @@ def split_assigned(frame: pd.DataFrame, fit: float) -> tuple[pd.DataFrame, pd.Da
 
 
 def evaluate_assigned(router: Router, model: Any, learned: Any, raw: pd.DataFrame, log: Callable[[str], None],
-                      name: str = "assigned") -> dict[str, Any]:
+                      name: str = "assigned", recs: list[dict[str, Any]] | None = None,
+                      without_district: bool = True) -> dict[str, Any]:
     """The later real-mix month (``load_assigned``): agreement with the assigned organisations, the
     share of tickets assigned only to the district office kept there, review share, with and without
     the intake's district (the text is then the only source of the district)."""
     texts = raw["comment"].tolist()
     norms = raw["norm"].tolist()
-    recs = model.predict(texts)
+    recs = recs if recs is not None else model.predict(texts)
     truth = raw["truth"].tolist()
     pre = _Precomputed.of(learned, norms) if learned is not None else None
     only_office = [not (k - {DISTRICT_OFFICE}) for k in truth]
     out: dict[str, Any] = {"tickets": len(raw), "from": str(raw["time"].min())[:16], "to": str(raw["time"].max())[:16],
                            "with_other_kind": _share([not o for o in only_office])}
-    for part, districts in (("with_district", raw["district"].tolist()), ("without_district", [None] * len(raw))):
+    parts = [("with_district", raw["district"].tolist())] + ([("without_district", [None] * len(raw))] if without_district else [])
+    for part, districts in parts:
         routes = [router.route(t, n, d if isinstance(d, str) else None, r, pre) for t, n, d, r in zip(texts, norms, districts, recs)]
         first = [first_kind_of(router, r) for r in routes]
         top3 = [bool(set(_first_three_kinds(router, r)) & (k - {DISTRICT_OFFICE})) for r, k, o in zip(routes, truth, only_office) if not o]
@@ -756,25 +766,25 @@ def train_agency(model: Any, frame: pd.DataFrame, config: DatasetConfig, correct
         return fit_ranker(fw_rows, st.rank_C, corr, other)
 
     first = fit(fw_tr, o_tr, asg_tr)
-    calibration = fit_calibration(router, model, first, fw_va, o_va, rate, asg_va, st.calibrate_on)
+    v_texts = fw_va["comment"].tolist() + o_va["text"].tolist()
+    v_recs = model.predict(v_texts)
+    calibration = fit_calibration(router, model, first, fw_va, o_va, rate, asg_va, st.calibrate_on, v_recs)
     log(f"agency: calibration {tuple(round(v, 3) for v in calibration)} fitted on {st.calibrate_on}: {len(fw_va)} validation "
         f"forwards + {len(o_va)} ordinary tickets at a {rate:.0%} forward rate"
-        + (f", {len(asg_va)} tickets of the assigned month" if asg_va is not None and len(asg_va) else "")
+        + (f", {len(asg_va)} tickets of the assigned month" if st.calibrate_on != "forwards" and asg_va is not None else "")
         + f"; move threshold {st.move_threshold}")
 
     # validation: the numbers settings are chosen on (the first model, its calibration, validation rows)
     first.calibration_, first.move_threshold_, first.forward_rate_ = calibration, st.move_threshold, rate
     first.ranker_ = ranker(fw_tr, asg_tr)
-    v_texts = fw_va["comment"].tolist() + o_va["text"].tolist()
     v_norms = fw_va["norm"].tolist() + o_va["norm"].tolist()
-    v_recs = model.predict(v_texts)
     v_pre = _Precomputed.of(first, v_norms)
     v_routes = [router.route(t, nn, d if isinstance(d, str) else None, r, v_pre)
                 for t, nn, d, r in zip(v_texts, v_norms, fw_va["district"].tolist() + o_va["district"].tolist(), v_recs)]
     validation: dict[str, Any] = {"router": score_routes(router, fw_va, v_routes[:len(fw_va)], o_va, v_routes[len(fw_va):])}
     validation["router"].pop("per_kind", None)
     if asg_va is not None and len(asg_va):
-        validation["assigned"] = evaluate_assigned(router, model, first, asg_va, log, "validation: assigned")
+        validation["assigned"] = evaluate_assigned(router, model, first, asg_va, log, "validation: assigned", without_district=False)
 
     held = fit(pd.concat([fw_tr, fw_va]), pd.concat([o_tr, o_va]), asg_fit)
     held.calibration_, held.move_threshold_, held.forward_rate_ = calibration, st.move_threshold, rate
@@ -807,8 +817,10 @@ def train_agency(model: Any, frame: pd.DataFrame, config: DatasetConfig, correct
         "corrections": {"used": len(corr), "unknown_agency": unknown_corr, "weight": correction_weight},
     }
     if asg_te is not None and len(asg_te):
-        metrics["assigned"] = evaluate_assigned(router, model, held, asg_te, log, "assigned (frozen later test)")
-        metrics["assigned"]["table_only"] = evaluate_assigned(router, model, None, asg_te, lambda _m: None)["with_district"]
+        te_recs = model.predict(asg_te["comment"].tolist())
+        metrics["assigned"] = evaluate_assigned(router, model, held, asg_te, log, "assigned (frozen later test)", te_recs)
+        metrics["assigned"]["table_only"] = evaluate_assigned(router, model, None, asg_te, lambda _m: None, recs=te_recs,
+                                                                without_district=False)["with_district"]
     if st.replay:
         metrics["replay"] = replay_corrections(router, held, fw_te, recs[:n], o_te, recs[n:], st.memory_strength,
                                                st.memory_min_sim, rate)
