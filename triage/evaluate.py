@@ -166,7 +166,9 @@ def _agency_section(agency: dict[str, Any]) -> list[str]:
     if a:
         fit = agency.get("assigned_fit") or {}
         used = (f"its earliest {fit.get('training_rows', 0)} tickets were training rows and the next "
-                f"{fit.get('calibration_rows', 0)} validation; these later ones are a frozen test that no choice looked at"
+                f"{fit.get('calibration_rows', 0)} validation; these later ones are a frozen test that no choice looked at, "
+                "later than everything fitted on (the held-out forwards above are earlier than the assigned month's "
+                "training rows)"
                 if fit.get("share") else "a test, never fitted on")
         lines += ["", (f"Later month with the organisations really assigned ({a['from']} .. {a['to']}, {a['tickets']} tickets, "
                        f"{a['with_other_kind']} involving another kind of agency; {used}). Agreement 'strict': "
