@@ -628,16 +628,23 @@ def replay_corrections(router: Router, learned: AgencyModel, fw: pd.DataFrame, r
         stream.append(("fw", i))
     X_fw = learned.features(fw["norm"].tolist())
     X_ord = learned.features(ordinary["norm"].iloc[:n_ord].tolist())
+    # the model's probabilities in one batch each; per case only the memory's adjustment is computed
+    clf = learned.pipeline[-1]
+    P_fw, P_ord = clf.predict_proba(X_fw), clf.predict_proba(X_ord)
+    base_model = _Precomputed.of(learned, fw["norm"].tolist() + ordinary["norm"].iloc[:n_ord].tolist())
     rows: list[dict[str, Any]] = []
     for source, i in stream:
         if source == "fw":
-            text, norm, dist, kind, rec, x = fw["comment"].iloc[i], fw["norm"].iloc[i], fw["district"].iloc[i], fw["kind"].iloc[i], recs[i], X_fw[i]
+            text, norm, dist, kind, rec, x, p = (fw["comment"].iloc[i], fw["norm"].iloc[i], fw["district"].iloc[i], fw["kind"].iloc[i],
+                                                 recs[i], X_fw[i], P_fw[i:i + 1])
         else:
-            text, norm, dist, kind, rec, x = (ordinary["text"].iloc[i], ordinary["norm"].iloc[i], ordinary["district"].iloc[i],
-                                              DISTRICT_OFFICE, ord_recs[i], X_ord[i])
+            text, norm, dist, kind, rec, x, p = (ordinary["text"].iloc[i], ordinary["norm"].iloc[i], ordinary["district"].iloc[i],
+                                                 DISTRICT_OFFICE, ord_recs[i], X_ord[i], P_ord[i:i + 1])
         d = dist if isinstance(dist, str) else None
-        got = first_kind_of(router, router.route(text, norm, d, rec, model))
-        base = first_kind_of(router, router.route(text, norm, d, rec, learned))
+        remembered = model.memory_.adjust(x, p)[0]
+        live = _Precomputed({norm: {k: float(v) for k, v in zip(learned.kinds, remembered)}}, learned, base_model.ranks)
+        got = first_kind_of(router, router.route(text, norm, d, rec, live))
+        base = first_kind_of(router, router.route(text, norm, d, rec, base_model))
         rows.append({"source": source, "seen": len(model.memory_), "hit": got == kind, "base": base == kind})
         if got != kind and isinstance(kind, str) and kind in model.kinds:
             model.memory_.add(x, [kind])
