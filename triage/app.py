@@ -17,7 +17,7 @@ import logging
 import signal
 import threading
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from typing import Any, cast
 
 import orjson
@@ -32,6 +32,7 @@ from triage.batching import MicroBatcher
 from triage.cases import Cases
 from triage.config import Settings, get_settings
 from triage.corrections import agency_corrections
+from triage.database import open_store
 from triage.errors import BusyError, LabelError, ThrottledError, TooLargeError, TriageError, http_status
 from triage.outbox import Deliverer
 from triage.public import router as public_router
@@ -39,7 +40,7 @@ from triage.review import router as review_router
 from triage.security import FailureLimiter, HeaderLimit, NoStore
 from triage.serving import ModelHolder
 from triage.sla import Every, escalate_overdue
-from triage.store import ReviewStore, open_store
+from triage.store import ReviewStore
 from triage.tracking import RateLimiter
 
 log = logging.getLogger("triage.app")
@@ -152,12 +153,30 @@ def start_followup(settings: Settings, store: ReviewStore, holder: ModelHolder) 
         tasks.append(deliverer)
 
     def escalation_pass() -> None:
-        router = holder.current.router if holder.ready else None
-        if escalate_overdue(store, getattr(router, "directory", None), settings.escalation_agency) and deliverer:
-            deliverer.wake()
+        with exclusive(store, "deadline-check") as ours:  # one replica at a time (PostgreSQL: an advisory lock)
+            if not ours:
+                return
+            router = holder.current.router if holder.ready else None
+            if escalate_overdue(store, getattr(router, "directory", None), settings.escalation_agency) and deliverer:
+                deliverer.wake()
 
     tasks.insert(0, Every("deadline-check", settings.sla_check_seconds, escalation_pass).start())
     return tasks
+
+
+def exclusive(store: ReviewStore, name: str) -> AbstractContextManager[bool]:
+    """The store's lock for a job only one replica should run at a time; a store without one (SQLite, whose
+    writes are serialised anyway) always says yes. The job must still be safe to run twice."""
+    lock = getattr(store, "exclusive", None)
+    return cast(AbstractContextManager[bool], lock(name)) if lock is not None else nullcontext(True)
+
+
+def follow_replicas(store: ReviewStore, holder: ModelHolder) -> None:
+    """With a store that can announce reloads (PostgreSQL), a reload here reaches every replica and back."""
+    announce, follow = getattr(store, "announce_reload", None), getattr(store, "follow_reloads", None)
+    if announce is not None and follow is not None:
+        holder.also_announce = announce
+        follow(holder.reload_quietly)
 
 
 def _nothing() -> None:
@@ -185,11 +204,13 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not settings.keys:
             log.warning("DEVELOPMENT MODE: no API keys, every caller is admin. Never expose this service.")
-        app.state.store = open_store(settings.database, settings.sla, webhooks=bool(settings.webhook_url))
+        app.state.store = open_store(settings.database, settings.sla, webhooks=bool(settings.webhook_url),
+                                     pool_size=settings.database_pool_size)
         previous = None
         background: list[Any] = []
         try:
             holder.reload()
+            follow_replicas(app.state.store, holder)
             background = start_followup(settings, app.state.store, holder)
             deliverer = next((t for t in background if isinstance(t, Deliverer)), None)
             app.state.wake_delivery = deliverer.wake if deliverer else _nothing

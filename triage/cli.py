@@ -329,11 +329,11 @@ def cmd_escalate_overdue(argv: list[str]) -> int:
         from pydantic import ValidationError
 
         from triage.config import Settings
+        from triage.database import open_store
         from triage.errors import ConfigError
         from triage.outbox import Deliverer
         from triage.routing import Directory
         from triage.sla import escalate_overdue
-        from triage.store import open_store
 
         try:
             settings = Settings()

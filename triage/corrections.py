@@ -21,8 +21,9 @@ from typing import Any
 
 import pandas as pd
 
+from triage.database import open_store
 from triage.errors import DataError, TriageError, exit_code
-from triage.store import Store, open_store
+from triage.store import Store
 from triage.text import mask_personal
 
 COLUMNS = ("id", "text", "topic", "urgency", "agency", "district", "corrected_at")

@@ -3,7 +3,8 @@
 ``ModelHolder.current`` is one ``Served`` snapshot (model, metadata, router); a request takes it
 once and uses it throughout, so a reload never changes the model under a request and no request
 waits for a reload. With several worker processes, a reload in one touches a signal file that
-the others watch (checked at most once a second), and they reload too.
+the others watch (checked at most once a second), and they reload too; with a PostgreSQL store,
+replicas on other machines hear of it through the database (``also_announce``).
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ class ModelHolder:
         self._lock = threading.Lock()
         self._seen = self._signal_mtime()
         self._next_check = 0.0
+        self.also_announce: Callable[[], None] | None = None
+        """Tells replicas on other machines too (the PostgreSQL store's ``announce_reload``)."""
 
     def _signal_mtime(self) -> int:
         try:
@@ -84,12 +87,16 @@ class ModelHolder:
             log.error("reload failed, still serving the previous model: %s", exc)
 
     def announce(self) -> None:
-        """Tell the other worker processes to reload: touch the signal file they watch."""
+        """Tell the other worker processes to reload: touch the signal file they watch (and ``also_announce``)."""
         if self.signal_file is None:
+            if self.also_announce is not None:
+                self.also_announce()
             return
         self.signal_file.parent.mkdir(parents=True, exist_ok=True)
         self.signal_file.write_text(datetime.now(UTC).isoformat(), encoding="utf-8")
         self._seen = self._signal_mtime()
+        if self.also_announce is not None:
+            self.also_announce()
 
     @property
     def ready(self) -> bool:
