@@ -32,6 +32,7 @@ from triage.api import case_routes, operation_routes, triage_answers, triage_rou
 from triage.batching import MicroBatcher
 from triage.cases import Cases
 from triage.config import Settings, get_settings
+from triage.corrections import agency_corrections
 from triage.database import open_store
 from triage.errors import BusyError, LabelError, ThrottledError, TooLargeError, TriageError, http_status
 from triage.hotpath import TriageFastPath
@@ -187,7 +188,9 @@ def _nothing() -> None:
 def create_app(settings: Settings) -> FastAPI:
     """Build the app for these settings. Opening the store and loading the model happen at start-up."""
     settings.check_serving()
-    holder = ModelHolder(settings.model_dir, settings.data_dir / "reload.signal")
+    # each (re)load teaches the agency model the reviewers' agency corrections so far (issue 14 item 4)
+    holder = ModelHolder(settings.model_dir, settings.data_dir / "reload.signal",
+                         corrections=lambda: agency_corrections(app.state.store))
 
     def triage_batch(items: list[Any]) -> list[tuple[bytes, bool] | Exception]:
         cases = Cases(app.state.store, holder.current, review_threshold=settings.review_threshold,

@@ -51,6 +51,15 @@ def corrected_rows(store: Store) -> Iterator[dict[str, Any]]:
         }
 
 
+def agency_corrections(store: Store | None) -> pd.DataFrame | None:
+    """Reviewers' agency corrections (masked text, agencies primary first) for the served agency model
+    to follow at reload (``triage.serving.ModelHolder``); None without a store."""
+    if store is None:
+        return None
+    rows = [{"id": r["id"], "text": r["text"], "agency": r["agency"]} for r in corrected_rows(store) if r["agency"]]
+    return pd.DataFrame(rows, columns=["id", "text", "agency"])
+
+
 def export(store: Store, out: Path) -> int:
     """Write the corrected cases to a CSV file (atomically); returns the number of rows."""
     out.parent.mkdir(parents=True, exist_ok=True)
