@@ -15,6 +15,7 @@ corrections. Use it after editing ``triage/resources/routing.toml``, ``agencies.
 
 import argparse
 import json
+import tomllib
 from pathlib import Path
 
 from triage import registry
@@ -29,6 +30,8 @@ if __name__ == "__main__":
     ap.add_argument("--data", default="../shared/data")
     ap.add_argument("--json", type=Path, help="also write the agency metrics here")
     ap.add_argument("--forward-rate", type=float, help="override [agency] forward_rate (the prior of the calibration)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override an [agency] setting (a TOML value), e.g. --set assigned_weight=3 --set replay=false")
     ap.add_argument("--directory-from-train", action="store_true",
                     help="build the directory from the forwards before the held-out part only (honest 'exact' numbers: "
                          "the shipped directory's stations and branches were read from all forwards)")
@@ -37,6 +40,9 @@ if __name__ == "__main__":
     config = load_config(a.config, a.data)
     if a.forward_rate is not None:
         config.agency = dict(config.agency, forward_rate=a.forward_rate)
+    for item in a.set:
+        key, _, value = item.partition("=")
+        config.agency = dict(config.agency, **tomllib.loads(f"{key.strip()} = {value.strip()}"))
     frame, _report = load_dataset(config)
     frame["norm"] = normalize_many(frame["text"].tolist())
     router = None

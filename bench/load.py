@@ -6,8 +6,9 @@ Starts two servers on free loopback ports, both uvicorn[standard] (uvloop, httpt
 same number of workers: the no-model baseline (``bench/noop_app.py``: the same FastAPI stack,
 validates the same body into ``ComplaintIn``, answers a fixed JSON) and the real service
 (``serve.py``, a fresh database under a temporary folder, every case stored). Then, for each
-concurrency level, the same keep-alive asyncio clients post real complaint texts from the shared
-Traffy data to the baseline and then to the service, and one line each is printed: requests/s,
+concurrency level, the same keep-alive asyncio clients post distinct real complaint texts from the
+shared Traffy data (``TextFeed``: none is sent twice to a server until all have been) to the
+baseline and then to the service, and one line each is printed: requests/s,
 the service's share of the baseline's requests/s, p50/p99 latency, errors (anything but 201) and
 the resident memory of each worker process. Bounded: each level runs for --seconds (at most
 --max-requests), never against anything but 127.0.0.1. The load average is printed at the start
@@ -33,15 +34,35 @@ REPO = Path(__file__).resolve().parent.parent
 KEY = "bench-intake-key"
 
 
-def complaint_texts(data: Path, n: int = 2000) -> list[str]:
+def complaint_texts(data: Path, months: int = 3) -> list[str]:
+    """Distinct real complaint texts (up to 2,000 characters) of the last ``months`` Traffy months, shuffled."""
     import pandas as pd
 
-    files = sorted((data / "traffy").glob("*.parquet"))
+    files = sorted((data / "traffy").glob("*.parquet"))[-months:]
     if not files:
         sys.exit(f"bench: no Traffy data under {data}/traffy (use --data)")
-    texts = pd.read_parquet(files[-1], columns=["comment"])["comment"].dropna()
-    texts = texts[texts.str.strip().str.len() > 0]
-    return texts.sample(min(n, len(texts)), random_state=0).str.slice(0, 2000).tolist()
+    texts = pd.concat([pd.read_parquet(f, columns=["comment"])["comment"] for f in files]).dropna()
+    texts = texts[texts.str.strip().str.len() > 0].str.slice(0, 2000).drop_duplicates()
+    return texts.sample(frac=1.0, random_state=0).tolist()
+
+
+class TextFeed:
+    """Hands out the texts in turn to every client of one server: no text is sent twice until all
+    have been (about 30,000 distinct complaints), so no cache inside the service can answer a
+    repeated text from memory. ``repeats`` counts the texts sent again after a wrap-around."""
+
+    def __init__(self, texts: list[str], start: int = 0) -> None:
+        self.texts, self.i, self.sent = texts, start, 0
+
+    def next(self) -> str:
+        text = self.texts[self.i % len(self.texts)]
+        self.i += 1
+        self.sent += 1
+        return text
+
+    @property
+    def repeats(self) -> int:
+        return max(0, self.sent - len(self.texts))
 
 
 def slice_model(data: Path) -> Path:
@@ -86,18 +107,16 @@ def rss_mb(pids: list[int]) -> list[float]:
     return out
 
 
-async def client(port: int, texts: list[str], offset: int, stop_at: float, budget: list[int],
+async def client(port: int, feed: TextFeed, stop_at: float, budget: list[int],
                  latencies: list[float], errors: list[str]) -> None:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     sock = writer.get_extra_info("socket")
     if sock is not None:  # the request goes out in one write; do not let Nagle hold the next one
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    i = offset
     try:
         while time.perf_counter() < stop_at and budget[0] > 0:
             budget[0] -= 1
-            body = json.dumps({"text": texts[i % len(texts)], "district": "บางรัก"}, ensure_ascii=False).encode()
-            i += 1
+            body = json.dumps({"text": feed.next(), "district": "บางรัก"}, ensure_ascii=False).encode()
             head = (f"POST /v1/triage HTTP/1.1\r\nHost: 127.0.0.1\r\nX-API-Key: {KEY}\r\n"
                     f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n").encode()
             t0 = time.perf_counter()
@@ -123,13 +142,13 @@ async def client(port: int, texts: list[str], offset: int, stop_at: float, budge
         writer.close()
 
 
-async def level(port: int, texts: list[str], clients: int, seconds: float, max_requests: int) -> dict[str, float]:
+async def level(port: int, feed: TextFeed, clients: int, seconds: float, max_requests: int) -> dict[str, float]:
     latencies: list[float] = []
     errors: list[str] = []
     budget = [max_requests]
     started = time.perf_counter()
     stop_at = started + seconds
-    await asyncio.gather(*(client(port, texts, k * 997, stop_at, budget, latencies, errors) for k in range(clients)))
+    await asyncio.gather(*(client(port, feed, stop_at, budget, latencies, errors) for _ in range(clients)))
     elapsed = time.perf_counter() - started
     lat = sorted(latencies)
     return {
@@ -140,12 +159,12 @@ async def level(port: int, texts: list[str], clients: int, seconds: float, max_r
     }
 
 
-def run_level(port: int, texts: list[str], clients: int, seconds: float, max_requests: int) -> dict[str, float]:
+def run_level(port: int, feed: TextFeed, clients: int, seconds: float, max_requests: int) -> dict[str, float]:
     try:
         import uvloop  # the client too: a slow client would cap both servers alike and hide the gap
     except ImportError:
-        return asyncio.run(level(port, texts, clients, seconds, max_requests))
-    return uvloop.run(level(port, texts, clients, seconds, max_requests))
+        return asyncio.run(level(port, feed, clients, seconds, max_requests))
+    return uvloop.run(level(port, feed, clients, seconds, max_requests))
 
 
 def free_port() -> int:
@@ -201,15 +220,16 @@ def main() -> int:
         try:
             wait_ready(base, base_port, "no-model endpoint")
             ready = wait_ready(proc, port, "service")
-            print(f"{a.workers} worker(s) each; service ready in {ready:.1f} s; {len(texts)} real complaint texts; "
+            feeds = {base_port: TextFeed(texts), port: TextFeed(texts)}
+            print(f"{a.workers} worker(s) each; service ready in {ready:.1f} s; {len(texts)} distinct real complaint texts; "
                   f"{os.cpu_count()} CPUs; load average {load()}")
             for p in (base_port, port):
-                run_level(p, texts, 4, 2.0, 500)  # warm-up, not reported
+                run_level(p, feeds[p], 4, 2.0, 500)  # warm-up, not reported
             print(f"{'server':>8} {'clients':>7} {'requests':>8} {'errors':>6} {'req/s':>7} {'share':>6} {'p50 ms':>7} "
                   f"{'p99 ms':>7}  RSS MB per worker")
             for n in levels:
-                b = run_level(base_port, texts, n, a.seconds, a.max_requests)
-                r = run_level(port, texts, n, a.seconds, a.max_requests)
+                b = run_level(base_port, feeds[base_port], n, a.seconds, a.max_requests)
+                r = run_level(port, feeds[port], n, a.seconds, a.max_requests)
                 for name, x, pid in (("no-model", b, base.pid), ("service", r, proc.pid)):
                     share = f"{x['rps'] / b['rps']:.0%}" if b["rps"] else "-"
                     rss = ", ".join(f"{m:.0f}" for m in rss_mb(worker_pids(pid)))
@@ -217,6 +237,7 @@ def main() -> int:
                     print(f"{name:>8} {n:>7} {x['requests']:>8} {x['errors']:>6} {x['rps']:>7.0f} {share:>6} "
                           f"{x['p50_ms']:>7.1f} {x['p99_ms']:>7.1f}  {rss}{kinds}", flush=True)
             db = Path(tmp) / "triage.db"
+            print(f"texts sent to the service: {feeds[port].sent}, sent a second time: {feeds[port].repeats}")
             print(f"database {sum(f.stat().st_size for f in Path(tmp).glob('triage.db*')) / 1e6:.1f} MB "
                   f"({db.name} + WAL); load average at the end {load()}")
         finally:

@@ -3,8 +3,9 @@
     python bench/predict_speed.py --model models/current --data ../shared/data --rows 10000
 
 Prints the model's load time, single-text latency (p50/p99 over 500 texts, one at a time) and
-batch throughput over --rows texts from the last Traffy month, with and without routing, in
-chunks of 2,000 as the CLI reads them: in one process, and with routing in --jobs worker processes
+batch throughput over --rows distinct texts from the last two Traffy months, with and without routing, in
+chunks of 2,000 as the CLI reads them, with the CPU time of each (this process's; on a shared
+machine steadier than the wall clock): in one process, and with routing in --jobs worker processes
 as ``python -m triage predict`` runs by default (one per core; ``triage.parallel``).
 """
 
@@ -32,8 +33,9 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=10000)
     ap.add_argument("--jobs", type=int, default=default_jobs(), help="worker processes for the last line")
     a = ap.parse_args()
-    months = sorted(Path(a.data, "traffy").glob("*.parquet"))
-    frame = pd.read_parquet(months[-1], columns=["comment", "district"]).dropna(subset=["comment"])
+    months = sorted(Path(a.data, "traffy").glob("*.parquet"))[-2:]
+    frame = pd.concat([pd.read_parquet(m, columns=["comment", "district"]) for m in months])
+    frame = frame.dropna(subset=["comment"]).drop_duplicates("comment")  # distinct texts: no cache answers a repeat
     frame = frame.sample(min(a.rows, len(frame)), random_state=0)
     texts, districts = frame["comment"].tolist(), frame["district"].tolist()
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
@@ -43,17 +45,21 @@ def main() -> None:
     print(f"model {meta['version']}: loaded in {time.perf_counter() - t0:.2f}s")
     predict(model, texts[:10], districts[:10], router)  # warm-up (tokenizer dictionary)
     lat = []
+    cpu = time.process_time()
     for i in range(min(500, len(texts))):
         t = time.perf_counter()
         predict(model, [texts[i]], [districts[i]], router)
         lat.append((time.perf_counter() - t) * 1000)
-    print(f"one text at a time: p50 {np.percentile(lat, 50):.2f} ms, p99 {np.percentile(lat, 99):.2f} ms")
+    cpu = time.process_time() - cpu
+    print(f"one text at a time: p50 {np.percentile(lat, 50):.2f} ms, p99 {np.percentile(lat, 99):.2f} ms, "
+          f"CPU {1000 * cpu / len(lat):.2f} ms per text")
     for name, r in (("without routing", None), ("with routing", router)):
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         for s in range(0, len(texts), 2000):
             predict(model, texts[s : s + 2000], districts[s : s + 2000], r)
-        dt = time.perf_counter() - t
-        print(f"batch of {len(texts)} {name}: {dt:.1f}s, {len(texts) / dt:.0f} texts/s")
+        dt, cpu = time.perf_counter() - t, time.process_time() - cpu
+        print(f"batch of {len(texts)} {name}: {dt:.1f}s, {len(texts) / dt:.0f} texts/s; "
+              f"CPU {cpu:.1f}s, {1000 * cpu / len(texts):.2f} ms per text")
     with ParallelPredict(predict, model, router, a.jobs) as run:
         run(texts[:600], districts[:600])  # starts the workers
         t = time.perf_counter()

@@ -39,7 +39,7 @@ PARTS: list[tuple[str, tuple[str, ...]]] = [
     ("model", ("TriageModel.predict", "normalize_many")),
     ("case record", ("case_records", "triage_json", "mask_personal", "review_reasons", "triage_each")),
     ("batching", ("MicroBatcher.",)),
-    ("validation", ("request_body_to_args", "_validate_value", "validate_python", "Request.json", "Request.body",
+    ("validation", ("TriageFastPath._plainly_fine", "request_body_to_args", "_validate_value", "validate_python", "Request.json", "Request.body",
                     "check_text", "solve_dependencies", "APIKeyHeader", "_get_body")),
 ]
 
@@ -61,7 +61,7 @@ def main() -> int:
     ap.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     ap.add_argument("--raw", default=None, help="also keep py-spy's raw (collapsed) stacks in this file")
     a = ap.parse_args()
-    texts = load.complaint_texts(Path(a.data))
+    feed = load.TextFeed(load.complaint_texts(Path(a.data)))
     port = load.free_port()
     with tempfile.TemporaryDirectory(prefix="triage-profile-") as tmp:
         env = {**os.environ, "TRIAGE_DATA_DIR": tmp, "TRIAGE_MODELS_DIR": a.models,
@@ -71,13 +71,13 @@ def main() -> int:
         raw = Path(tmp) / "spy.txt"
         try:
             load.wait_ready(proc, port, "service")
-            load.run_level(port, texts, 4, 2.0, 500)  # warm-up
+            load.run_level(port, feed, 4, 2.0, 500)  # warm-up
             exe = Path(sys.executable).parent / "py-spy"
             spy = subprocess.Popen([str(exe) if exe.exists() else "py-spy", "record", "--pid", str(proc.pid), "--gil", "--format", "raw",
                                     "--rate", str(a.rate), "--duration", str(int(a.seconds)), "--output", str(raw),
                                     "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.0)
-            r = load.run_level(port, texts, a.clients, a.seconds - 1.5, 10**6)
+            r = load.run_level(port, feed, a.clients, a.seconds - 1.5, 10**6)
             spy.wait(60)
         finally:
             proc.terminate()

@@ -6,10 +6,18 @@ seconds: ``browser`` (test_review_browser.py), ``server`` (tests that start serv
 
 Without the shared data the data-backed tests skip on a developer's machine; with ``CI`` set
 they fail, so a CI run cannot pass by skipping them.
+
+Store and API tests take ``db_url`` and run once per backend: a SQLite file in the test's tmp dir,
+and a fresh database (a copy of a migrated template) in a throwaway PostgreSQL cluster that the
+session starts in a temporary folder (``triage.pgcluster``; as root, as the ``postgres`` user). The
+PostgreSQL runs skip only when no cluster can be started and ``CI`` is not set; with ``CI`` they fail.
 """
 
 from __future__ import annotations
 
+import itertools
+import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,7 +27,8 @@ from api_helpers import require_shared_data
 # so that the unit tier starts fast
 
 TIERS = ("unit", "model", "server", "browser")
-MODULE_TIERS = {"test_review_browser": "browser", "test_api_server": "server", "test_followup_server": "server"}
+MODULE_TIERS = {"test_review_browser": "browser", "test_api_server": "server", "test_followup_server": "server",
+                "test_replicas_server": "server"}
 MODEL_FIXTURES = {"traffy_slice", "small_model_dir", "small_model"}
 
 
@@ -64,3 +73,46 @@ def small_model(small_model_dir: Path):
 
     model, _meta = registry.load(small_model_dir / "current")
     return model
+
+
+BACKENDS = ("sqlite", "postgresql")
+_databases = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[object]:
+    """A throwaway PostgreSQL cluster for the session (skipped outside CI when none can be started)."""
+    from triage.pgcluster import Cluster
+
+    try:
+        cluster = Cluster().start()
+    except Exception as exc:  # no binaries, no runuser, initdb or pg_ctl failing: all mean "cannot start"
+        message = f"PostgreSQL cannot be started here: {type(exc).__name__}: {exc}"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message}; with CI set the PostgreSQL tests fail instead of skipping", pytrace=False)
+        pytest.skip(message)
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def pg_template(pg_cluster) -> str:
+    """A database migrated once; each test's database is a copy of it (CREATE DATABASE ... TEMPLATE)."""
+    from triage.database import open_store
+
+    open_store(pg_cluster.create_database("triage_template")).close()
+    return "triage_template"
+
+
+@pytest.fixture()
+def pg_url(pg_cluster, pg_template: str) -> str:
+    """A fresh, migrated PostgreSQL database for one test."""
+    return str(pg_cluster.create_database(f"t{next(_databases)}", template=pg_template))
+
+
+@pytest.fixture(params=BACKENDS)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """The test's case database URL, once per backend: a SQLite file, or a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'cases.db'}"
+    return str(request.getfixturevalue("pg_url"))

@@ -11,8 +11,8 @@ from fastapi.testclient import TestClient
 
 from triage.app import create_app
 from triage.cases import allowed_agencies
+from triage.database import open_store
 from triage.routing import Router
-from triage.store import open_store
 
 AWKWARD = [
     "ไฟ\u200bดับ\u200bทั้ง\u200bซอย",
@@ -24,8 +24,9 @@ AWKWARD = [
 
 
 @pytest.fixture()
-def client(tmp_path: Path, small_model_dir: Path):
-    with TestClient(create_app(settings_for(tmp_path, small_model_dir)), raise_server_exceptions=False) as c:
+def client(tmp_path: Path, small_model_dir: Path, db_url: str):
+    with TestClient(create_app(settings_for(tmp_path, small_model_dir, database_url=db_url)),
+                    raise_server_exceptions=False) as c:
         yield c
 
 
@@ -95,8 +96,8 @@ def test_batch(client):
     assert [x["created"] for x in results] == [True] * len(TEXTS) + [False]
 
 
-def test_oversized_batch_is_413_and_stores_nothing(tmp_path, small_model_dir):
-    app = create_app(settings_for(tmp_path, small_model_dir, max_batch=3))
+def test_oversized_batch_is_413_and_stores_nothing(tmp_path, small_model_dir, db_url):
+    app = create_app(settings_for(tmp_path, small_model_dir, max_batch=3, database_url=db_url))
     with TestClient(app) as c:
         r = c.post("/v1/triage/batch", json={"items": [{"text": t} for t in TEXTS[:4]]}, headers=H_INTAKE)
         assert r.status_code == 413 and "at most 3" in r.json()["error"]
@@ -176,10 +177,11 @@ def test_list_filters_and_cursor_pagination(client):
     assert all(c["needs_review"] for c in flagged)
 
 
-def test_review_queue_order_and_corrections(tmp_path, small_model_dir):
+def test_review_queue_order_and_corrections(tmp_path, small_model_dir, db_url):
     # a threshold of 1.0 sends most cases to review (a topic the model is sure of can score 1.0), so
     # the queue holds exactly the cases flagged at triage, and their order is what is tested
-    with TestClient(create_app(settings_for(tmp_path, small_model_dir, review_threshold=1.0))) as c:
+    with TestClient(create_app(settings_for(tmp_path, small_model_dir, review_threshold=1.0,
+                                                         database_url=db_url))) as c:
         results = [_triage(c, t) for t in TEXTS]
         ids = [r["case_id"] for r in results]
         queue = c.get("/v1/review/queue", headers=H_REVIEWER).json()
@@ -224,8 +226,9 @@ def test_review_queue_order_and_corrections(tmp_path, small_model_dir):
                       json={"reviewer": "r", "reason": "x", "urgency": "low"}).status_code == 403
 
 
-def test_agency_corrected_before_sends_similar_cases_to_review(tmp_path, small_model_dir):
-    with TestClient(create_app(settings_for(tmp_path, small_model_dir, review_threshold=0.0))) as c:
+def test_agency_corrected_before_sends_similar_cases_to_review(tmp_path, small_model_dir, db_url):
+    with TestClient(create_app(settings_for(tmp_path, small_model_dir, review_threshold=0.0,
+                                                         database_url=db_url))) as c:
         text = "ขยะไม่มีคนมาเก็บสามวันแล้ว ส่งกลิ่นเหม็น"
         first = _triage(c, text, district="บางรัก")
         assert "agency_corrected_before" not in first["review_reasons"]
@@ -269,8 +272,8 @@ def test_status_workflow_history_and_loops(client):
                        headers=H_REVIEWER).status_code == 404
 
 
-def test_urgent_case_leaves_the_queue_when_accepted(tmp_path, small_model_dir):
-    settings = settings_for(tmp_path, small_model_dir, review_threshold=0.0)
+def test_urgent_case_leaves_the_queue_when_accepted(tmp_path, small_model_dir, db_url):
+    settings = settings_for(tmp_path, small_model_dir, review_threshold=0.0, database_url=db_url)
     with TestClient(create_app(settings)) as c:
         # a fixed urgent case, written to the same SQLite file the app serves (not the model's guess)
         store = open_store(settings.database)
@@ -300,12 +303,12 @@ def test_model_info_and_reload(client):
     assert r.status_code == 200 and r.json()["version"] == info["version"]
 
 
-def test_reload_of_a_broken_model_keeps_serving_the_old_one(tmp_path, small_model_dir):
+def test_reload_of_a_broken_model_keeps_serving_the_old_one(tmp_path, small_model_dir, db_url):
     import shutil
 
     models = tmp_path / "models"
     shutil.copytree(small_model_dir, models, symlinks=True)
-    with TestClient(create_app(settings_for(tmp_path, models)), raise_server_exceptions=False) as c:
+    with TestClient(create_app(settings_for(tmp_path, models, database_url=db_url)), raise_server_exceptions=False) as c:
         version = c.get("/v1/model", headers=H_ADMIN).json()["version"]
         (models / "current" / "model.joblib").write_bytes(b"garbage")
         r = c.post("/v1/admin/reload", headers=H_ADMIN)
@@ -376,3 +379,22 @@ def test_agencies_multi_and_unsure_cases_show_candidates_in_the_queue(client):
     queue = client.get("/v1/review/queue", params={"limit": 100}, headers=H_REVIEWER).json()["items"]
     item = next(x for x in queue if x["id"] == vague["case_id"])
     assert item["prediction"]["agency_candidates"][0]["agency"] == vague["agency_candidates"][0]["agency"]
+
+
+def test_a_nul_character_is_never_a_500_and_loses_no_other_case(client, db_url):
+    """A NUL in the text over HTTP, through the fast path and the batch route: SQLite keeps it, PostgreSQL
+    refuses it with a clear 422 (the one difference between the backends) and stores nothing half-way."""
+    r = client.post("/v1/triage", json={"text": "ไฟดับ\u0000ทั้งซอย", "external_id": "nul-1"}, headers=H_INTAKE)
+    if db_url.startswith("postgresql"):
+        assert r.status_code == 422 and "NUL" in r.json()["error"], r.text
+    else:
+        assert r.status_code == 201, r.text
+    r = client.post("/v1/triage/batch", json={"items": [{"text": "ถนนพัง\u0000"}, {"text": TEXTS[1]}]},
+                    headers=H_INTAKE)
+    listed = client.get("/v1/cases", headers=H_REVIEWER).json()["items"]
+    if db_url.startswith("postgresql"):  # the whole batch refused, clearly, and nothing half-stored
+        assert r.status_code == 422 and "NUL" in r.json()["error"], r.text
+        assert listed == []
+    else:
+        assert r.status_code == 200 and [x["created"] for x in r.json()["results"]] == [True, True], r.text
+        assert len(listed) == 3

@@ -94,3 +94,16 @@ def test_an_output_under_proc_is_exit_4_with_one_line(small_model_dir, tmp_path)
     res = run_predict(small_model_dir, inp, "/proc/nope/out.jsonl")
     assert res.returncode == 4, res.stderr
     assert "cannot write /proc/nope/out.jsonl" in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("row_id, warning", [(None, None), ("T-1 ก", None), (None, "ข้อความ"), ("7", "w \" \\ \n")])
+def test_an_output_line_is_what_json_dumps_gives_for_the_whole_record(row_id, warning):
+    from triage.cli import output_line
+
+    pred = {"topics": ["ถนน", "ไฟฟ้า"], "topic_scores": {"ถนน": 0.91, "ไฟฟ้า": 0.5}, "urgency": "high",
+            "agency_explanation": {"table": [{"why": "phrase 'สายไฟ \u2028'"}]}, "explanation": []}
+    rec = {**({"id": row_id} if row_id is not None else {}), **pred, **({"warning": warning} if warning else {})}
+    assert output_line(json.dumps(pred, ensure_ascii=False), row_id, warning) == json.dumps(rec, ensure_ascii=False)
+    assert output_line("{}", row_id, warning) == json.dumps(
+        {k: v for k, v in rec.items() if k in ("id", "warning")}, ensure_ascii=False)

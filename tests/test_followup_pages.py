@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from triage.errors import ConfigError
 from triage.outbox import backoff, event_body, signature, verify
 from triage.routing import Directory
 from triage.sla import deadline_for, escalation_target, parse_sla_hours
-from triage.tracking import RateLimiter, looks_like_code, new_tracking_code, public_view
+from triage.tracking import ALPHABET, RateLimiter, looks_like_code, new_tracking_code, public_view
 
 CENTRAL = "ศูนย์ดำรงธรรมกระทรวงมหาดไทย (ส่วนกลาง)"
 
@@ -120,6 +121,8 @@ def test_escalation_goes_to_the_nearest_parent_not_yet_visited_else_central():
 def test_tracking_codes_rate_limits_and_signatures():
     codes = {new_tracking_code() for _ in range(2000)}
     assert len(codes) == 2000 and all(len(c) >= 16 and looks_like_code(c) for c in codes)
+    seen = Counter("".join(codes))  # 40,000 characters: every one of the 31 about equally often (1,290)
+    assert set(seen) == set(ALPHABET) and min(seen.values()) > 1100 and max(seen.values()) < 1480
     assert not looks_like_code("short") and not looks_like_code("ก" * 20) and not looks_like_code("A" * 65)
     limiter = RateLimiter(per_minute=60, burst=2)
     assert [limiter.allow("a", now=0)[0] for _ in range(3)] == [True, True, False]

@@ -319,12 +319,17 @@ def test_a_hanging_receiver_never_blocks_a_request(server, receiver):
 SECONDS_SLA = "high=0.0006,medium=0.0006,low=0.0006"  # 2.16 s
 
 
-@pytest.fixture(scope="module")
-def fast(tmp_path_factory: pytest.TempPathFactory, small_model_dir: Path) -> Iterator[tuple[Server, Receiver]]:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def fast(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
+         small_model_dir: Path) -> Iterator[tuple[Server, Receiver]]:
+    database = {}
+    if request.param == "postgresql":  # the deadline check and the outbox on the PostgreSQL store too
+        cluster, template = request.getfixturevalue("pg_cluster"), request.getfixturevalue("pg_template")
+        database["TRIAGE_DATABASE_URL"] = cluster.create_database("followup_fast", template=template)
     hook = Receiver()
     srv = Server(tmp_path_factory.mktemp("sla") / "data", small_model_dir, TRIAGE_SLA_HOURS=SECONDS_SLA,
                  TRIAGE_SLA_CHECK_SECONDS="0.3", TRIAGE_WEBHOOK_URL=hook.url, TRIAGE_WEBHOOK_SECRET=SECRET,
-                 TRIAGE_WEBHOOK_RETRY_SECONDS="0.2")
+                 TRIAGE_WEBHOOK_RETRY_SECONDS="0.2", **database)
     yield srv, hook
     srv.stop()
     hook.stop()
@@ -374,10 +379,11 @@ def test_a_resolved_case_is_never_escalated(fast):
 
 # -- a scheduler's pass, and the outbox across a restart --------------------------------------------
 
-def test_scheduler_pass_and_outbox_survive_a_restart(tmp_path, small_model_dir):
+def test_scheduler_pass_and_outbox_survive_a_restart(tmp_path, small_model_dir, db_url):
     hook_port = free_port()  # nothing listens there yet: every delivery is refused
     data = tmp_path / "data"
-    env = {"TRIAGE_SLA_HOURS": "high=0.0003,medium=0.0003,low=0.0003", "TRIAGE_SLA_CHECK_SECONDS": "3600",
+    env = {"TRIAGE_DATABASE_URL": db_url,
+           "TRIAGE_SLA_HOURS": "high=0.0003,medium=0.0003,low=0.0003", "TRIAGE_SLA_CHECK_SECONDS": "3600",
            "TRIAGE_WEBHOOK_URL": f"http://127.0.0.1:{hook_port}/hook", "TRIAGE_WEBHOOK_SECRET": SECRET,
            "TRIAGE_WEBHOOK_RETRY_SECONDS": "0.2", "TRIAGE_WEBHOOK_MAX_BACKOFF": "0.5",
            "TRIAGE_TRACK_RATE_PER_MINUTE": "6", "TRIAGE_TRACK_BURST": "3"}

@@ -162,3 +162,45 @@ def test_save_is_atomic_and_current_moves_only_when_asked(small_model, models_co
     assert not (models_copy / "v-broken").exists() and not list(models_copy.glob(".v-broken*"))
     registry.set_current(models_copy, "v-new")
     assert registry.resolve(models_copy / "current").name == "v-new"
+
+
+def test_the_fast_copy_is_loaded_only_when_it_is_the_checked_models_own(tmp_path, monkeypatch):
+    """``model.pkl`` (a plain pickle) is what ``load`` reads when its checksum and origin match; else
+    ``model.joblib`` as before, and a bad or foreign copy never changes what is loaded."""
+    models = tiny_models(tmp_path, "v1", "v2")
+    folder = models / "v1"
+    meta = json.loads((folder / registry.METADATA_FILE).read_text())
+    assert meta["fast_copy"]["file"] == registry.FAST_FILE and (folder / registry.FAST_FILE).is_file()
+    assert meta["fast_copy"]["made_from"] == meta["model_sha256"]
+    joblib_reads: list[str] = []
+    real_joblib_load = joblib.load
+    monkeypatch.setattr(joblib, "load", lambda f: joblib_reads.append(str(f)) or real_joblib_load(f))
+    assert registry.load(folder)[0].version == "v1" and joblib_reads == []  # the fast copy
+    shutil.copy(models / "v2" / registry.FAST_FILE, folder / registry.FAST_FILE)  # another version's copy
+    assert registry.load(folder)[0].version == "v1" and len(joblib_reads) == 1  # checksum differs: joblib
+    (folder / registry.FAST_FILE).write_bytes(b"garbage")
+    assert registry.load(folder)[0].version == "v1" and len(joblib_reads) == 2
+    # a copy whose checksum is right but that was made from another model.joblib is not used either
+    registry.add_fast_copy(folder)  # (reads model.joblib itself: the copy there is garbage)
+    assert registry.load(folder)[0].version == "v1" and len(joblib_reads) == 3  # the new copy is used
+    meta = json.loads((folder / registry.METADATA_FILE).read_text())
+    meta["fast_copy"]["made_from"] = "0" * 64
+    (folder / registry.METADATA_FILE).write_text(json.dumps(meta))
+    assert registry.load(folder)[0].version == "v1" and len(joblib_reads) == 4
+
+
+def test_a_version_saved_without_a_fast_copy_gets_one(tmp_path):
+    models = tiny_models(tmp_path, "v1")
+    folder = models / "v1"
+    meta = json.loads((folder / registry.METADATA_FILE).read_text())
+    del meta["fast_copy"]
+    (folder / registry.METADATA_FILE).write_text(json.dumps(meta))
+    (folder / registry.FAST_FILE).unlink()
+    assert registry.load(folder)[0].version == "v1"  # still loads, from model.joblib
+    path = registry.add_fast_copy(models / "current")
+    assert path == folder / registry.FAST_FILE and path.is_file()
+    after = json.loads((folder / registry.METADATA_FILE).read_text())
+    assert after["fast_copy"]["made_from"] == after["model_sha256"] == meta["model_sha256"]
+    assert {k: v for k, v in after.items() if k != "fast_copy"} == meta
+    assert not [p for p in folder.iterdir() if p.name.startswith(".")]  # no temporary left behind
+    assert registry.load(folder)[0].version == "v1"

@@ -24,8 +24,8 @@ from api_helpers import (
 from fastapi.testclient import TestClient
 
 from triage.app import create_app
+from triage.database import open_store
 from triage.review import COOKIE, age, rate_chart, sign, unsign, week_starts
-from triage.store import SQLiteStore
 
 PAGES = ["/review", "/review/overview", "/review/cases/1"]
 POSTS = ["/review/cases/1/accept", "/review/cases/1/correct", "/review/cases/1/status", "/review/logout"]
@@ -276,8 +276,8 @@ def record(topic: str, agency: str) -> dict:
             "urgency_rank": 1, "agencies": [agency], "needs_review": True, "review_reasons": ["low_confidence"]}
 
 
-def test_store_correction_rates_count_changes_not_confirmations(tmp_path):
-    store = SQLiteStore(tmp_path / "c.db")
+def test_store_correction_rates_count_changes_not_confirmations(db_url):
+    store = open_store(db_url)
     try:
         cases = [c for c, _ in store.create_cases([record("ไฟฟ้า", "A"), record("ไฟฟ้า", "A"), record("ถนน", "B")])]
         store.add_correction(cases[0]["id"], "r", "confirm", ["ไฟฟ้า"], "medium", 1, None)
@@ -294,8 +294,8 @@ def test_store_correction_rates_count_changes_not_confirmations(tmp_path):
         store.close()
 
 
-def test_store_queue_filters_and_overview(tmp_path):
-    store = SQLiteStore(tmp_path / "c.db")
+def test_store_queue_filters_and_overview(db_url):
+    store = open_store(db_url)
     try:
         store.create_cases([record("ไฟฟ้า", "A"), record("ถนน", "B"), {**record("น้ำ", "B"), "district": "ดุสิต"}])
         assert store.review_queue_filtered(agency="B")[1] == 2
@@ -335,14 +335,13 @@ def test_development_mode_lets_anyone_in_and_says_so(tmp_path, small_model_dir):
         assert "Development mode" in c.get("/review").text
 
 
-def test_store_one_writer_wins_per_version_and_a_refused_step_keeps_it(tmp_path):
+def test_store_one_writer_wins_per_version_and_a_refused_step_keeps_it(db_url):
     import threading
 
     from triage.errors import ConflictError
     from triage.store import StaleError
 
-    path = tmp_path / "c.db"
-    stores = [SQLiteStore(path) for _ in range(4)]  # separate connections, as worker processes have
+    stores = [open_store(db_url) for _ in range(4)]  # separate connections, as worker processes have
     try:
         case = stores[0].create_cases([record("ไฟฟ้า", "A")])[0][0]
         outcomes: list[str] = []

@@ -16,9 +16,12 @@ from hypothesis import strategies as st
 from triage.agency import (
     assigned_agreement,
     assigned_kinds,
+    assigned_primary,
     correction_rows,
     fit_agency_model,
+    load_assigned,
     mixes,
+    split_assigned,
     strip_intake,
 )
 from triage.errors import ConfigError
@@ -269,6 +272,29 @@ def test_corrections_become_training_rows(router: Router) -> None:
     assert unknown == 1
 
 
+def test_assigned_month_is_split_by_time_and_labelled_by_the_other_kind(router: Router, tmp_path: Path) -> None:
+    police = "เขตลาดพร้าว|สน.โชคชัย|สำนักงานตำรวจแห่งชาติ (Royal Thai Police)|กองบัญชาการตำรวจนครบาล (บช.น.)"
+    assert assigned_primary(police, router) == "police"
+    assert assigned_primary("เขตคลองเตย|ฝ่ายโยธา เขตคลองเตย", router) == "district_office"  # a unit of the office
+    assert assigned_primary("กองสัตวแพทย์ สำนักอนามัย กทม.|เขตบางกอกน้อย|สำนักอนามัย กทม.", router) == "bma_health"
+    assert assigned_primary("", router) == "district_office"
+    # written out of time order, one empty comment: read back in time order without it
+    times = [f"2023-05-1{d} 0{h}:00:00+00" for d, h in [(2, 3), (1, 5), (1, 4), (3, 1), (2, 9), (1, 6), (3, 2), (2, 1), (1, 7)]]
+    orgs = [police, "เขตคลองเตย", "เขตบางนา", "เขตบางนา|การไฟฟ้านครหลวง MEA", "เขตบางนา", "เขตบางนา", "เขตบางนา", "เขตบางนา", "เขตบางนา"]
+    comments = ["รถจอดขวาง", "ขยะ", "", "ไฟดับ", "ถนนพัง", "น้ำท่วม", "ทางเท้า", "ต้นไม้", "หมาจรจัด"]
+    path = tmp_path / "assigned.csv"
+    pd.DataFrame({"ticket_id": range(9), "timestamp": times, "comment": comments, "district": "บางนา",
+                  "organization": orgs}).to_csv(path, index=False)
+    frame = load_assigned(str(path), router)
+    assert len(frame) == 8 and frame["time"].is_monotonic_increasing
+    assert frame.loc[frame["comment"] == "รถจอดขวาง", "kind"].item() == "police"
+    assert frame.loc[frame["comment"] == "ไฟดับ", "truth"].item() == {"district_office", "electricity"}
+    fit, valid, test = split_assigned(frame, 0.5)
+    assert (len(fit), len(valid), len(test)) == (2, 2, 4)
+    assert fit["time"].max() <= valid["time"].min() and valid["time"].max() <= test["time"].min()
+    assert len(split_assigned(frame, 0.0)[2]) == 8  # 0: all of it a test
+
+
 # ---- the directory builder ----
 
 def test_build_directory_reads_local_agencies_from_forwards() -> None:
@@ -317,10 +343,16 @@ def test_trained_model_carries_an_agency_model_and_routes(small_model: Any, smal
     # issue 14: a calibrated decision, suggestions, the later assigned month and the replay are all measured
     assert small_model.agency.calibration_ is not None and small_model.agency.move_threshold_ == 0.5
     assert recs[0]["agency_candidates"] and all(set(c) == {"agency", "score"} for c in recs[0]["agency_candidates"])
-    assert metrics["assigned"]["tickets"] > 1000 and 0 <= metrics["assigned"]["with_district"]["agreement"]["strict"] <= 1
+    assert metrics["assigned"]["tickets"] > 600 and 0 <= metrics["assigned"]["with_district"]["agreement"]["strict"] <= 1
+    # the assigned month: earliest quarter fitted on, next quarter validation, latest half a frozen later test
+    fit = metrics["assigned_fit"]
+    assert fit["training_rows"] == fit["calibration_rows"] > 300 and fit["training_rows"] * 2 <= metrics["assigned"]["tickets"] + 1
+    assert metrics["validation"]["assigned"]["to"] <= metrics["assigned"]["from"]
+    assert 0 <= metrics["assigned"]["with_district"]["other_kind_top3"] <= 1
     assert metrics["replay"]["curve"] and metrics["replay"]["forwards"] == metrics["held_out"]["forwards"]
     report = (small_model_dir / "current" / "report.md").read_text(encoding="utf-8")
     assert "## Agency routing" in report and "mix 8%" in report and "corrections seen" in report
+    assert "frozen test" in report and "Validation (what the settings were chosen on" in report
 
 
 def test_reviewers_agency_correction_is_learned_by_retraining(small_model: Any, traffy_slice: Path) -> None:

@@ -1,15 +1,19 @@
-"""The SQLite case store on real files: migrations, idempotency, workflow, audit trail, threads."""
+"""The case store on both backends (a real SQLite file, a real PostgreSQL database): migrations, idempotency,
+workflow, audit trail, threads."""
 
 from __future__ import annotations
 
 import sqlite3
 import threading
-from pathlib import Path
+import uuid
 
+import psycopg
 import pytest
 
-from triage.errors import ConfigError, ConflictError, NotFoundError, StaleError
-from triage.store import MIGRATIONS, SQLiteStore, open_store
+from triage.database import open_store
+from triage.errors import ConfigError, ConflictError, NotFoundError, StaleError, StorageError
+from triage.migrate import HEAD
+from triage.store import MIGRATIONS, SQLiteStore
 
 
 def record(text: str = "ไฟดับ", external_id: str | None = None, **extra: object) -> dict:
@@ -23,8 +27,8 @@ def record(text: str = "ไฟดับ", external_id: str | None = None, **extr
 
 
 @pytest.fixture()
-def store(tmp_path: Path):
-    s = SQLiteStore(tmp_path / "cases.db")
+def store(db_url: str):
+    s = open_store(db_url)
     yield s
     s.close()
 
@@ -43,9 +47,64 @@ def test_migrations_are_numbered_and_applied_once(tmp_path):
         SQLiteStore(tmp_path / "a.db")
 
 
+def test_postgresql_migrations_are_alembic_revisions_applied_once(pg_cluster):
+    url = pg_cluster.create_database("fresh")
+    open_store(url).close()
+    again = open_store(url)  # at the newest revision: nothing to do
+    again.close()
+    with psycopg.connect(url, autocommit=True) as db:
+        assert db.execute("SELECT version_num FROM alembic_version").fetchone()[0] == HEAD == "0003"
+        tables = {r[0] for r in db.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
+        assert {"cases", "events", "corrections", "outbox", "feedback", "review_sessions"} <= tables
+        db.execute("UPDATE alembic_version SET version_num = '0099'")
+    with pytest.raises(ConfigError, match="upgrade the code"):
+        open_store(url)
+
+
+def test_a_sqlite_file_from_before_alembic_is_stamped_not_migrated_again(tmp_path):
+    db = sqlite3.connect(tmp_path / "old.db")
+    for script in MIGRATIONS:  # what the numbered migrations left behind, with a case in it
+        db.executescript(script)
+    db.execute(f"PRAGMA user_version = {len(MIGRATIONS)}")
+    db.commit()
+    db.close()
+    s = open_store(str(tmp_path / "old.db"))
+    (case, _), = s.create_cases([record()])
+    assert s.get_case(case["id"])["tracking_code"]
+    s.close()
+    db = sqlite3.connect(tmp_path / "old.db")
+    assert db.execute("SELECT version_num FROM alembic_version").fetchone()[0] == HEAD
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_concurrent_first_opens_migrate_once(backend, tmp_path, request):
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'first.db'}"
+    else:  # a database nothing has migrated yet
+        url = request.getfixturevalue("pg_cluster").create_database(f"first_{uuid.uuid4().hex[:8]}")
+    opened, errors = [], []
+
+    def open_one() -> None:
+        try:
+            opened.append(open_store(url))
+        except Exception as exc:  # the assertion below shows it
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and len(opened) == 4
+    (case, _), = opened[0].create_cases([record()])
+    assert opened[3].get_case(case["id"])["status"] == "new"
+    for s in opened:
+        s.close()
+
+
 def test_unknown_database_urls_are_refused(tmp_path):
-    with pytest.raises(ConfigError, match="PostgreSQL"):
-        open_store("postgresql://db/triage")
+    with pytest.raises(StorageError, match="PostgreSQL case database postgresql://u:\\*\\*\\*@db/triage"):
+        open_store("postgresql://u:secret@db/triage")
     with pytest.raises(ConfigError, match="not one of"):
         open_store("mysql://db/triage")
 
@@ -150,7 +209,7 @@ def test_nothing_is_lost_from_many_threads(store):
     assert store.integrity() == "ok"
 
 
-def test_group_commit_stores_a_batch_in_one_transaction_and_a_conflict_alone(store, tmp_path):
+def test_group_commit_stores_a_batch_in_one_transaction_and_a_conflict_alone(store, db_url):
     store.create_cases([record("ถนนพัง", external_id="g-0")])
     batch = [record("ไฟดับ", external_id="g-1"), record("อื่น", external_id="g-0"), record("ขยะ"),
              record("ไฟดับ", external_id="g-1")]
@@ -160,9 +219,9 @@ def test_group_commit_stores_a_batch_in_one_transaction_and_a_conflict_alone(sto
     assert created1 and created3 and not created4 and again["id"] == first["id"]
     for case in (first, third):  # what it returns is what a reader gets back
         assert case == store.get_case(case["id"])
-    other = sqlite3.connect(tmp_path / "cases.db")  # committed: another connection sees them
-    assert other.execute("SELECT count(*) FROM cases").fetchone()[0] == 3
-    assert other.execute("SELECT count(*) FROM events WHERE kind = 'created'").fetchone()[0] == 3
+    other = open_store(db_url)  # committed: another connection (another replica) sees them
+    seen = other.list_cases()[0]
+    assert len(seen) == 3 and all([e["kind"] for e in other.history(c["id"])] == ["created"] for c in seen)
     other.close()
 
 
@@ -286,3 +345,15 @@ def test_a_stale_version_is_refused_with_the_current_one(store):
     assert str(err.value) == (f"case {case['id']} was changed at {moved['updated_at']}, after this form was opened "
                               f"(at version {old}); nothing was saved")
     assert store.corrections(case["id"]) == []
+
+
+def test_the_migrate_command_brings_either_backend_to_the_newest_revision(tmp_path, pg_cluster, capsys):
+    from triage.migrate import main
+
+    assert main([f"sqlite:///{tmp_path / 'cmd.db'}"]) == 0
+    assert sqlite3.connect(tmp_path / "cmd.db").execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
+    url = pg_cluster.create_database("cmd")
+    assert main([url]) == 0 and capsys.readouterr().out.count(f"schema at revision {HEAD}") == 2
+    with psycopg.connect(url) as db:
+        assert db.execute("SELECT version_num FROM alembic_version").fetchone()[0] == HEAD
+    assert main(["mysql://x/y"]) == 2 and "not one of" in capsys.readouterr().err

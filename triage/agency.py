@@ -15,8 +15,9 @@ probability that the kind is right. The router moves the primary agency only at 
 ``move_threshold`` = 0.5: a wrong move costs as many days as a missed forward, so moving pays
 exactly when it is more likely right than wrong (and then no other agency is likelier).
 
-Reviewers' corrections act at once through ``CorrectionMemory`` (``AgencyModel.learn_corrections``,
-applied at reload): the most similar corrected complaints vote for their kind.
+Reviewers' corrections act without a retrain through ``CorrectionMemory``
+(``AgencyModel.learn_corrections``, applied by ``triage.serving.ModelHolder`` at every (re)load with
+the corrections in the case store): the most similar corrected complaints vote for their kind.
 
 Evaluation (issue 14 §6), time-ordered: the latest forwards and the latest ordinary tickets, the
 mixes at 2/5/8% forward rates, the 2023-05 file of really assigned organisations (a later test,
@@ -85,7 +86,16 @@ class AgencySettings:
     """The ``[agency]`` section of a dataset config."""
 
     forwards: str
-    assigned: str | None = None  # a later month with the organisations really assigned: a test, never fitted on
+    assigned: str | None = None  # a later month with the organisations really assigned (a real mix of 2023 tickets)
+    # The earliest ``assigned_fit`` share of it (by time) is fitted on: its first half as training rows
+    # (the kind really assigned, the district office when only that), its second half in the
+    # calibration. The rest is a frozen later test that no choice looks at. 0: a test only.
+    assigned_fit: float = 0.0
+    assigned_weight: float = 1.0  # weight of one assigned ticket as a training row (a forward weighs 1)
+    # what the calibration is fitted on: "forwards" (validation forwards + ordinary tickets at
+    # forward_rate), "assigned" (the assigned month's calibration part, the real mix), "both" (each half the weight)
+    calibrate_on: str = "forwards"
+    replay: bool = True  # the replay of reviewers' corrections (item 4's learning curve) in the report
     holdout: float = 0.3  # the latest share of forwards held out for evaluation
     valid: float = 0.2  # the share before it on which the calibration is fitted
     forward_rate: float = 0.05  # the real share of forwards among tickets (2-8% by period): the prior
@@ -171,6 +181,8 @@ class AgencyModel:
     forward_rate_: float | None = None
     memory_: CorrectionMemory | None = None
     ranker_: Pipeline | None = None  # kind among forwarded complaints only: ranks the reviewer's suggestions
+    memory_strength_: float = 10.0  # CorrectionMemory's settings for learn_corrections at reload
+    memory_min_sim_: float = 0.4
 
     def rank_proba(self, norm: str) -> dict[str, float]:
         """P(kind | the complaint was forwarded), from the forwards alone (empty without a ranker)."""
@@ -253,12 +265,14 @@ def fit_agency_model(norm_texts: list[str], kinds: list[str], weights: np.ndarra
     return AgencyModel(pipe, [str(k) for k in pipe.classes_], dict(Counter(kinds)))
 
 
-def fit_ranker(forwards: pd.DataFrame, C: float = 16.0, corrections: pd.DataFrame | None = None) -> Pipeline | None:
-    """The kind among forwarded complaints (forwards and reviewers' corrections to another kind than the
-    district office); None with fewer than two kinds."""
+def fit_ranker(forwards: pd.DataFrame, C: float = 16.0, corrections: pd.DataFrame | None = None,
+               assigned: pd.DataFrame | None = None) -> Pipeline | None:
+    """The kind among forwarded complaints (forwards, reviewers' corrections and tickets of the
+    assigned month assigned to another kind than the district office); None with fewer than two kinds."""
     rows = _routable(forwards)[["norm", "kind"]]
-    if corrections is not None and len(corrections):
-        rows = pd.concat([rows, corrections[["norm", "kind"]]], ignore_index=True)
+    for more in (corrections, assigned):
+        if more is not None and len(more):
+            rows = pd.concat([rows, more[["norm", "kind"]]], ignore_index=True)
     rows = rows[rows["kind"] != DISTRICT_OFFICE]
     if rows["kind"].nunique() < 2:
         return None
@@ -332,14 +346,19 @@ def _routable(forwards: pd.DataFrame) -> pd.DataFrame:
 
 
 def _training_set(forwards: pd.DataFrame, ordinary: pd.DataFrame, corrections: pd.DataFrame,
-                  weight: int, rate: float) -> tuple[list[str], list[str], np.ndarray]:
-    """Forwards (weight 1) and ordinary tickets weighted so forwards are ``rate`` of the total weight."""
+                  weight: int, rate: float, assigned: pd.DataFrame | None = None,
+                  assigned_weight: float = 1.0) -> tuple[list[str], list[str], np.ndarray]:
+    """Forwards (weight 1) and ordinary tickets weighted so forwards are ``rate`` of the total weight;
+    reviewers' corrections (``weight``); tickets of the assigned month (``assigned_weight``) with the
+    kind really assigned (``load_assigned``)."""
     routable = _routable(forwards)
-    texts = routable["norm"].tolist() + ordinary["norm"].tolist() + corrections["norm"].tolist()
-    kinds = routable["kind"].tolist() + [DISTRICT_OFFICE] * len(ordinary) + corrections["kind"].tolist()
+    assigned = assigned if assigned is not None else pd.DataFrame(columns=["norm", "kind"])
+    texts = routable["norm"].tolist() + ordinary["norm"].tolist() + corrections["norm"].tolist() + assigned["norm"].tolist()
+    kinds = (routable["kind"].tolist() + [DISTRICT_OFFICE] * len(ordinary) + corrections["kind"].tolist()
+             + assigned["kind"].tolist())
     w_ord = len(routable) * (1 - rate) / (rate * max(len(ordinary), 1))
     weights = np.concatenate([np.ones(len(routable)), np.full(len(ordinary), w_ord),
-                              np.full(len(corrections), float(max(1, weight)))])
+                              np.full(len(corrections), float(max(1, weight))), np.full(len(assigned), float(assigned_weight))])
     return texts, kinds, weights
 
 
@@ -348,8 +367,10 @@ def _share(x: list[bool]) -> float | None:
 
 
 def _calibration_rows(router: Router, learned: Any, norms: list[str], districts: list[Any], recs: list[dict[str, Any]],
-                      truth: list[str], weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(features, y, weight) per (complaint, kind other than the district office) for the calibration."""
+                      truth: list[Any], weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(features, y, weight) per (complaint, kind other than the district office) for the calibration.
+
+    ``truth``: per complaint its kind, or the set of kinds really assigned (a move to any of them is right)."""
     X, y, w = [], [], []
     for n, d, rec, true, wt in zip(norms, districts, recs, truth, weights):
         d = d if isinstance(d, str) and d else None
@@ -362,27 +383,55 @@ def _calibration_rows(router: Router, learned: Any, norms: list[str], districts:
             q = min(max(p.get(kind, 0.0), 1e-6), 1 - 1e-6)
             strong, weak = evidence.get(kind, (0.0, 0.0))
             X.append([np.log(q / (1 - q)), strong, weak])
-            y.append(int(kind == true))
+            y.append(int(kind in true if isinstance(true, (set, frozenset)) else kind == true))
             w.append(wt)
     return np.array(X), np.array(y), np.array(w)
 
 
 def fit_calibration(router: Router, model: Any, learned: AgencyModel, fw: pd.DataFrame, ordinary: pd.DataFrame,
-                    rate: float) -> tuple[float, float, float, float]:
+                    rate: float, assigned: pd.DataFrame | None = None, on: str = "forwards",
+                    recs: list[dict[str, Any]] | None = None) -> tuple[float, float, float, float]:
     """(a, b, c, d) of sigmoid(a logit p + b strong rule + c weak rule + d), on a mix at the real rate.
 
-    Fitted on validation forwards (weight 1) and ordinary tickets (weighted to ``1 - rate`` of the
-    mix), so the result is the probability at the real share of forwards, not among forwards.
-    ``model`` is the TriageModel whose topics feed the table's rules.
+    ``on="forwards"``: validation forwards (weight 1) and ordinary tickets (weighted to ``1 - rate``
+    of the mix), so the result is the probability at the real share of forwards, not among
+    forwards. ``on="assigned"``: the assigned month's calibration part, a real mix of tickets with
+    the kinds really assigned (``load_assigned``). ``on="both"``: the two mixes, each half the weight.
+    ``model`` is the TriageModel whose topics feed the table's rules; ``recs``, its predictions for
+    ``fw`` then ``ordinary`` when already made.
     """
-    fw = _routable(fw)
-    w_ord = len(fw) * (1 - rate) / (rate * max(len(ordinary), 1))
-    norms = fw["norm"].tolist() + ordinary["norm"].tolist()
-    recs = model.predict(fw["comment"].tolist() + ordinary["text"].tolist())
-    truth = fw["kind"].tolist() + [DISTRICT_OFFICE] * len(ordinary)
-    weights = np.concatenate([np.ones(len(fw)), np.full(len(ordinary), w_ord)])
-    X, y, w = _calibration_rows(router, _Precomputed.of(learned, norms), norms,
-                                fw["district"].tolist() + ordinary["district"].tolist(), recs, truth, weights)
+    if on not in ("forwards", "assigned", "both"):
+        raise DataError(f"[agency] calibrate_on must be forwards, assigned or both, got {on!r}")
+    if on != "forwards" and (assigned is None or assigned.empty):
+        raise DataError(f"[agency] calibrate_on = {on!r} needs the assigned month's calibration part (assigned, assigned_fit)")
+    keep = fw["kind"].notna() & (fw["kind"] != "other")
+    fw_recs = [r for r, k in zip(recs or [], keep.tolist() + [True] * len(ordinary)) if k] if recs is not None else None
+    fw = fw[keep]
+    norms: list[str] = []
+    texts: list[str] = []
+    districts: list[Any] = []
+    truth: list[Any] = []
+    parts: list[np.ndarray] = []
+    if on in ("forwards", "both"):
+        w_ord = len(fw) * (1 - rate) / (rate * max(len(ordinary), 1))
+        norms += fw["norm"].tolist() + ordinary["norm"].tolist()
+        texts += fw["comment"].tolist() + ordinary["text"].tolist()
+        districts += fw["district"].tolist() + ordinary["district"].tolist()
+        truth += fw["kind"].tolist() + [DISTRICT_OFFICE] * len(ordinary)
+        parts.append(np.concatenate([np.ones(len(fw)), np.full(len(ordinary), w_ord)]))
+    if on in ("assigned", "both") and assigned is not None:
+        total = float(parts[0].sum()) if parts else float(len(assigned))
+        norms += assigned["norm"].tolist()
+        texts += assigned["comment"].tolist()
+        districts += assigned["district"].tolist()
+        truth += assigned["truth"].tolist()
+        parts.append(np.full(len(assigned), total / max(len(assigned), 1)))
+    n_fw_part = len(fw) + len(ordinary) if on in ("forwards", "both") else 0
+    head: list[dict[str, Any]] = []
+    if n_fw_part:
+        head = fw_recs if fw_recs is not None else model.predict(texts[:n_fw_part])
+    all_recs = head + (model.predict(texts[n_fw_part:]) if len(texts) > n_fw_part else [])
+    X, y, w = _calibration_rows(router, _Precomputed.of(learned, norms), norms, districts, all_recs, truth, np.concatenate(parts))
     lr = LogisticRegression(C=1.0).fit(X, y, sample_weight=w)
     a, b, c = (float(v) for v in lr.coef_[0])
     return a, b, c, float(lr.intercept_[0])
@@ -486,27 +535,73 @@ def assigned_agreement(first_kinds: list[str | None], assigned: list[set[str]]) 
     return {"strict": _share(strict), "any": _share(anyk)}
 
 
-def evaluate_assigned(router: Router, model: Any, learned: Any, path: str, log: Callable[[str], None]) -> dict[str, Any]:
-    """The later real-mix month: agreement with the assigned organisations, review share, with and
-    without the intake's district (the text is then the only source of the district)."""
+def assigned_primary(value: Any, router: Router) -> str:
+    """The kind a ticket of the assigned month belongs to as a training row: the first organisation
+    listed that is of another kind than the district office (``other`` skipped), else the district office."""
+    from triage.tools.build_directory import kind_of
+
+    for name in str(value or "").split("|"):
+        name = name.strip()
+        if not name:
+            continue
+        k = router.directory.kind_of(name) or (DISTRICT_OFFICE if _UNIT.match(name) else kind_of(name)[0])
+        if k not in ("other", DISTRICT_OFFICE):
+            return k
+    return DISTRICT_OFFICE
+
+
+def load_assigned(path: str, router: Router) -> pd.DataFrame:
+    """The assigned month in time order: comment, norm, district, ``truth`` (the set of kinds
+    assigned) and ``kind`` (``assigned_primary``)."""
     raw = read_table(path)
-    raw = raw[raw["comment"].map(lambda t: isinstance(t, str) and t.strip() != "")].reset_index(drop=True)
+    missing = [c for c in ("timestamp", "comment", "district", "organization") if c not in raw.columns]
+    if missing:
+        raise DataError(f"{path} lacks column(s) {missing}; it has: {', '.join(map(str, raw.columns))}")
+    raw = raw[raw["comment"].map(lambda t: isinstance(t, str) and t.strip() != "")].copy()
+    raw["time"] = raw["timestamp"].astype(str)
+    raw = raw.sort_values("time", kind="stable").reset_index(drop=True)
+    raw["norm"] = normalize_many(raw["comment"].tolist())
+    raw["truth"] = [assigned_kinds(v, router) for v in raw["organization"]]
+    raw["kind"] = [assigned_primary(v, router) for v in raw["organization"]]
+    return raw
+
+
+def split_assigned(frame: pd.DataFrame, fit: float) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """(training rows, calibration rows, frozen test) by time: the earliest ``fit`` share halved, then the rest."""
+    n_fit = round(len(frame) * fit)
+    half = n_fit // 2
+    return (frame.iloc[:half].reset_index(drop=True), frame.iloc[half:n_fit].reset_index(drop=True),
+            frame.iloc[n_fit:].reset_index(drop=True))
+
+
+def evaluate_assigned(router: Router, model: Any, learned: Any, raw: pd.DataFrame, log: Callable[[str], None],
+                      name: str = "assigned", recs: list[dict[str, Any]] | None = None,
+                      without_district: bool = True) -> dict[str, Any]:
+    """The later real-mix month (``load_assigned``): agreement with the assigned organisations, the
+    share of tickets assigned only to the district office kept there, review share, with and without
+    the intake's district (the text is then the only source of the district)."""
     texts = raw["comment"].tolist()
-    norms = normalize_many(texts)
-    recs = model.predict(texts)
-    truth = [assigned_kinds(v, router) for v in raw["organization"]]
+    norms = raw["norm"].tolist()
+    recs = recs if recs is not None else model.predict(texts)
+    truth = raw["truth"].tolist()
     pre = _Precomputed.of(learned, norms) if learned is not None else None
-    out: dict[str, Any] = {"tickets": len(raw), "from": str(raw["timestamp"].min())[:10], "to": str(raw["timestamp"].max())[:10],
-                           "with_other_kind": _share([bool(k - {DISTRICT_OFFICE}) for k in truth])}
-    for name, districts in (("with_district", raw["district"].tolist()), ("without_district", [None] * len(raw))):
+    only_office = [not (k - {DISTRICT_OFFICE}) for k in truth]
+    out: dict[str, Any] = {"tickets": len(raw), "from": str(raw["time"].min())[:16], "to": str(raw["time"].max())[:16],
+                           "with_other_kind": _share([not o for o in only_office])}
+    parts = [("with_district", raw["district"].tolist())] + ([("without_district", [None] * len(raw))] if without_district else [])
+    for part, districts in parts:
         routes = [router.route(t, n, d if isinstance(d, str) else None, r, pre) for t, n, d, r in zip(texts, norms, districts, recs)]
         first = [first_kind_of(router, r) for r in routes]
-        out[name] = {"agreement": assigned_agreement(first, truth),
+        top3 = [bool(set(_first_three_kinds(router, r)) & (k - {DISTRICT_OFFICE})) for r, k, o in zip(routes, truth, only_office) if not o]
+        out[part] = {"agreement": assigned_agreement(first, truth),
                      "moved": _share([k != DISTRICT_OFFICE for k in first]),
+                     "office_only_kept": _share([k == DISTRICT_OFFICE for k, o in zip(first, only_office) if o]),
+                     "other_kind_first": _share([k in (t - {DISTRICT_OFFICE}) for k, t, o in zip(first, truth, only_office) if not o]),
+                     "other_kind_top3": _share(top3),
                      "review": _share([r["agency_needs_review"] for r in routes]),
                      "district_from_text": _share([r["agency_explanation"].get("district_source") == "text" for r in routes])}
     out["status_quo"] = {"agreement": assigned_agreement([DISTRICT_OFFICE] * len(raw), truth)}
-    log(f"agency: assigned {path.rsplit('/', 1)[-1]}: agreement {out['with_district']['agreement']} "
+    log(f"agency: {name} {out['from']}..{out['to']}: agreement {out['with_district']['agreement']} "
         f"(always the district office {out['status_quo']['agreement']})")
     return out
 
@@ -533,16 +628,23 @@ def replay_corrections(router: Router, learned: AgencyModel, fw: pd.DataFrame, r
         stream.append(("fw", i))
     X_fw = learned.features(fw["norm"].tolist())
     X_ord = learned.features(ordinary["norm"].iloc[:n_ord].tolist())
+    # the model's probabilities in one batch each; per case only the memory's adjustment is computed
+    clf = learned.pipeline[-1]
+    P_fw, P_ord = clf.predict_proba(X_fw), clf.predict_proba(X_ord)
+    base_model = _Precomputed.of(learned, fw["norm"].tolist() + ordinary["norm"].iloc[:n_ord].tolist())
     rows: list[dict[str, Any]] = []
     for source, i in stream:
         if source == "fw":
-            text, norm, dist, kind, rec, x = fw["comment"].iloc[i], fw["norm"].iloc[i], fw["district"].iloc[i], fw["kind"].iloc[i], recs[i], X_fw[i]
+            text, norm, dist, kind, rec, x, p = (fw["comment"].iloc[i], fw["norm"].iloc[i], fw["district"].iloc[i], fw["kind"].iloc[i],
+                                                 recs[i], X_fw[i], P_fw[i:i + 1])
         else:
-            text, norm, dist, kind, rec, x = (ordinary["text"].iloc[i], ordinary["norm"].iloc[i], ordinary["district"].iloc[i],
-                                              DISTRICT_OFFICE, ord_recs[i], X_ord[i])
+            text, norm, dist, kind, rec, x, p = (ordinary["text"].iloc[i], ordinary["norm"].iloc[i], ordinary["district"].iloc[i],
+                                                 DISTRICT_OFFICE, ord_recs[i], X_ord[i], P_ord[i:i + 1])
         d = dist if isinstance(dist, str) else None
-        got = first_kind_of(router, router.route(text, norm, d, rec, model))
-        base = first_kind_of(router, router.route(text, norm, d, rec, learned))
+        remembered = model.memory_.adjust(x, p)[0]
+        live = _Precomputed({norm: {k: float(v) for k, v in zip(learned.kinds, remembered)}}, learned, base_model.ranks)
+        got = first_kind_of(router, router.route(text, norm, d, rec, live))
+        base = first_kind_of(router, router.route(text, norm, d, rec, base_model))
         rows.append({"source": source, "seen": len(model.memory_), "hit": got == kind, "base": base == kind})
         if got != kind and isinstance(kind, str) and kind in model.kinds:
             model.memory_.add(x, [kind])
@@ -594,11 +696,24 @@ def summary_lines(metrics: dict[str, Any]) -> list[str]:
     a = metrics.get("assigned")
     if a:
         w, wo, sq = a["with_district"], a["without_district"], a["status_quo"]
-        lines.append(f"assigned {a['from']}..{a['to']} ({a['tickets']} tickets, {a['with_other_kind']} with another kind): "
+        lines.append(f"assigned {a['from']}..{a['to']} (frozen later test, {a['tickets']} tickets, {a['with_other_kind']} with another kind): "
                      f"agreement strict {w['agreement']['strict']} / any {w['agreement']['any']} (always the district office "
-                     f"{sq['agreement']['strict']} / {sq['agreement']['any']}); moved {w['moved']}, review {w['review']}")
+                     f"{sq['agreement']['strict']} / {sq['agreement']['any']}"
+                     + (f"; table only {a['table_only']['agreement']['strict']}" if a.get("table_only") else "") + ")")
+        lines.append(f"  tickets assigned only to the district office kept there {w['office_only_kept']}; those with another kind: "
+                     f"first agency of that kind {w['other_kind_first']}, among the first three {w['other_kind_top3']}; "
+                     f"moved {w['moved']}, review {w['review']}")
         lines.append(f"  without the intake's district: agreement strict {wo['agreement']['strict']}, review {wo['review']}, "
                      f"district read from the text {wo['district_from_text']}")
+    v = metrics.get("validation")
+    if v:
+        vr = v["router"]
+        lines.append(f"validation (settings are chosen on these): forwards by kind {vr['forwarded_kind']}, top-3 {vr['forwarded_top3_kind']}, "
+                     f"ordinary kept {vr['ordinary_kept']}, mix {vr['mix']}"
+                     + (f"; assigned {v['assigned']['from']}..{v['assigned']['to']}: agreement strict "
+                        f"{v['assigned']['with_district']['agreement']['strict']} (always the district office "
+                        f"{v['assigned']['status_quo']['agreement']['strict']}), office-only kept "
+                        f"{v['assigned']['with_district']['office_only_kept']}" if v.get("assigned") else ""))
     r = metrics.get("replay")
     if r:
         lines.append(f"replay: {r['forwards']} later forwards in time order, {r['ordinary']} ordinary tickets between them, "
@@ -639,16 +754,48 @@ def train_agency(model: Any, frame: pd.DataFrame, config: DatasetConfig, correct
     o_tr, o_va, o_te = _sample(o_tr, st.ordinary_train, st.seed), _sample(o_va, 2 * st.ordinary_eval, st.seed), \
         _sample(o_te, st.ordinary_eval, st.seed)
     rate = st.forward_rate
+    asg_tr = asg_va = asg_te = None
+    if st.assigned:
+        try:
+            asg = load_assigned(config.resolve(st.assigned), router)
+            asg_tr, asg_va, asg_te = split_assigned(asg, st.assigned_fit)
+        except DataError as exc:
+            log(f"agency: no assigned-organisations month: {exc}")
+    asg_fit = pd.concat([asg_tr, asg_va], ignore_index=True) if asg_tr is not None else None
+    aw = st.assigned_weight
 
-    first = fit_agency_model(*_training_set(fw_tr, o_tr, corr, correction_weight, rate), C=st.C)
-    calibration = fit_calibration(router, model, first, fw_va, o_va, rate)
-    log(f"agency: calibration {tuple(round(v, 3) for v in calibration)} fitted on {len(fw_va)} validation forwards "
-        f"+ {len(o_va)} ordinary tickets at a {rate:.0%} forward rate; move threshold {st.move_threshold}")
+    def fit(fw_rows: pd.DataFrame, ord_rows: pd.DataFrame, asg_rows: pd.DataFrame | None) -> AgencyModel:
+        asg_rows = asg_rows if aw > 0 else None
+        return fit_agency_model(*_training_set(fw_rows, ord_rows, corr, correction_weight, rate, asg_rows, aw), C=st.C)
 
-    held = fit_agency_model(*_training_set(pd.concat([fw_tr, fw_va]), pd.concat([o_tr, o_va]), corr, correction_weight, rate),
-                            C=st.C)
+    def ranker(fw_rows: pd.DataFrame, asg_rows: pd.DataFrame | None) -> Pipeline | None:
+        other = asg_rows[asg_rows["kind"] != DISTRICT_OFFICE] if asg_rows is not None and aw > 0 else None
+        return fit_ranker(fw_rows, st.rank_C, corr, other)
+
+    first = fit(fw_tr, o_tr, asg_tr)
+    v_texts = fw_va["comment"].tolist() + o_va["text"].tolist()
+    v_recs = model.predict(v_texts)
+    calibration = fit_calibration(router, model, first, fw_va, o_va, rate, asg_va, st.calibrate_on, v_recs)
+    log(f"agency: calibration {tuple(round(v, 3) for v in calibration)} fitted on {st.calibrate_on}: {len(fw_va)} validation "
+        f"forwards + {len(o_va)} ordinary tickets at a {rate:.0%} forward rate"
+        + (f", {len(asg_va)} tickets of the assigned month" if st.calibrate_on != "forwards" and asg_va is not None else "")
+        + f"; move threshold {st.move_threshold}")
+
+    # validation: the numbers settings are chosen on (the first model, its calibration, validation rows)
+    first.calibration_, first.move_threshold_, first.forward_rate_ = calibration, st.move_threshold, rate
+    first.ranker_ = ranker(fw_tr, asg_tr)
+    v_norms = fw_va["norm"].tolist() + o_va["norm"].tolist()
+    v_pre = _Precomputed.of(first, v_norms)
+    v_routes = [router.route(t, nn, d if isinstance(d, str) else None, r, v_pre)
+                for t, nn, d, r in zip(v_texts, v_norms, fw_va["district"].tolist() + o_va["district"].tolist(), v_recs)]
+    validation: dict[str, Any] = {"router": score_routes(router, fw_va, v_routes[:len(fw_va)], o_va, v_routes[len(fw_va):])}
+    validation["router"].pop("per_kind", None)
+    if asg_va is not None and len(asg_va):
+        validation["assigned"] = evaluate_assigned(router, model, first, asg_va, log, "validation: assigned", without_district=False)
+
+    held = fit(pd.concat([fw_tr, fw_va]), pd.concat([o_tr, o_va]), asg_fit)
     held.calibration_, held.move_threshold_, held.forward_rate_ = calibration, st.move_threshold, rate
-    held.ranker_ = fit_ranker(pd.concat([fw_tr, fw_va]), st.rank_C, corr)
+    held.ranker_ = ranker(pd.concat([fw_tr, fw_va]), asg_fit)
     texts, norms = fw_te["comment"].tolist() + o_te["text"].tolist(), fw_te["norm"].tolist() + o_te["norm"].tolist()
     districts = fw_te["district"].tolist() + o_te["district"].tolist()
     recs = model.predict(texts)
@@ -669,23 +816,26 @@ def train_agency(model: Any, frame: pd.DataFrame, config: DatasetConfig, correct
         "table_only": score_routes(router, fw_te, table_only[0], o_te, table_only[1]),
         "status_quo": status_quo(router, fw_te),
         "forward_rate": rate, "move_threshold": st.move_threshold,
-        "calibration": [round(v, 4) for v in calibration],
+        "calibration": [round(v, 4) for v in calibration], "calibrate_on": st.calibrate_on,
+        "assigned_fit": {"share": st.assigned_fit, "weight": aw,
+                         "training_rows": 0 if asg_tr is None else len(asg_tr), "calibration_rows": 0 if asg_va is None else len(asg_va)},
+        "validation": validation,
         "unknown_forward_agencies": int(fw["agency"].isna().sum()),
         "corrections": {"used": len(corr), "unknown_agency": unknown_corr, "weight": correction_weight},
     }
-    if st.assigned:
-        path = config.resolve(st.assigned)
-        try:
-            metrics["assigned"] = evaluate_assigned(router, model, held, path, log)
-        except DataError as exc:
-            log(f"agency: no assigned-organisations test: {exc}")
-    metrics["replay"] = replay_corrections(router, held, fw_te, recs[:n], o_te, recs[n:], st.memory_strength,
-                                           st.memory_min_sim, rate)
+    if asg_te is not None and len(asg_te):
+        te_recs = model.predict(asg_te["comment"].tolist())
+        metrics["assigned"] = evaluate_assigned(router, model, held, asg_te, log, "assigned (frozen later test)", te_recs)
+        metrics["assigned"]["table_only"] = evaluate_assigned(router, model, None, asg_te, lambda _m: None, recs=te_recs,
+                                                                without_district=False)["with_district"]
+    if st.replay:
+        metrics["replay"] = replay_corrections(router, held, fw_te, recs[:n], o_te, recs[n:], st.memory_strength,
+                                               st.memory_min_sim, rate)
 
-    final = fit_agency_model(*_training_set(fw, _sample(bkk, st.ordinary_train, st.seed), corr, correction_weight, rate),
-                             C=st.C)
+    final = fit(fw, _sample(bkk, st.ordinary_train, st.seed), asg_fit)
     final.calibration_, final.move_threshold_, final.forward_rate_ = calibration, st.move_threshold, rate
-    final.ranker_ = fit_ranker(fw, st.rank_C, corr)
+    final.ranker_ = ranker(fw, asg_fit)
+    final.memory_strength_, final.memory_min_sim_ = st.memory_strength, st.memory_min_sim
     metrics["trained_on"] = final.trained_on
     lines = summary_lines(metrics)
     metrics["summary"] = "\n".join(lines)

@@ -10,14 +10,15 @@ anything unexpected is a JSON 500 that names no input. Request bodies over
 ``TRIAGE_MAX_BODY_BYTES`` are refused with a 413 before they are read, request heads over
 ``TRIAGE_MAX_HEADER_BYTES`` with a 431, and every answer that sets no ``Cache-Control`` of its own
 gets ``no-store`` (``triage.security``). Wrong keys and failed logins are counted per client
-(``app.state.failure_limits``, read through ``triage.deps``).
+(``app.state.failure_limits``, read through ``triage.deps``). A ``POST /v1/triage`` that is plainly
+fine is answered by ``triage.hotpath`` without FastAPI's per-request machinery, with the same bytes.
 """
 
 import logging
 import signal
 import threading
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
 from typing import Any, cast
 
 import orjson
@@ -31,14 +32,17 @@ from triage.api import case_routes, operation_routes, triage_answers, triage_rou
 from triage.batching import MicroBatcher
 from triage.cases import Cases
 from triage.config import Settings, get_settings
+from triage.corrections import agency_corrections
+from triage.database import open_store
 from triage.errors import BusyError, LabelError, ThrottledError, TooLargeError, TriageError, http_status
+from triage.hotpath import TriageFastPath
 from triage.outbox import Deliverer
 from triage.public import router as public_router
 from triage.review import router as review_router
 from triage.security import FailureLimiter, HeaderLimit, NoStore
 from triage.serving import ModelHolder
 from triage.sla import Every, escalate_overdue
-from triage.store import ReviewStore, open_store
+from triage.store import ReviewStore
 from triage.tracking import RateLimiter
 
 log = logging.getLogger("triage.app")
@@ -151,12 +155,30 @@ def start_followup(settings: Settings, store: ReviewStore, holder: ModelHolder) 
         tasks.append(deliverer)
 
     def escalation_pass() -> None:
-        router = holder.current.router if holder.ready else None
-        if escalate_overdue(store, getattr(router, "directory", None), settings.escalation_agency) and deliverer:
-            deliverer.wake()
+        with exclusive(store, "deadline-check") as ours:  # one replica at a time (PostgreSQL: an advisory lock)
+            if not ours:
+                return
+            router = holder.current.router if holder.ready else None
+            if escalate_overdue(store, getattr(router, "directory", None), settings.escalation_agency) and deliverer:
+                deliverer.wake()
 
     tasks.insert(0, Every("deadline-check", settings.sla_check_seconds, escalation_pass).start())
     return tasks
+
+
+def exclusive(store: ReviewStore, name: str) -> AbstractContextManager[bool]:
+    """The store's lock for a job only one replica should run at a time; a store without one (SQLite, whose
+    writes are serialised anyway) always says yes. The job must still be safe to run twice."""
+    lock = getattr(store, "exclusive", None)
+    return cast(AbstractContextManager[bool], lock(name)) if lock is not None else nullcontext(True)
+
+
+def follow_replicas(store: ReviewStore, holder: ModelHolder) -> None:
+    """With a store that can announce reloads (PostgreSQL), a reload here reaches every replica and back."""
+    announce, follow = getattr(store, "announce_reload", None), getattr(store, "follow_reloads", None)
+    if announce is not None and follow is not None:
+        holder.also_announce = announce
+        follow(holder.reload_quietly)
 
 
 def _nothing() -> None:
@@ -166,7 +188,9 @@ def _nothing() -> None:
 def create_app(settings: Settings) -> FastAPI:
     """Build the app for these settings. Opening the store and loading the model happen at start-up."""
     settings.check_serving()
-    holder = ModelHolder(settings.model_dir, settings.data_dir / "reload.signal")
+    # each (re)load teaches the agency model the reviewers' agency corrections so far (issue 14 item 4)
+    holder = ModelHolder(settings.model_dir, settings.data_dir / "reload.signal",
+                         corrections=lambda: agency_corrections(app.state.store))
 
     def triage_batch(items: list[Any]) -> list[tuple[bytes, bool] | Exception]:
         cases = Cases(app.state.store, holder.current, review_threshold=settings.review_threshold,
@@ -182,11 +206,13 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if not settings.keys:
             log.warning("DEVELOPMENT MODE: no API keys, every caller is admin. Never expose this service.")
-        app.state.store = open_store(settings.database, settings.sla, webhooks=bool(settings.webhook_url))
+        app.state.store = open_store(settings.database, settings.sla, webhooks=bool(settings.webhook_url),
+                                     pool_size=settings.database_pool_size)
         previous = None
         background: list[Any] = []
         try:
             holder.reload()
+            follow_replicas(app.state.store, holder)
             background = start_followup(settings, app.state.store, holder)
             deliverer = next((t for t in background if isinstance(t, Deliverer)), None)
             app.state.wake_delivery = deliverer.wake if deliverer else _nothing
@@ -220,6 +246,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(NoStore)
     app.add_middleware(HeaderLimit, limit=settings.max_header_bytes)
+    # outermost: POST /v1/triage that is plainly fine skips FastAPI's machinery; anything else goes on
+    app.add_middleware(TriageFastPath, state=app.state, on_triage_error=_triage_error, on_unexpected=_unexpected)
     app.add_exception_handler(TriageError, _triage_error)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(StarletteHTTPException, _http)

@@ -89,7 +89,10 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path("data")
     database_url: str = ""
-    """``sqlite:///path/to/file.db`` or a plain path; empty means ``<data_dir>/triage.db``."""
+    """``sqlite:///path/to/file.db`` or a plain path; empty means ``<data_dir>/triage.db``. Or
+    ``postgresql://user:password@host/database``: one PostgreSQL database several replicas share."""
+    database_pool_size: int = Field(10, ge=2, le=500)
+    """PostgreSQL only: at most this many connections per server process (see the README's pool sizes)."""
     models_dir: Path = Path("models")
     model_path: Path | None = None
     """The model folder to serve; empty means ``<models_dir>/current``."""

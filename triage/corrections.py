@@ -21,8 +21,9 @@ from typing import Any
 
 import pandas as pd
 
+from triage.database import open_store
 from triage.errors import DataError, TriageError, exit_code
-from triage.store import Store, open_store
+from triage.store import Store
 from triage.text import mask_personal
 
 COLUMNS = ("id", "text", "topic", "urgency", "agency", "district", "corrected_at")
@@ -48,6 +49,15 @@ def corrected_rows(store: Store) -> Iterator[dict[str, Any]]:
             "district": case["district"] or "",
             "corrected_at": last,
         }
+
+
+def agency_corrections(store: Store | None) -> pd.DataFrame | None:
+    """Reviewers' agency corrections (masked text, agencies primary first) for the served agency model
+    to follow at reload (``triage.serving.ModelHolder``); None without a store."""
+    if store is None:
+        return None
+    rows = [{"id": r["id"], "text": r["text"], "agency": r["agency"]} for r in corrected_rows(store) if r["agency"]]
+    return pd.DataFrame(rows, columns=["id", "text", "agency"])
 
 
 def export(store: Store, out: Path) -> int:

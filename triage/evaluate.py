@@ -149,7 +149,7 @@ def _agency_section(agency: dict[str, Any]) -> list[str]:
              f"Bangkok tickets ({h['ordinary_split']}; {h.get('ordinary_filter', '')}). The primary agency moves away from "
              f"the district office only when the calibrated probability of another kind reaches {agency['move_threshold']} "
              f"(break-even: a wrong move costs as much as a missed forward); calibration {agency['calibration']} fitted on "
-             f"validation at a {agency['forward_rate']:.0%} forward rate. Top-3: the right kind among the first three "
+             f"validation ({agency.get('calibrate_on', 'forwards')}) at a {agency['forward_rate']:.0%} forward rate. Top-3: the right kind among the first three "
              f"suggestions (agencies, then candidates). Mix r: r x forwards right by kind + (1 - r) x ordinary kept.")
     header = ("| routing | forwards: right kind | right kind in top 3 | exact agency | ordinary kept | mix 2% | mix 5% | mix 8% "
               "| review (forwards / ordinary) |")
@@ -164,17 +164,40 @@ def _agency_section(agency: dict[str, Any]) -> list[str]:
                      f"{m['forwarded_review']} / {m['ordinary_review']} |")
     a = agency.get("assigned")
     if a:
+        fit = agency.get("assigned_fit") or {}
+        used = (f"its earliest {fit.get('training_rows', 0)} tickets were training rows and the next "
+                f"{fit.get('calibration_rows', 0)} validation; these later ones are a frozen test that no choice looked at, "
+                "later than everything fitted on (the held-out forwards above are earlier than the assigned month's "
+                "training rows)"
+                if fit.get("share") else "a test, never fitted on")
         lines += ["", (f"Later month with the organisations really assigned ({a['from']} .. {a['to']}, {a['tickets']} tickets, "
-                       f"{a['with_other_kind']} involving another kind of agency; a test, never fitted on). Agreement 'strict': "
+                       f"{a['with_other_kind']} involving another kind of agency; {used}). Agreement 'strict': "
                        "right at the district office only when no other kind was assigned, else right when the first agency is "
-                       "of an assigned other kind; 'any': the first agency's kind is one of those assigned."), "",
-                  "| routing | agreement strict | agreement any | moved | review | district read from text |", "|---|---|---|---|---|---|"]
-        for name, label in (("with_district", "router, intake district"), ("without_district", "router, no district sent")):
-            m = a[name]
-            lines.append(f"| {label} | {m['agreement']['strict']} | {m['agreement']['any']} | {m['moved']} | {m['review']} | "
+                       "of an assigned other kind; 'any': the first agency's kind is one of those assigned. 'Kept': tickets "
+                       "assigned only to the district office that stay there; 'other kind first / in top 3': tickets with "
+                       "another kind assigned whose first agency / first three suggestions are of that kind."), "",
+                  "| routing | agreement strict | agreement any | kept | other kind first | other kind in top 3 | moved | review "
+                  "| district read from text |", "|---|---|---|---|---|---|---|---|---|"]
+        rows = [("with_district", "router, intake district", a.get("with_district")),
+                ("without_district", "router, no district sent", a.get("without_district")),
+                ("table_only", "table alone, intake district", a.get("table_only"))]
+        for _name, label, m in rows:
+            if not m:
+                continue
+            lines.append(f"| {label} | {m['agreement']['strict']} | {m['agreement']['any']} | {m.get('office_only_kept', '')} | "
+                         f"{m.get('other_kind_first', '')} | {m.get('other_kind_top3', '')} | {m['moved']} | {m['review']} | "
                          f"{m['district_from_text']} |")
         sq = a["status_quo"]["agreement"]
-        lines.append(f"| status quo: always the district office | {sq['strict']} | {sq['any']} | 0 | - | - |")
+        lines.append(f"| status quo: always the district office | {sq['strict']} | {sq['any']} | 1.0 | 0 | 0 | 0 | - | - |")
+    v = agency.get("validation")
+    if v:
+        vr, va = v["router"], v.get("assigned")
+        lines += ["", (f"Validation (what the settings were chosen on: the model fitted before the validation part, with its "
+                       f"calibration): forwards right by kind {vr['forwarded_kind']}, right kind in top 3 {vr['forwarded_top3_kind']}, "
+                       f"ordinary kept {vr['ordinary_kept']}, mix 2/5/8% {vr['mix']['2%']} / {vr['mix']['5%']} / {vr['mix']['8%']}"
+                       + (f"; assigned month {va['from']} .. {va['to']}: agreement strict "
+                          f"{va['with_district']['agreement']['strict']} (always the district office "
+                          f"{va['status_quo']['agreement']['strict']})" if va else "") + ".")]
     r = agency.get("replay")
     if r:
         lines += ["", (f"Learning from reviewers (replay in time order: {r['forwards']} later forwards with {r['ordinary']} "

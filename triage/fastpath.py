@@ -19,6 +19,7 @@ inside ``sklearn.config_context(assume_finite=True, skip_parameter_validation=Tr
 
 from __future__ import annotations
 
+import itertools
 import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -48,12 +49,28 @@ class Analyses:
 
     def __init__(self) -> None:
         self._seen: dict[str, Counter[str]] = {}
+        self._applied: dict[tuple[Any, tuple[str, ...]], Any] = {}
 
     def __call__(self, text: str) -> Counter[str]:
         found = self._seen.get(text)
         if found is None:
             found = self._seen[text] = Counter(word_analyzer(text))
         return found
+
+    def apply(self, func: Callable[..., Any], texts: list[str], kw_args: dict[str, Any] | None) -> Any:
+        """``func(texts, **kw_args)`` of a text-to-text FunctionTransformer, once per batch: the agency
+        model and its ranker both strip the intake boilerplate of the same texts."""
+        if kw_args:
+            return func(texts, **kw_args)
+        key = (func, tuple(texts))
+        found = self._applied.get(key)
+        if found is None:
+            found = self._applied[key] = func(texts)
+        return found
+
+
+_MISSING = itertools.repeat(-1)
+"""The second argument of ``dict.get`` in ``FastTfidf.transform``'s ``map``: -1 for an unknown feature."""
 
 
 class FastTfidf:
@@ -74,20 +91,26 @@ class FastTfidf:
                 and hasattr(vec, "vocabulary_"))
 
     def transform(self, texts: Iterable[str], analyses: Analyses) -> sparse.csr_matrix:
-        vocab = self.vocabulary
-        indices: list[int] = []
+        get = self.vocabulary.get
+        columns: list[int] = []
         counts: list[int] = []
         indptr = [0]
-        get = vocab.get
         for text in texts:
-            for feature, n in analyses(text).items():
-                j = get(feature)
-                if j is not None:
-                    indices.append(j)
-                    counts.append(n)
-            indptr.append(len(indices))
-        X = sparse.csr_matrix((np.asarray(counts, dtype=self.dtype), np.asarray(indices, dtype=np.int32),
-                               np.asarray(indptr, dtype=np.int32)), shape=(len(indptr) - 1, self.n_features))
+            found = analyses(text)
+            # the column of every feature (-1: not in the vocabulary), looked up in C by map
+            columns.extend(map(get, found.keys(), _MISSING))
+            counts.extend(found.values())
+            indptr.append(len(columns))
+        cols = np.fromiter(columns, dtype=np.int64, count=len(columns))
+        known = cols >= 0
+        n = np.asarray(counts, dtype=self.dtype)
+        ptr = np.asarray(indptr, dtype=np.int64)
+        if not known.all():  # drop the unknown features: each row's end moves back by the unknown ones before it
+            kept_before = np.concatenate([[0], np.cumsum(known)])
+            ptr = kept_before[ptr]
+            cols, n = cols[known], n[known]
+        X = sparse.csr_matrix((n, cols.astype(np.int32), ptr.astype(np.int32)),
+                              shape=(len(indptr) - 1, self.n_features))
         X.sort_indices()
         if self.binary:
             X.data[:] = 1
@@ -186,7 +209,7 @@ def transform(step: Any, texts: list[str], analyses: Analyses) -> Any:
                 texts = transform(s, texts, analyses)
         return texts
     if isinstance(step, FunctionTransformer) and step.func is not None and not step.validate:
-        return step.func(texts, **(step.kw_args or {}))
+        return analyses.apply(step.func, texts, step.kw_args)
     with quiet_sklearn():
         return step.transform(texts)
 

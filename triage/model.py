@@ -332,23 +332,40 @@ class HazardCues:
             terms.setdefault(fold(w), []).append(("resolved", ""))
         return terms
 
+    @cached_property
+    def _prefixes(self) -> tuple[frozenset[str], tuple[int, ...]]:
+        """Every prefix of every term, and the terms' lengths in increasing order (``_spans``' shortcuts)."""
+        return (frozenset(t[:k] for t in self._terms for k in range(1, len(t) + 1)),
+                tuple(sorted({len(t) for t in self._terms})))
+
     def _spans(self, tokens: list[str]) -> list[tuple[int, int, str, str, str]]:
         """(start, end, kind, name, surface) for every term written as 1-3 consecutive tokens, or as
-        two terms glued into one token (ล้มทับ = ล้ม + ทับ)."""
-        folded = [fold(t) for t in tokens]
+        two terms glued into one token (ล้มทับ = ล้ม + ทับ).
+
+        Shortcuts that change nothing found: tokens joined further only while they are the start of
+        some term, and a glued word split only where its first part could be a term (its length)."""
+        folded = [t.translate(_FOLD) for t in tokens]
         terms = self._terms
+        prefixes, lengths = self._prefixes
         out = []
-        for i in range(len(folded)):
+        n = len(folded)
+        for i in range(n):
+            word = folded[i]
+            joined = word
             for j in (1, 2, 3):
-                if i + j > len(folded):
+                if i + j > n:
                     break
-                joined = "".join(folded[i : i + j])
+                if j > 1:
+                    joined += folded[i + j - 1]
+                if joined not in prefixes:  # no term starts so: none is this or a longer join
+                    break
                 for kind, name in terms.get(joined, []):
                     out.append((i, i + j, kind, name, "".join(tokens[i : i + j])))
-            word = folded[i]
             if word not in terms:
-                for k in range(2, len(word) - 1):
-                    if word[:k] in terms and word[k:] in terms:
+                for k in lengths:
+                    if k >= len(word) - 1:
+                        break
+                    if k >= 2 and word[:k] in terms and word[k:] in terms:
                         for kind, name in terms[word[:k]] + terms[word[k:]]:
                             out.append((i, i + 1, kind, name, tokens[i]))
                         break
@@ -661,16 +678,20 @@ class TriageModel:
             Z = self.urgency.design(norm, P, self.word_block(X), found)
             U = self.urgency.proba(Z)
             levels = self.urgency.decide(U, Z)
+        labels = self.topic.labels
+        orders = np.argsort(-P, axis=1).tolist()  # rows of Python numbers: no numpy scalar per label
+        P_rows, D_rows = P.tolist(), D.tolist()
+        U_rows = U.tolist() if U is not None else None
         for i in range(len(texts)):
-            order = np.argsort(-P[i])
+            order, p, d = orders[i], P_rows[i], D_rows[i]
             rec: Prediction = {
-                "topics": [self.topic.labels[k] for k in order if D[i, k]],
-                "topic_scores": {self.topic.labels[k]: round(float(P[i, k]), 4) for k in order},
-                "explanation": self.explain(X, i, int(order[0])),
+                "topics": [labels[k] for k in order if d[k]],
+                "topic_scores": {labels[k]: round(p[k], 4) for k in order},
+                "explanation": self.explain(X, i, order[0]),
             }
-            if U is not None and self.urgency is not None:
+            if U_rows is not None and self.urgency is not None:
                 rec["urgency"] = levels[i]
-                rec["urgency_scores"] = {lv: round(float(U[i, j]), 4) for j, lv in enumerate(self.urgency.levels)}
+                rec["urgency_scores"] = {lv: round(U_rows[i][j], 4) for j, lv in enumerate(self.urgency.levels)}
                 rec["urgency_cues"] = [phrase for _, phrase in found[i]][:5]
             out.append(rec)
         return out

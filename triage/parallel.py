@@ -11,6 +11,7 @@ back. Where ``fork`` is not available, or for one job, prediction runs in this p
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 from collections.abc import Callable, Sequence
@@ -51,6 +52,7 @@ class ParallelPredict:
         if self.jobs > 1 and "fork" in multiprocessing.get_all_start_methods():
             global _FORKED
             _FORKED = (predict, model, router)
+            gc.freeze()  # what exists now (the model) is never scanned by the workers' collector: no copied pages
             self._pool = ProcessPoolExecutor(self.jobs, mp_context=multiprocessing.get_context("fork"))
 
     def __enter__(self) -> Self:

@@ -30,6 +30,7 @@ import math
 import re
 import tomllib
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -43,6 +44,12 @@ PLACES_PATH = RESOURCES / "places.toml"
 DISTRICT_OFFICE = "district_office"
 _DEFAULT = "default handler"
 _AGENCY_KEYS = {"kind", "parent", "districts", "also", "aliases", "from_knowledge"}
+
+
+@lru_cache(maxsize=65_536)
+def _has_letter(word: str) -> bool:
+    """A word with at least one letter (not only digits or marks): what counts toward ``min_words``."""
+    return any(ch.isalpha() for ch in word)
 
 
 class KindModel(Protocol):
@@ -254,7 +261,7 @@ class Rule:
 
     def match(self, norm: str, topics: list[str]) -> str | None:
         """What matched (for the explanation), or None."""
-        if self.topics and not self.topics.intersection(topics):
+        if self.topics and self.topics.isdisjoint(topics):
             return None
         hit = None
         if self.pattern is not None:
@@ -564,7 +571,7 @@ class Router:
             reasons.append("no district given")
         elif district is not None and not self.directory.in_bangkok(district) and not self.directory.local(t.outside_bangkok, district):
             reasons.append(f"district {district!r} is not in the directory")
-        words = [w for w in tokenize(norm) if any(ch.isalpha() for ch in w)] if norm else []
+        words = [w for w in tokenize(norm) if _has_letter(w)] if norm else []
         if len(words) < t.min_words:
             reasons.append(f"vague: {len(words)} word(s)")
         top_topic = max(prediction.get("topic_scores", {}).values(), default=None)
@@ -577,11 +584,18 @@ class Router:
         candidates: list[dict[str, Any]] = []
         if calibrated or needs_review:
             pool = sorted((candidate_score if calibrated else score_of).items(), key=lambda kv: -kv[1])
+            names_of: dict[str, list[str]] = {}
+            listed: set[str] = set()
             for per_kind in (1, 2):  # one agency per kind first, then the next station or branch of each
                 for key, score in pool:
-                    for name in self._names(key, table, district)[per_kind - 1:per_kind]:
-                        if (not calibrated or name not in agencies) and name not in [c["agency"] for c in candidates]:
+                    if 0 <= t.max_candidates <= len(candidates):  # the rest would be cut off below
+                        break
+                    if key not in names_of:
+                        names_of[key] = self._names(key, table, district)
+                    for name in names_of[key][per_kind - 1:per_kind]:
+                        if (not calibrated or name not in agencies) and name not in listed:
                             candidates.append({"agency": name, "score": round(score, 4)})
+                            listed.add(name)
             candidates = candidates[:t.max_candidates]
         explanation: dict[str, Any] = {
             "table": [{"kind": self.key_kind(k), "agency": k[1:] if k.startswith("@") else None, "score": round(s, 4),

@@ -3,7 +3,8 @@
 ``ModelHolder.current`` is one ``Served`` snapshot (model, metadata, router); a request takes it
 once and uses it throughout, so a reload never changes the model under a request and no request
 waits for a reload. With several worker processes, a reload in one touches a signal file that
-the others watch (checked at most once a second), and they reload too.
+the others watch (checked at most once a second), and they reload too; with a PostgreSQL store,
+replicas on other machines hear of it through the database (``also_announce``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,13 +42,19 @@ class Served:
 class ModelHolder:
     """Holds the served model; ``reload`` loads and warms a new one, then swaps it in one assignment."""
 
-    def __init__(self, path: Path, signal_file: Path | None = None) -> None:
+    def __init__(self, path: Path, signal_file: Path | None = None,
+                 corrections: Callable[[], Any] | None = None) -> None:
+        """``corrections``: returns reviewers' corrections (``triage.corrections.agency_corrections``)
+        that each reload teaches the agency model at once (issue 14 item 4), or None."""
         self.path = path
         self.signal_file = signal_file
+        self.corrections = corrections
         self._current: Served | None = None
         self._lock = threading.Lock()
         self._seen = self._signal_mtime()
         self._next_check = 0.0
+        self.also_announce: Callable[[], None] | None = None
+        """Tells replicas on other machines too (the PostgreSQL store's ``announce_reload``)."""
 
     def _signal_mtime(self) -> int:
         try:
@@ -79,12 +87,16 @@ class ModelHolder:
             log.error("reload failed, still serving the previous model: %s", exc)
 
     def announce(self) -> None:
-        """Tell the other worker processes to reload: touch the signal file they watch."""
+        """Tell the other worker processes to reload: touch the signal file they watch (and ``also_announce``)."""
         if self.signal_file is None:
+            if self.also_announce is not None:
+                self.also_announce()
             return
         self.signal_file.parent.mkdir(parents=True, exist_ok=True)
         self.signal_file.write_text(datetime.now(UTC).isoformat(), encoding="utf-8")
         self._seen = self._signal_mtime()
+        if self.also_announce is not None:
+            self.also_announce()
 
     @property
     def ready(self) -> bool:
@@ -98,9 +110,26 @@ class ModelHolder:
             if hasattr(model.featurizer, "n_jobs"):
                 model.featurizer.n_jobs = 1
             router = Router.load()
+            self._learn_corrections(model, meta, router)
             predict(model, [WARM_UP[0]], [WARM_UP[1]], router)  # warm up: tokenizer dictionary, caches
             loaded = Served(model, meta, router, registry.resolve(self.path),
                             datetime.now(UTC).isoformat(timespec="microseconds"))
             self._current = loaded
         log.info("serving model %s from %s", meta.get("version"), loaded.path)
         return loaded
+
+    def _learn_corrections(self, model: Any, meta: dict[str, Any], router: Router) -> None:
+        """Reviewers' agency corrections, applied to the freshly loaded agency model without a retrain:
+        the corrected complaints most similar to a new one vote for their kind (``CorrectionMemory``).
+        Recorded in ``meta["agency_corrections"]`` (how many are remembered)."""
+        agency = getattr(model, "agency", None)
+        if self.corrections is None or agency is None or not hasattr(agency, "learn_corrections"):
+            return
+        rows = self.corrections()
+        if rows is None or len(rows) == 0:
+            meta["agency_corrections"] = 0
+            return
+        model.agency = agency.learn_corrections(rows, router, strength=getattr(agency, "memory_strength_", 10.0),
+                                                min_sim=getattr(agency, "memory_min_sim_", 0.4))
+        meta["agency_corrections"] = len(model.agency.memory_)
+        log.info("agency model follows %d reviewers' corrections", meta["agency_corrections"])

@@ -1,9 +1,10 @@
 """The case store: cases, their history and reviewers' corrections, in SQLite by default.
 
-The API talks only to the ``Store`` protocol below, so a PostgreSQL store can be added for a
-``postgresql://`` URL without touching the API. The SQLite store keeps one file under the data
+The API talks only to the ``Store`` protocol below; ``triage.database.open_store`` opens this SQLite
+store or, for a ``postgresql://`` URL, the PostgreSQL one (``triage.store_pg``, which runs this
+module's SQL). The SQLite store keeps one file under the data
 dir in WAL mode (readers never block the writer; a killed process loses nothing it committed),
-applies numbered migrations at open, and serialises its use of one connection with a lock, so
+applies numbered migrations at open (with Alembic, ``triage.migrate``), and serialises its use of one connection with a lock, so
 it is safe to share between the server's threads. Every write is one transaction: a case is
 stored together with its first history event or not at all.
 
@@ -142,27 +143,18 @@ class Store(Protocol):
     def close(self) -> None: ...
 
 
-def open_store(url: str, sla_hours: dict[str, float] | None = None, webhooks: bool = False) -> ReviewStore:
-    """Open the store a URL names: ``sqlite:///path`` (or a plain path). Applies migrations.
-
-    ``sla_hours`` gives each case its deadline; ``webhooks`` writes an outbox event per status change.
-    """
-    if url.startswith(("postgresql://", "postgres://")):
-        raise ConfigError("a PostgreSQL store is not implemented yet; use sqlite:///path/to/triage.db")
-    if url.startswith("sqlite:///"):
-        path = url[len("sqlite:///"):]
-    elif "://" in url:
-        raise ConfigError(f"database URL {url.split('://')[0]}://... is not one of: sqlite:///path")
-    else:
-        path = url
-    store = SQLiteStore(Path(path))
-    store.configure_followup(sla_hours, webhooks)
-    return store
-
-
 def _json(value: Any) -> str:
     """Compact UTF-8 JSON (orjson: the case write's largest cost after the insert itself)."""
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode("utf-8")
+
+
+def _loads(text: str) -> Any:
+    """JSON written by ``_json`` (orjson, several times faster to read back); the standard library for
+    what orjson refuses (NaN, written by older versions with ``json.dumps``)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 class SQLiteStore(FollowupMixin, SessionsMixin):
@@ -210,17 +202,20 @@ class SQLiteStore(FollowupMixin, SessionsMixin):
                 raise StorageError(f"the case database could not be read: {exc}") from exc
 
     def migrate(self) -> None:
-        """Apply the numbered migrations this database has not seen yet."""
-        with self._write() as db:
-            version = db.execute("PRAGMA user_version").fetchone()[0]
-            if version > len(MIGRATIONS):
-                raise ConfigError(f"database {self.path} is at schema version {version}; this code knows "
-                                  f"up to {len(MIGRATIONS)}: upgrade the code")
-            for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-                for statement in (s.strip() for s in script.split(";")):
-                    if statement:
-                        db.execute(statement)
-                db.execute(f"PRAGMA user_version = {number}")
+        """Apply the numbered migrations this database has not seen yet, with Alembic (``triage.migrate``).
+
+        A database at the newest version (``PRAGMA user_version``, kept in step with Alembic's table)
+        opens without loading Alembic at all.
+        """
+        version = self._read("PRAGMA user_version")[0][0]
+        if version > len(MIGRATIONS):
+            raise ConfigError(f"database {self.path} is at schema version {version}; this code knows "
+                              f"up to {len(MIGRATIONS)}: upgrade the code")
+        if version == len(MIGRATIONS) and self._read("SELECT 1 FROM sqlite_master WHERE name = 'alembic_version'"):
+            return
+        from triage.migrate import upgrade_sqlite
+
+        upgrade_sqlite(self.path)
 
     def ping(self) -> None:
         self._read("SELECT 1")
@@ -233,7 +228,7 @@ class SQLiteStore(FollowupMixin, SessionsMixin):
     def _case(row: sqlite3.Row) -> dict[str, Any]:
         case = dict(row)
         for key in ("prediction", "topics", "agencies", "agency_path", "review_reasons"):
-            case[key] = json.loads(case[key])
+            case[key] = _loads(case[key])
         case["needs_review"] = bool(case["needs_review"])
         case["corrected"] = bool(case["corrected"])
         return case
@@ -505,8 +500,8 @@ class SQLiteStore(FollowupMixin, SessionsMixin):
                                 "GROUP BY agency ORDER BY n DESC, agency LIMIT 30")
         per_urgency = self._read(f"SELECT urgency, count(*) AS n FROM cases WHERE {OPEN_CASE} "
                                  "GROUP BY urgency ORDER BY min(urgency_rank)")
-        per_status = self._read("SELECT status, count(*) AS n FROM cases GROUP BY status ORDER BY n DESC")
-        sums = "".join(f", sum(created_at >= ?) AS b{i}" for i in range(len(newer_than)))
+        per_status = self._read("SELECT status, count(*) AS n FROM cases GROUP BY status ORDER BY n DESC, status")
+        sums = "".join(f", sum(CASE WHEN created_at >= ? THEN 1 ELSE 0 END) AS b{i}" for i in range(len(newer_than)))
         waiting = self._read(f"SELECT urgency, count(*) AS n, min(created_at) AS oldest{sums} FROM cases "
                              f"WHERE {IN_QUEUE} GROUP BY urgency ORDER BY min(urgency_rank)", tuple(newer_than))
         return {
@@ -574,7 +569,7 @@ class SQLiteStore(FollowupMixin, SessionsMixin):
 
 
 OPEN_CASE = "status NOT IN ('resolved', 'rejected')"
-QUEUE_ORDER = "coalesce(deadline < ?, 0) DESC, urgency_rank, created_at, id"
+QUEUE_ORDER = "CASE WHEN deadline < ? THEN 1 ELSE 0 END DESC, urgency_rank, created_at, id"
 """The review queue's order: cases past their deadline first, then most urgent, then oldest."""
 IN_QUEUE = f"needs_review = 1 AND {OPEN_CASE}"
 CHANGED_CASES = """

@@ -95,6 +95,9 @@ class FollowupMixin:
 
     # -- configuration ---------------------------------------------------------------------------
 
+    HOURS_BETWEEN = "(julianday({end}) - julianday({start})) * 24"
+    """SQL for the hours from ``start`` to ``end`` (ISO texts); the PostgreSQL store has its own."""
+
     sla_hours: Mapping[str, float] = parse_sla_hours(DEFAULT_SLA)
     webhooks: bool = False
     """Write an outbox event for every status change (only when a webhook URL is configured)."""
@@ -215,8 +218,9 @@ class FollowupMixin:
         """Per agency: mean hours to accept and to resolve (from when it got each case), the share of its
         cases past their deadline (open now, or resolved after it, or escalated away for being overdue),
         and the mean stars complainants gave it."""
-        span = ("(julianday(e.at) - julianday((SELECT max(a.at) FROM events a WHERE a.case_id = e.case_id "
-                f"AND a.agency = e.agency AND a.id < e.id AND {ARRIVAL}))) * 24")
+        span = self.HOURS_BETWEEN.format(
+            start=f"(SELECT max(a.at) FROM events a WHERE a.case_id = e.case_id AND a.agency = e.agency "
+                  f"AND a.id < e.id AND {ARRIVAL})", end="e.at")
         accept = self._read(
             f"SELECT e.agency, avg({span}) AS hours, count(*) AS n FROM events e WHERE e.kind = 'status' "
             f"AND e.to_status IN {ACCEPT_STATUSES} AND coalesce(e.from_status, '') NOT IN {ACCEPT_STATUSES} "
@@ -224,8 +228,9 @@ class FollowupMixin:
         resolve = self._read(f"SELECT e.agency, avg({span}) AS hours, count(*) AS n FROM events e "
                              "WHERE e.kind = 'status' AND e.to_status = 'resolved' GROUP BY e.agency")
         held = self._read(
-            f"SELECT agency, count(*) AS n, sum(CASE WHEN {OPEN} THEN deadline < ? ELSE "
-            "(SELECT max(at) FROM events x WHERE x.case_id = cases.id AND x.to_status = 'resolved') > deadline END) "
+            f"SELECT agency, count(*) AS n, sum(CASE WHEN {OPEN} THEN (CASE WHEN deadline < ? THEN 1 ELSE 0 END) ELSE "
+            "(CASE WHEN (SELECT max(at) FROM events x WHERE x.case_id = cases.id AND x.to_status = 'resolved') "
+            "> deadline THEN 1 ELSE 0 END) END) "
             "AS late FROM cases WHERE status != 'rejected' AND deadline IS NOT NULL GROUP BY agency", (now,))
         away = self._read("SELECT from_agency AS agency, count(*) AS n FROM events WHERE reason = 'overdue' "
                           "GROUP BY from_agency")
@@ -282,8 +287,9 @@ class FollowupMixin:
                        (next_at, error[:300], event_id))
 
     def outbox_counts(self) -> dict[str, int]:
-        row = self._read("SELECT count(*) AS total, sum(delivered_at IS NOT NULL) AS delivered, "
-                         "sum(delivered_at IS NULL AND attempts > 0) AS failing FROM outbox")[0]
+        row = self._read("SELECT count(*) AS total, count(delivered_at) AS delivered, "
+                         "sum(CASE WHEN delivered_at IS NULL AND attempts > 0 THEN 1 ELSE 0 END) AS failing "
+                         "FROM outbox")[0]
         return {"total": int(row["total"]), "delivered": int(row["delivered"] or 0), "failing": int(row["failing"] or 0)}
 
     def outbox_events(self) -> Iterator[dict[str, Any]]:

@@ -90,6 +90,7 @@ def _thai_normalize(text: str) -> str:
     return dangling.sub(lambda m: " " if m.group(0).startswith(" ") else "", text)
 
 
+@lru_cache(maxsize=4096)
 def normalize(text: str) -> str:
     """Return a canonical form of complaint text for models and masking.
 
@@ -97,6 +98,8 @@ def normalize(text: str) -> str:
     pythainlp's normalisation (duplicated vowels and tone marks), character runs collapsed
     (``ค่ะะะะ`` -> ``ค่ะ``, ``55555`` -> ``555``, ``ๆๆๆ`` -> ``ๆ``), URLs, e-mails, national IDs
     and phone numbers replaced by placeholders, whitespace folded. Idempotent.
+    The last 4,096 texts' forms are kept: a served complaint is normalised for the model and again
+    for the name checks of what is shown (``has_titled_name``, ``name_tokens``).
     """
     text = unicodedata.normalize("NFC", text)
     text = _ZERO_WIDTH.sub("", text)

@@ -1,0 +1,65 @@
+"""10,000 complaints in one batch through the CLI, with routing: wall clock and CPU of the whole command.
+
+    python bench/cli_batch.py [--model models/current] [--data ../shared/data] [--rows 10000] [--runs 2]
+
+Writes --rows distinct real complaints (with their districts) of the last two Traffy months to a
+temporary Parquet file and runs ``python -m triage predict --district-column district --quiet``
+on it as a new process, as a user would (start-up, imports, model load, reading, prediction in
+the default worker processes, writing). Prints the wall-clock time, the CPU time of the command
+and its workers (user + system) and the load average around each run: on a shared machine the
+wall clock depends on what else runs, the CPU time much less.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default=str(REPO / "models" / "current"))
+    ap.add_argument("--data", default=str(REPO.parent / "shared" / "data"))
+    ap.add_argument("--rows", type=int, default=10_000)
+    ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--jobs", default=None, help="passed on as --jobs (default: the CLI's, one per core)")
+    a = ap.parse_args()
+    months = sorted(Path(a.data, "traffy").glob("*.parquet"))[-2:]
+    frame = pd.concat([pd.read_parquet(m, columns=["comment", "district"]) for m in months])
+    frame = frame.dropna(subset=["comment"]).drop_duplicates("comment")
+    frame = frame.sample(min(a.rows, len(frame)), random_state=0)
+    with tempfile.TemporaryDirectory(prefix="triage-cli-bench-") as tmp:
+        inp, out = Path(tmp) / "in.parquet", Path(tmp) / "out.jsonl"
+        frame.to_parquet(inp)
+        cmd = [sys.executable, "-m", "triage", "predict", "--model", a.model, "--input", str(inp), "--output", str(out),
+               "--district-column", "district", "--quiet", *(["--jobs", a.jobs] if a.jobs else [])]
+        print(f"{len(frame)} distinct complaints; {os.cpu_count()} CPUs; " + " ".join(cmd[1:4]) + " ...")
+        for run in range(a.runs):
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            load0 = os.getloadavg()[0]
+            t0 = time.perf_counter()
+            res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+            wall = time.perf_counter() - t0
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            if res.returncode != 0:
+                print(res.stderr, file=sys.stderr)
+                return res.returncode
+            cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+            lines = out.read_text(encoding="utf-8").count("\n")
+            print(f"run {run + 1}: {lines} rows in {wall:.1f} s wall, {cpu:.1f} s CPU (user + system, with its workers); "
+                  f"load average {load0:.2f} -> {os.getloadavg()[0]:.2f}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

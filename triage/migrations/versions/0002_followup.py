@@ -1,0 +1,16 @@
+"""Migration 2: tracking codes, deadlines, public notes, the webhook outbox, feedback.
+
+The SQL of each backend is in triage.store (SQLite) and triage.store_pg (PostgreSQL)."""
+
+from triage.migrate import run_step
+from triage.store import MIGRATIONS
+from triage.store_pg import PG_MIGRATIONS
+
+revision = "0002"
+down_revision = "0001"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    run_step(MIGRATIONS[1], PG_MIGRATIONS[1])
