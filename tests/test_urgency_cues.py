@@ -94,3 +94,40 @@ def test_a_missing_extra_label_file_is_left_out_and_named(tmp_path):
     missing: list[str] = []
     assert read_label_files(config, config.heads["urgency"], missing)["urgency"].to_dict() == {"A": "low"}
     assert missing == ["nope.csv"]
+
+
+@pytest.mark.unit
+def test_the_medium_low_boundary_is_moved_to_where_macro_f1_is_best(lexicon):
+    from scipy import sparse
+
+    from triage.model import UrgencyHead
+
+    head = UrgencyHead(["high", "medium", "low"], lexicon)
+    # P(high), P(medium), P(low): the class-balanced fit leans low, so every medium row has P(low) a bit
+    # above P(medium) (margin log(0.5/0.4) = 0.22) and every low row far above (log(0.8/0.15) = 1.67)
+    P = np.array([[0.1, 0.4, 0.5]] * 7 + [[0.05, 0.15, 0.8]] * 2 + [[0.9, 0.05, 0.05]])
+    y = np.array(["medium"] * 7 + ["low"] * 2 + ["high"])
+    high = P[:, 0] >= 0.5
+    bias = head._choose_low_bias(y, P, high)
+    assert 0.22 < bias < 1.67
+    head.high_threshold_, head.low_bias_ = 0.5, bias
+    Z = sparse.csr_matrix((len(y), len(lexicon.names) + 5))  # no cue matched
+    assert head.decide(P, Z) == list(y)
+    head.low_bias_ = 0.0  # the plain argmax (a model saved before the bias): medium rows called low
+    assert head.decide(P, Z).count("low") == 9
+
+
+@pytest.mark.model
+def test_the_urgency_design_counts_its_columns_on_the_training_rows_only(small_model):
+    from triage.model import UrgencyHead
+    from triage.training import URGENCY_LEVELS, _urgency_design
+
+    norm = [normalize(t) for t in ("สายไฟขาดห้อยลงมา qzxjv", "ขยะไม่มีคนเก็บ", "ขยะเยอะ ส่งกลิ่น", "ท่อแตกน้ำไหล")]
+    fit_rows = np.array([False, True, True, True])  # the first text is a frozen row
+    head = UrgencyHead(list(URGENCY_LEVELS), Lexicon.load())
+    Z = _urgency_design(small_model, head, norm, None, fit_rows)
+    vocabulary = head.char_vec_.vocabulary_
+    assert "ขยะ" in vocabulary and not any("qz" in gram for gram in vocabulary)
+    # the character block follows the cue, topic-probability, length and word columns
+    assert Z.shape[1] == len(head.lexicon.names) + len(small_model.topic_labels) + 2 + len(head.word_cols_) \
+        + len(vocabulary)
