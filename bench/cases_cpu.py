@@ -24,10 +24,10 @@ import pandas as pd
 
 from triage.api import triage_answers
 from triage.cases import Cases
+from triage.database import open_store
 from triage.prediction import predict
 from triage.schemas import ComplaintIn
 from triage.serving import ModelHolder
-from triage.store import open_store
 
 REPO = Path(__file__).resolve().parent.parent
 
