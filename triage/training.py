@@ -12,9 +12,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import multiprocessing
-import os
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -35,7 +32,7 @@ from triage.data import (
     read_label_files,
     time_split,
 )
-from triage.errors import DataError, ModelError
+from triage.errors import DataError
 from triage.model import (
     HIGH_MISS_COST,
     URGENCY_LEVELS,
@@ -305,72 +302,6 @@ class Clock:
         return f"seconds per stage, wall (CPU): {per}; total {self.total()} ({round(cpu_seconds() - self.cpu_started, 1)})"
 
 
-class Beside:
-    """``fn(log)`` in a forked process while this one goes on; ``result()`` waits for ``(value, lines)``.
-
-    The agency stage runs on one core for about 50 s on the Traffy data and needs only the shipped
-    topic head, so it runs beside the urgency stages (issue 12: training under 3 minutes on 2 cores).
-    Its log lines are collected in the child and handed back with its result, so the caller logs
-    them in order wherever its log goes. An exception in the child is raised again by ``result()``.
-    Where ``fork`` is not available, or with ``TRIAGE_TRAIN_BESIDE=0``, ``fn`` runs in this process
-    when ``result()`` is called (the same numbers, one after the other).
-    """
-
-    def __init__(self, fn: Callable[[Callable[[str], None]], Any]) -> None:
-        self.fn = fn
-        self.proc: Any = None
-        self.seconds = 0.0
-        self.started = time.perf_counter()
-        if os.environ.get("TRIAGE_TRAIN_BESIDE", "1") == "0" or "fork" not in multiprocessing.get_all_start_methods():
-            return
-        ctx = multiprocessing.get_context("fork")
-        self.conn, child_end = ctx.Pipe(duplex=False)
-        sys.stdout.flush()
-        sys.stderr.flush()  # nothing buffered is written twice by the child
-        self.proc = ctx.Process(target=self._child, args=(child_end,), name="triage-train-beside")
-        self.proc.start()
-        child_end.close()
-
-    def _run(self) -> tuple[Any, list[str], float]:
-        lines: list[str] = []
-        start = time.perf_counter()
-        value = self.fn(lines.append)
-        return value, lines, time.perf_counter() - start
-
-    def _child(self, conn: Any) -> None:
-        try:
-            out: tuple[str, Any] = ("ok", self._run())
-        except BaseException as exc:  # handed to the parent, which raises it
-            out = ("error", exc)
-        try:
-            conn.send(out)
-        except Exception as exc:  # the value or the exception could not be pickled
-            conn.send(("error", ModelError(f"the agency stage's result could not be handed back: {exc}")))
-        conn.close()
-
-    def result(self) -> tuple[Any, list[str], float]:
-        if self.proc is None:
-            return self._run()
-        try:
-            kind, value = self.conn.recv()
-        except EOFError:
-            self.proc.join()
-            raise ModelError(f"the agency stage's process ended without a result (exit code {self.proc.exitcode})") \
-                from None
-        finally:
-            self.conn.close()
-        self.proc.join()
-        if kind == "error":
-            raise value
-        return value
-
-    def cancel(self) -> None:
-        """Stop the child (this process failed before it asked for the result)."""
-        if self.proc is not None and self.proc.is_alive():
-            self.proc.terminate()
-            self.proc.join()
-
-
 def _urgency_design(model: TriageModel, head: UrgencyHead, norm: list[str],
                     analyzed: dict[str, list[str]] | None = None, fit_rows: np.ndarray | None = None) -> Any:
     """The urgency design of ``norm``; the head's character n-grams are fitted on ``fit_rows`` (default all)."""
@@ -579,7 +510,22 @@ def _train(config: DatasetConfig, models_dir: Path, options: TrainOptions | None
     step(f"topic test: micro-F1 {t['micro_f1']} macro-F1 {t['macro_f1']} (ECE {metrics['topic']['calibration']['ece']})",
          "topic: report")
 
-    evaluated = model  # the recipe's model (train + validation): the urgency head is evaluated with its topics
+    test_from = str(config.split.get("test_from")) if config.split.get("test_from") else None
+    urgency_fit = np.ones(len(urgent), dtype=bool)
+    if "urgency" in config.heads and len(urgent) >= 50:
+        frozen_from = config.split.get("urgency_frozen_from")
+        metrics["urgency"], urgency_fit = evaluate_urgency(
+            model, urgent, urgent["norm"].tolist(), test_from, options.seed, analyzed,
+            str(frozen_from) if frozen_from else None, _sampling_design(config, urgent))
+        cv = metrics["urgency"]["cross_validated"]
+        step(f"urgency (5-fold nested CV on {int(urgency_fit.sum())}): recall(high) {cv['high_recall']} "
+             f"macro-F1 {cv['macro_f1']} flagged high {cv['flagged_high_share']}", "urgency: evaluate")
+        if "frozen_test" in metrics["urgency"]:
+            ft = metrics["urgency"]["frozen_test"]
+            step(f"urgency frozen test ({ft['rows']} tickets from {frozen_from} on, never used for a choice): "
+                 f"recall(high) {ft['high_recall']} precision(high) {ft['high_precision']} macro-F1 {ft['macro_f1']} "
+                 f"flagged high {ft['flagged_high_share']}")
+
     frozen = rule.rows(labelled)
     shipped_rows = recent
     if options.final_fit == "all":
@@ -602,54 +548,26 @@ def _train(config: DatasetConfig, models_dir: Path, options: TrainOptions | None
                              "micro_f1": m["micro_f1"], "macro_f1": m["macro_f1"]}
         step(f"shipped topic head on the frozen slice ({len(held_out)} rows it never saw): micro-F1 {m['micro_f1']} "
              f"macro-F1 {m['macro_f1']}", "topic: score (frozen slice)")
+    if "urgency" in metrics:
+        head = UrgencyHead(list(URGENCY_LEVELS), Lexicon.load())
+        # the frozen urgency test month stays out of the shipped head too
+        shipped = urgent[urgency_fit].reset_index(drop=True)
+        Z = _urgency_design(model, head, shipped["norm"].tolist(), analyzed)
+        model.urgency = head.fit(Z, shipped["urgency"].to_numpy(), options.seed, n_jobs=2)
+        metrics["urgency"].update(high_threshold=round(head.high_threshold_, 4), low_bias=head.low_bias_,
+                                  high_miss_cost=HIGH_MISS_COST,
+                                  high_cue_bonus=head.cue_bonus, trained_on=len(shipped))
+        step(f"urgency head fitted on {len(shipped)} labelled tickets, high threshold {head.high_threshold_:.3f}, "
+             f"low when log P(low) - log P(medium) > {head.low_bias_}",
+             "urgency: final fit")
 
     # --- agency routing (issue 4): learned agency model from real forwards and reviewers' corrections ---
-    # It reads only the shipped topic head, so it runs beside the urgency stages (Beside).
-    agency_job: Beside | None = None
     if config.agency:
         from triage.agency import train_agency
 
-        shipped_topics = model
-        agency_job = Beside(lambda log_line: train_agency(shipped_topics, frame, config, corrections,
-                                                          options.correction_weight, log_line))
-    try:
-        test_from = str(config.split.get("test_from")) if config.split.get("test_from") else None
-        urgency_fit = np.ones(len(urgent), dtype=bool)
-        if "urgency" in config.heads and len(urgent) >= 50:
-            frozen_from = config.split.get("urgency_frozen_from")
-            metrics["urgency"], urgency_fit = evaluate_urgency(
-                evaluated, urgent, urgent["norm"].tolist(), test_from, options.seed, analyzed,
-                str(frozen_from) if frozen_from else None, _sampling_design(config, urgent))
-            cv = metrics["urgency"]["cross_validated"]
-            step(f"urgency (5-fold nested CV on {int(urgency_fit.sum())}): recall(high) {cv['high_recall']} "
-                 f"macro-F1 {cv['macro_f1']} flagged high {cv['flagged_high_share']}", "urgency: evaluate")
-            if "frozen_test" in metrics["urgency"]:
-                ft = metrics["urgency"]["frozen_test"]
-                step(f"urgency frozen test ({ft['rows']} tickets from {frozen_from} on, never used for a choice): "
-                     f"recall(high) {ft['high_recall']} precision(high) {ft['high_precision']} macro-F1 {ft['macro_f1']} "
-                     f"flagged high {ft['flagged_high_share']}")
-
-        if "urgency" in metrics:
-            head = UrgencyHead(list(URGENCY_LEVELS), Lexicon.load())
-            # the frozen urgency test month stays out of the shipped head too
-            shipped = urgent[urgency_fit].reset_index(drop=True)
-            Z = _urgency_design(model, head, shipped["norm"].tolist(), analyzed)
-            model.urgency = head.fit(Z, shipped["urgency"].to_numpy(), options.seed, n_jobs=2)
-            metrics["urgency"].update(high_threshold=round(head.high_threshold_, 4), low_bias=head.low_bias_,
-                                      high_miss_cost=HIGH_MISS_COST,
-                                      high_cue_bonus=head.cue_bonus, trained_on=len(shipped))
-            step(f"urgency head fitted on {len(shipped)} labelled tickets, high threshold {head.high_threshold_:.3f}, "
-                 f"low when log P(low) - log P(medium) > {head.low_bias_}",
-                 "urgency: final fit")
-    except BaseException:
-        if agency_job is not None:
-            agency_job.cancel()
-        raise
-    if agency_job is not None:
-        (model.agency, metrics["agency"]), lines, seconds = agency_job.result()
-        for line in lines:
-            log(line)
-        step(f"agency model trained and evaluated ({seconds:.1f} s, beside the urgency stages)", "agency")
+        model.agency, metrics["agency"] = train_agency(model, frame, config, corrections,
+                                                       options.correction_weight, step)
+        step("agency model trained and evaluated", "agency")
     # --- end agency routing ---
 
     metrics["stage_seconds"] = dict(clock.stages)
