@@ -157,6 +157,25 @@ def _loads(text: str) -> Any:
         return json.loads(text)
 
 
+CASE_COLUMNS = ("external_id, created_at, updated_at, text, masked_text, district, source, reporter_contact, "
+                "model_version, prediction, topics, urgency, urgency_rank, agencies, agency, agency_path, status, "
+                "needs_review, review_reasons")
+"""The columns a new case is inserted with (``case_values``), on both backends."""
+
+
+def case_values(rec: dict[str, Any], at: str) -> tuple[str | None, tuple[Any, ...]]:
+    """A new case's first agency, and its values for ``CASE_COLUMNS`` (status ``new``)."""
+    agency = rec["agencies"][0] if rec["agencies"] else None
+    return agency, (rec.get("external_id"), at, at, rec["text"], rec["masked_text"], rec.get("district"),
+                    rec.get("source"), rec.get("reporter_contact"), rec["model_version"], _json(rec["prediction"]),
+                    _json(rec["topics"]), rec.get("urgency"), rec["urgency_rank"], _json(rec["agencies"]), agency,
+                    _json([agency] if agency else []), "new", int(rec["needs_review"]),
+                    _json(rec["review_reasons"]))
+
+
+_INSERT_CASE = f"INSERT INTO cases ({CASE_COLUMNS}) VALUES ({', '.join(['?'] * (CASE_COLUMNS.count(',') + 1))})"
+
+
 class SQLiteStore(FollowupMixin, SessionsMixin):
     """The SQLite case store (see the module docstring)."""
 
@@ -290,27 +309,22 @@ class SQLiteStore(FollowupMixin, SessionsMixin):
         if ext is not None:
             row = db.execute("SELECT * FROM cases WHERE external_id = ?", (ext,)).fetchone()
             if row is not None:
-                if row["text"] != rec["text"]:
-                    raise ConflictError(f"external_id {ext!r} is already case {row['id']} with a different "
-                                        "text; a retry must send the same complaint")
-                return self._case(row), False
+                return self._known(row, rec)
         at = now()
-        agency = rec["agencies"][0] if rec["agencies"] else None
-        cur = db.execute(
-            "INSERT INTO cases (external_id, created_at, updated_at, text, masked_text, district, source, "
-            "reporter_contact, model_version, prediction, topics, urgency, urgency_rank, agencies, agency, "
-            "agency_path, status, needs_review, review_reasons) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'new', ?, ?)",
-            (ext, at, at, rec["text"], rec["masked_text"], rec.get("district"), rec.get("source"),
-             rec.get("reporter_contact"), rec["model_version"], _json(rec["prediction"]),
-             _json(rec["topics"]), rec.get("urgency"), rec["urgency_rank"], _json(rec["agencies"]), agency,
-             _json([agency] if agency else []), int(rec["needs_review"]), _json(rec["review_reasons"])),
-        )
+        agency, values = case_values(rec, at)
+        cur = db.execute(_INSERT_CASE, values)
         case_id = int(cur.lastrowid or 0)
         self._on_created(db, case_id, rec.get("urgency"), at)
         self._event(db, case_id, "created", at, None, "new", agency, rec.get("source"),
                     f"triaged by model {rec['model_version']}")
         return self._get(db, case_id), True
+
+    def _known(self, row: Any, rec: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """The stored case of a retried external_id (not created now); a different text is a conflict."""
+        if row["text"] != rec["text"]:
+            raise ConflictError(f"external_id {rec.get('external_id')!r} is already case {row['id']} with a "
+                                "different text; a retry must send the same complaint")
+        return self._case(row), False
 
     def get_case(self, case_id: int) -> dict[str, Any]:
         with self._lock:

@@ -40,7 +40,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 from triage.errors import ConflictError, InputError, NotFoundError, StaleError, StorageError
 from triage.migrate import HEAD, redact, upgrade_postgres
 from triage.sla import deadline_for
-from triage.store import SQLiteStore, _json, now
+from triage.store import CASE_COLUMNS, SQLiteStore, case_values, now
 from triage.tracking import new_tracking_code
 
 log = logging.getLogger("triage.store_pg")
@@ -191,6 +191,12 @@ def _row_factory(cursor: Any) -> Callable[[Sequence[Any]], Row]:
 def _pg_sql(sql: str) -> bytes:
     """SQLite's ``?`` placeholders as psycopg's ``%s`` (a literal ``%`` doubled); no ``?`` is ever quoted here."""
     return sql.replace("%", "%%").replace("?", "%s").encode("utf-8")
+
+
+_INSERT_CASE_PG = (f"INSERT INTO cases ({CASE_COLUMNS}, tracking_code, deadline, deadline_from) "
+                   f"VALUES ({', '.join(['?'] * (CASE_COLUMNS.count(',') + 4))}) "
+                   "ON CONFLICT (external_id) WHERE external_id IS NOT NULL DO NOTHING RETURNING *")
+"""A new case with its tracking code and deadline in one statement; a known external_id inserts nothing."""
 
 
 class Conn:
@@ -355,27 +361,14 @@ class PostgresStore(SQLiteStore):
         the stored case (``ON CONFLICT DO NOTHING`` waits for a concurrent insert of the same id to end)."""
         ext = rec.get("external_id")
         at = now()
-        agency = rec["agencies"][0] if rec["agencies"] else None
-        row = db.execute(
-            "INSERT INTO cases (external_id, created_at, updated_at, text, masked_text, district, source, "
-            "reporter_contact, model_version, prediction, topics, urgency, urgency_rank, agencies, agency, "
-            "agency_path, status, needs_review, review_reasons, tracking_code, deadline, deadline_from) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'new', ?, ?, ?, ?, ?) "
-            "ON CONFLICT (external_id) WHERE external_id IS NOT NULL DO NOTHING RETURNING *",
-            (ext, at, at, rec["text"], rec["masked_text"], rec.get("district"), rec.get("source"),
-             rec.get("reporter_contact"), rec["model_version"], _json(rec["prediction"]),
-             _json(rec["topics"]), rec.get("urgency"), rec["urgency_rank"], _json(rec["agencies"]), agency,
-             _json([agency] if agency else []), int(rec["needs_review"]), _json(rec["review_reasons"]),
-             new_tracking_code(), deadline_for(at, rec.get("urgency"), self.sla_hours), at),
-        ).fetchone()
+        agency, values = case_values(rec, at)
+        deadline = deadline_for(at, rec.get("urgency"), self.sla_hours)
+        row = db.execute(_INSERT_CASE_PG, (*values, new_tracking_code(), deadline, at)).fetchone()
         if row is None:
             found = db.execute("SELECT * FROM cases WHERE external_id = ?", (ext,)).fetchone()
             if found is None:
                 raise StorageError(f"external_id {ext!r} conflicted but its case cannot be read")
-            if found["text"] != rec["text"]:
-                raise ConflictError(f"external_id {ext!r} is already case {found['id']} with a different "
-                                    "text; a retry must send the same complaint")
-            return self._case(found), False
+            return self._known(found, rec)
         self._event(db, int(row["id"]), "created", at, None, "new", agency, rec.get("source"),
                     f"triaged by model {rec['model_version']}")
         return self._case(row), True
