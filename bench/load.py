@@ -65,6 +65,16 @@ class TextFeed:
         return max(0, self.sent - len(self.texts))
 
 
+def models_dir(models: str, data: str, use_slice: bool) -> str:
+    """The models folder a bench serves from: a fresh slice model with ``--slice-model``, else ``models``
+    (the bench stops with the command that trains one when it has no ``current``)."""
+    if use_slice:
+        return str(slice_model(Path(data)))
+    if not (Path(models) / "current").exists():
+        sys.exit(f"bench: no model at {models}/current; train one with: make train (or pass --slice-model)")
+    return models
+
+
 def slice_model(data: Path) -> Path:
     """A model trained on a real slice (500 tickets a month), as the tests use; about a minute."""
     from triage.data import load_config
@@ -202,10 +212,7 @@ def main() -> int:
     ap.add_argument("--slice-model", action="store_true",
                     help="train a small model on a slice of the data into a temporary folder and use it")
     a = ap.parse_args()
-    if a.slice_model:
-        a.models = str(slice_model(Path(a.data)))
-    if not (Path(a.models) / "current").exists():
-        sys.exit(f"bench: no model at {a.models}/current; train one with: make train (or pass --slice-model)")
+    a.models = models_dir(a.models, a.data, a.slice_model)
     texts = complaint_texts(Path(a.data))
     levels = [int(x) for x in a.clients.split(",")]
     base_port, port = free_port(), free_port()

@@ -43,7 +43,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from load import REPO, complaint_texts, free_port, load, slice_model, wait_ready  # noqa: E402
+from load import REPO, complaint_texts, free_port, load, models_dir, wait_ready  # noqa: E402
 
 KEY = "bench-replicas-intake-key"
 
@@ -197,10 +197,7 @@ def main() -> int:
     ap.add_argument("--pool-size", type=int, default=10, help="TRIAGE_DATABASE_POOL_SIZE of each replica")
     ap.add_argument("--slice-model", action="store_true", help="train a small model on a slice of the data first")
     a = ap.parse_args()
-    if a.slice_model:
-        a.models = str(slice_model(Path(a.data)))
-    if not (Path(a.models) / "current").exists():
-        sys.exit(f"bench: no model at {a.models}/current; train one with: make train (or pass --slice-model)")
+    a.models = models_dir(a.models, a.data, a.slice_model)
     texts = complaint_texts(Path(a.data))
     os.environ["TRIAGE_DATABASE_POOL_SIZE"] = str(a.pool_size)
     cluster = None
