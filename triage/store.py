@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -176,6 +177,21 @@ def case_values(rec: dict[str, Any], at: str) -> tuple[str | None, tuple[Any, ..
 _INSERT_CASE = f"INSERT INTO cases ({CASE_COLUMNS}) VALUES ({', '.join(['?'] * (CASE_COLUMNS.count(',') + 1))})"
 
 
+def _into_wal(db: sqlite3.Connection, timeout: float) -> None:
+    """Switch a connection's file to WAL. The switch needs the file to itself, and SQLite may answer
+    "database is locked" at once, without its busy handler, while another process or thread opens or
+    migrates the same new file; so it is retried here until ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.02)
+
+
 class SQLiteStore(FollowupMixin, SessionsMixin):
     """The SQLite case store (see the module docstring)."""
 
@@ -185,7 +201,7 @@ class SQLiteStore(FollowupMixin, SessionsMixin):
             private_file(path)
             self._db = sqlite3.connect(str(path), timeout=timeout, check_same_thread=False, isolation_level=None)
             self._db.row_factory = sqlite3.Row
-            self._db.execute("PRAGMA journal_mode=WAL")
+            _into_wal(self._db, timeout)
             self._db.execute("PRAGMA synchronous=NORMAL")  # in WAL: a process kill loses no commit
             self._db.execute("PRAGMA foreign_keys=ON")
         except (OSError, sqlite3.Error) as exc:
