@@ -172,12 +172,18 @@ class TopicHead:
     calibration_: np.ndarray | None = None  # (K, 2): Platt a, b per label
     thresholds_: np.ndarray | None = None
 
-    def fit(self, X: sparse.csr_matrix, Y: np.ndarray, sample_weight: np.ndarray | None = None) -> TopicHead:
-        """Fit one LinearSVC per label; ``sample_weight`` lets recent tickets count more."""
+    def fit(self, X: sparse.csr_matrix, Y: np.ndarray, sample_weight: np.ndarray | None = None,
+            seed: int = 0) -> TopicHead:
+        """Fit one LinearSVC per label; ``sample_weight`` lets recent tickets count more.
+
+        ``seed`` fixes liblinear's coordinate order: with ``random_state=None`` each fit drew it from
+        the global numpy generator of whichever joblib worker ran it, so the topic probabilities (and
+        the urgency head that reads them) changed with the order of the training stages (issue 12).
+        """
         with warnings.catch_warnings(), sklearn.config_context(enable_metadata_routing=True):
             # a label absent from this period is expected (see decision)
             warnings.filterwarnings("ignore", message="Label not .* is present in all training examples")
-            svc = LinearSVC(C=self.C).set_fit_request(sample_weight=True)
+            svc = LinearSVC(C=self.C, random_state=seed).set_fit_request(sample_weight=True)
             weight = np.ones(X.shape[0]) if sample_weight is None else sample_weight
             # liblinear works in float64: converted once here, not once per label (15-20% of the fit)
             self.clf_ = OneVsRestClassifier(svc, n_jobs=2).fit(X.astype(np.float64), Y, sample_weight=weight)
@@ -247,7 +253,7 @@ class TopicHead:
 
         def fit_score(k: int, f: int) -> np.ndarray:
             fit_rows = ~(in_valid & (half == f))
-            svc = LinearSVC(C=self.C).fit(X[fit_rows], Y[fit_rows, k], sample_weight=weight[fit_rows])
+            svc = LinearSVC(C=self.C, random_state=seed).fit(X[fit_rows], Y[fit_rows, k], sample_weight=weight[fit_rows])
             return np.asarray(X[in_valid & (half == f)] @ np.ravel(svc.coef_) + float(svc.intercept_[0]))
 
         scores = Parallel(n_jobs=2)(delayed(fit_score)(k, f) for k, f in jobs)

@@ -463,7 +463,7 @@ def _train(config: DatasetConfig, models_dir: Path, options: TrainOptions | None
                                           char_ngram)
     step(f"features: {X_train.shape[1]} ({features})", "topic: features (train)")
     topic = TopicHead(labels, multi, C=topic_C).fit(X_train, _binarize(train_rows["topic"], labels),
-                                                             recency_weights(train_rows["time"], options.recency))
+                                                    recency_weights(train_rows["time"], options.recency), options.seed)
     step("topic head fitted on train", "topic: fit (train)")
     version = registry.new_version(config.name)
     model = TriageModel(version, featurizer, topic)
@@ -484,7 +484,8 @@ def _train(config: DatasetConfig, models_dir: Path, options: TrainOptions | None
                  "topic: calibrate new labels")
     refit = TopicHead(labels, multi, C=topic_C)
     refit.calibration_, refit.thresholds_ = topic.calibration_, topic.thresholds_
-    topic = refit.fit(X_recent, _binarize(recent["topic"], labels), recency_weights(recent["time"], options.recency))
+    topic = refit.fit(X_recent, _binarize(recent["topic"], labels), recency_weights(recent["time"], options.recency),
+                      options.seed)
     model = TriageModel(version, featurizer, topic)
     step(f"topic head refitted on train + validation ({len(recent)} distinct texts)", "topic: refit (train + validation)")
     X_test = model.featurize(labelled.loc[te, "norm"].tolist(), analyzed)
@@ -535,7 +536,8 @@ def _train(config: DatasetConfig, models_dir: Path, options: TrainOptions | None
                                                    analyzed, char_ngram)
         final_topic = TopicHead(labels, multi, C=topic_C)
         final_topic.calibration_, final_topic.thresholds_ = topic.calibration_, topic.thresholds_
-        final_topic.fit(X_all, _binarize(everything["topic"], labels), recency_weights(everything["time"], options.recency))
+        final_topic.fit(X_all, _binarize(everything["topic"], labels), recency_weights(everything["time"], options.recency),
+                        options.seed)
         model = TriageModel(version, final_featurizer, final_topic)
         step(f"refitted topic head on all {len(everything)} distinct labelled texts except the frozen slice "
              f"({int(frozen.sum())} rows: {rule.describe()})", "topic: final fit")
