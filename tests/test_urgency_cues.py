@@ -131,3 +131,17 @@ def test_the_urgency_design_counts_its_columns_on_the_training_rows_only(small_m
     # the character block follows the cue, topic-probability, length and word columns
     assert Z.shape[1] == len(head.lexicon.names) + len(small_model.topic_labels) + 2 + len(head.word_cols_) \
         + len(vocabulary)
+
+
+def test_the_high_threshold_flags_the_chosen_share_of_out_of_fold_scores(lexicon):
+    from triage.model import HIGH_SHARE, UrgencyHead
+
+    rng = np.random.default_rng(0)
+    score = rng.random(1000)
+    y_high = (score > 0.97).astype(int)  # 3% high, all at the top: the cost rule would flag about 3%
+    head = UrgencyHead(["high", "medium", "low"], lexicon)
+    assert head.high_share == HIGH_SHARE
+    flagged = (score >= head._choose_threshold(y_high, score)).mean()
+    assert abs(flagged - HIGH_SHARE) < 0.002
+    head.high_share = None  # the cost rule: a threshold at the top highs, far fewer flagged
+    assert (score >= head._choose_threshold(y_high, score)).mean() < 0.05

@@ -242,8 +242,9 @@ def markdown_report(metrics: dict[str, Any]) -> str:
         lines.append("")
     urgency = metrics.get("urgency")
     if urgency:
-        lines += ["## Urgency", "", f"high threshold {urgency['high_threshold']} (a missed high costs "
-                  f"{urgency['high_miss_cost']} false alarms).", "",
+        rule = (f"the top {urgency['high_share']:.0%} of out-of-fold scores flagged" if urgency.get("high_share")
+                else f"a missed high costs {urgency.get('high_miss_cost')} false alarms")
+        lines += ["## Urgency", "", f"high threshold {urgency.get('high_threshold')} ({rule}).", "",
                   "| evaluation | rows | recall(high) | precision(high) | flagged high | macro-F1 |", "|---|---|---|---|---|---|"]
         for name in ("cross_validated", "cross_validated_random_reweighted", "time_ordered", "frozen_test",
                      "frozen_test_random_reweighted"):

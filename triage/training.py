@@ -316,7 +316,7 @@ def _urgency_design(model: TriageModel, head: UrgencyHead, norm: list[str],
 def _fold_predictions(Z: Any, y: np.ndarray, tr: np.ndarray, te: np.ndarray, head: UrgencyHead,
                       seed: int) -> list[str]:
     fold = UrgencyHead(list(URGENCY_LEVELS), head.lexicon, C=head.C, cue_bonus=head.cue_bonus,
-                       word_cols_=head.word_cols_).fit(Z[tr], y[tr], seed)
+                       high_share=head.high_share, word_cols_=head.word_cols_).fit(Z[tr], y[tr], seed)
     return fold.decide(fold.proba(Z[te]), Z[te])
 
 
@@ -557,7 +557,8 @@ def _train(config: DatasetConfig, models_dir: Path, options: TrainOptions | None
         Z = _urgency_design(model, head, shipped["norm"].tolist(), analyzed)
         model.urgency = head.fit(Z, shipped["urgency"].to_numpy(), options.seed, n_jobs=2)
         metrics["urgency"].update(high_threshold=round(head.high_threshold_, 4), low_bias=head.low_bias_,
-                                  high_miss_cost=HIGH_MISS_COST,
+                                  high_share=head.high_share,
+                                  high_miss_cost=None if head.high_share is not None else HIGH_MISS_COST,
                                   high_cue_bonus=head.cue_bonus, trained_on=len(shipped))
         step(f"urgency head fitted on {len(shipped)} labelled tickets, high threshold {head.high_threshold_:.3f}, "
              f"low when log P(low) - log P(medium) > {head.low_bias_}",
