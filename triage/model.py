@@ -568,12 +568,38 @@ class UrgencyHead:
         return best
 
     def fit(self, Z: sparse.csr_matrix, y: np.ndarray, seed: int = 0, n_jobs: int = 1) -> UrgencyHead:
-        """Fit on all rows; the high threshold comes from out-of-fold probabilities (folds in ``n_jobs`` processes)."""
-        oof = self.out_of_fold(Z, y, seed, n_jobs=n_jobs)
+        """Fit on all rows; the high threshold comes from out-of-fold probabilities.
+
+        The out-of-fold fits and the fit on all rows run together in ``n_jobs`` processes.
+        """
+        from joblib import Parallel, delayed
+
+        clfs = Parallel(n_jobs=n_jobs)(delayed(fit_rows)(self, Z, y, rows) for rows in self.fit_tasks(y, seed))
+        return self.fit_with(Z, y, clfs, seed)
+
+    def _splits(self, y: np.ndarray, seed: int, folds: int = 5) -> list[tuple[np.ndarray, np.ndarray]]:
+        return list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
+
+    def fit_tasks(self, y: np.ndarray, seed: int = 0) -> list[np.ndarray | None]:
+        """The rows of each logistic fit that ``fit`` needs: the out-of-fold fits, then all rows (None).
+
+        With ``fit_with`` the fits can be run anywhere, e.g. in one pool with other heads' fits
+        (``triage.training.evaluate_urgency``): the same numbers as ``fit``.
+        """
+        return [tr for tr, _te in self._splits(y, seed)] + [None]
+
+    def fit_with(self, Z: sparse.csr_matrix, y: np.ndarray, clfs: list[LogisticRegression], seed: int = 0) -> UrgencyHead:
+        """``fit`` from the classifiers fitted on the rows of ``fit_tasks(y, seed)``, in that order."""
+        splits = self._splits(y, seed)
+        if len(clfs) != len(splits) + 1:
+            raise ModelError(f"fit_with needs {len(splits) + 1} fitted classifiers, got {len(clfs)}")
+        oof = np.zeros((len(y), len(self.levels)))
+        for (_tr, te), clf in zip(splits, clfs):
+            oof[te] = self._align(clf, clf.predict_proba(Z[te]))
         score = self.high_score(oof, self.high_cue(Z))
         self.high_threshold_ = self._choose_threshold((y == "high").astype(int), score)
         self.low_bias_ = self._choose_low_bias(y, oof, score >= self.high_threshold_)
-        self.clf_ = self._fit_clf(Z, y)
+        self.clf_ = clfs[-1]
         return self
 
     def _low_margin(self, P: np.ndarray) -> np.ndarray | None:
@@ -608,7 +634,7 @@ class UrgencyHead:
         from joblib import Parallel, delayed
 
         P = np.zeros((len(y), len(self.levels)))
-        splits = list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
+        splits = self._splits(y, seed, folds)
         clfs = Parallel(n_jobs=n_jobs)(delayed(self._fit_clf)(Z[tr], y[tr]) for tr, _te in splits)
         for (_tr, te), clf in zip(splits, clfs):
             P[te] = self._align(clf, clf.predict_proba(Z[te]))
@@ -638,6 +664,11 @@ class UrgencyHead:
         rest[:, hi] = -1
         return [self.levels[hi] if sc >= self.high_threshold_ else self.levels[int(np.argmax(r))]
                 for sc, r in zip(score, rest)]
+
+
+def fit_rows(head: UrgencyHead, Z: sparse.csr_matrix, y: np.ndarray, rows: np.ndarray | None) -> LogisticRegression:
+    """``head``'s logistic regression fitted on ``rows`` of (Z, y) (None: all): a joblib task."""
+    return head._fit_clf(Z, y) if rows is None else head._fit_clf(Z[rows], y[rows])
 
 
 @dataclass
