@@ -88,3 +88,18 @@ def test_dataset_config_model_section_sets_unset_options():
     assert (plain.features, plain.topic_C, plain.char_ngram) == ("word", 0.5, (2, 4))
     with pytest.raises(DataError, match="knows only"):
         with_config_defaults(TrainOptions(), config_from_dict({**raw, "model": {"feature": "x"}}, "."))
+
+
+def test_the_report_has_the_stage_times_and_the_load_average():
+    from triage.evaluate import markdown_report
+
+    lines: list[str] = []
+    clock = Clock(lines.append)
+    clock.step("fitted", "topic: fit (train)")
+    assert "load average" in clock.summary()
+    metrics = {"version": "v", "dataset": "d", "split": "s", "stage_seconds": {"topic: fit (train)": 1.5},
+               "stage_cpu_seconds": {"topic: fit (train)": 2.5}, "train_seconds": 1.6, "train_cpu_seconds": 2.6,
+               "load_average": {"start": [0.5, 0.4, 0.3], "end": [1.0, 0.5, 0.3]}}
+    report = markdown_report(metrics)
+    assert "## Training time" in report and "| topic: fit (train) | 1.5 | 2.5 |" in report
+    assert "[0.5, 0.4, 0.3] at the start" in report

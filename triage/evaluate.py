@@ -256,5 +256,16 @@ def markdown_report(metrics: dict[str, Any]) -> str:
     agency = metrics.get("agency")
     if agency:
         lines += _agency_section(agency)
+    stages = metrics.get("stage_seconds")
+    if stages:
+        cpu = metrics.get("stage_cpu_seconds", {})
+        load = metrics.get("load_average") or {}
+        lines += ["## Training time", "",
+                  f"{metrics.get('train_seconds')} s wall, {metrics.get('train_cpu_seconds', '?')} CPU s in the stages before saving "
+                  f"(this process, its worker processes and the agency process beside the urgency stages); load "
+                  f"average (1, 5, 15 min) {load.get('start')} at the start, {load.get('end')} at the end.", "",
+                  "| stage | wall s | CPU s |", "|---|---|---|"]
+        lines += [f"| {name} | {sec} | {cpu.get(name, '')} |" for name, sec in stages.items()]
+        lines.append("")
     lines += ["## Data", "", "```", metrics.get("data_report", ""), "```", ""]
     return "\n".join(lines)

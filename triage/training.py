@@ -273,6 +273,14 @@ def with_config_defaults(options: TrainOptions, config: DatasetConfig) -> TrainO
     )
 
 
+def _load_average() -> list[float] | None:
+    """The 1, 5 and 15-minute load averages (None where the system has none)."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except OSError:
+        return None
+
+
 class Clock:
     """Wall-clock (and CPU) time per training stage, logged as it goes and kept for the report.
 
@@ -284,6 +292,7 @@ class Clock:
         self.log = log
         self.started = self.last = time.perf_counter()
         self.cpu_started = self.cpu_last = cpu_seconds()
+        self.load_started = _load_average()  # other processes slow the wall-clock times: said in the report
         self.stages: dict[str, float] = {}
         self.cpu: dict[str, float] = {}
 
@@ -303,7 +312,8 @@ class Clock:
 
     def summary(self) -> str:
         per = ", ".join(f"{k} {v} ({self.cpu.get(k, 0.0)})" for k, v in self.stages.items())
-        return f"seconds per stage, wall (CPU): {per}; total {self.total()} ({round(cpu_seconds() - self.cpu_started, 1)})"
+        return (f"seconds per stage, wall (CPU): {per}; total {self.total()} ({round(cpu_seconds() - self.cpu_started, 1)}); "
+                f"load average {self.load_started} at the start, {_load_average()} at the end")
 
 
 class Beside:
@@ -671,6 +681,8 @@ def _train(config: DatasetConfig, models_dir: Path, options: TrainOptions | None
     metrics["stage_seconds"] = dict(clock.stages)
     metrics["stage_cpu_seconds"] = dict(clock.cpu)
     metrics["train_seconds"] = clock.total()
+    metrics["train_cpu_seconds"] = round(cpu_seconds() - clock.cpu_started, 1)
+    metrics["load_average"] = {"start": clock.load_started, "end": _load_average()}
     meta = {
         "dataset": config.name,
         "dataset_fingerprint": fingerprint(frame[["id", "text", "topic"]].astype(str)),
