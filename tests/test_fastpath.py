@@ -43,6 +43,41 @@ def test_features_are_scikit_learns(small_model, complaints):
     assert np.array_equal(fast.data, slow.data)
 
 
+AWKWARD_CHARS = ["", " ", "a", "A B  C\t\nD", "ไฟดับ", "İstanbul ẞ ǅ", "x\x00y", "😀 ไฟ 😀", "\u3000ไฟ\u2003ดับ\x1c\x1dx",
+                 "ab", "ๆๆๆ 5555", "\u200bไฟ\u200b", "ถนนถนน" * 500]
+"""Texts for the character n-grams: empty, upper case whose lower case grows, other white space, characters
+that are in no n-gram of the vocabulary, one-letter words, a long text."""
+
+
+def test_character_ngrams_are_scikit_learns(small_model, complaints):
+    vec = small_model.urgency.char_vec_
+    assert vec is not None and vec.analyzer == "char_wb"
+    fast = fastpath.FastCharTfidf.of(vec)
+    assert fast is not None
+    norm = normalize_many(complaints[0])
+    assert fast.transform([]).shape == (0, len(vec.vocabulary_))  # (scikit-learn refuses an empty list)
+    for texts in (norm, AWKWARD_CHARS, complaints[0][:40], norm[:1], norm[-1:]):
+        mine, theirs = fast.transform(texts), vec.transform(texts)
+        assert mine.shape == theirs.shape and mine.dtype == theirs.dtype and mine.indices.dtype == theirs.indices.dtype
+        assert np.array_equal(mine.indptr, theirs.indptr) and np.array_equal(mine.indices, theirs.indices)
+        assert np.array_equal(mine.data, theirs.data)
+    assert fastpath.tfidf_transform(vec, norm[:3]).nnz == vec.transform(norm[:3]).nnz
+
+
+def test_a_character_vectorizer_it_cannot_copy_goes_to_scikit_learn():
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    texts = ["ไฟดับ ทั้งซอย", "น้ำท่วม ถนน", "ไฟดับ น้ำท่วม"]
+    wide = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 30)).fit(texts)  # a 30-gram does not fit in 62 bits
+    plain = TfidfVectorizer(analyzer="char", ngram_range=(2, 3)).fit(texts)  # not char_wb
+    for vec in (wide, plain):
+        assert fastpath.FastCharTfidf.of(vec) is None
+        assert (fastpath.tfidf_transform(vec, texts) != vec.transform(texts)).nnz == 0
+    small = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True).fit(texts)
+    got = fastpath.tfidf_transform(small, texts + ["ไฟ"])
+    assert (got != small.transform(texts + ["ไฟ"])).nnz == 0
+
+
 def test_all_topic_labels_in_one_product_score_as_each_label_does(small_model, complaints):
     X = small_model.featurizer.transform(normalize_many(complaints[0])).tocsr()
     S = small_model.topic.decision(X)

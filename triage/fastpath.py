@@ -20,6 +20,7 @@ inside ``sklearn.config_context(assume_finite=True, skip_parameter_validation=Tr
 from __future__ import annotations
 
 import itertools
+import re
 import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -122,6 +123,136 @@ class FastTfidf:
         if self.norm == "l2":
             inplace_csr_row_normalize_l2(X)
         return X
+
+
+class FastCharTfidf:
+    """A fitted ``char_wb`` ``TfidfVectorizer`` (the urgency head's character block): the same matrix as
+    ``vec.transform``, bit for bit, with the n-grams counted in numpy for the whole batch at once.
+
+    scikit-learn's ``char_wb`` n-grams of a text are every substring of length ``min_n`` to ``max_n``
+    of each whitespace-separated word padded with one space on each side (after lowercasing and
+    ``_white_spaces``, as its analyzer does; it never yields a gram longer than the padded word, as
+    the shortest padded word has 3 characters). Here each character is numbered by its place in
+    the vocabulary's alphabet (0 for any other character and for the separator put between padded
+    words and between texts), each window of n characters is one integer in base alphabet + 1,
+    and the vocabulary is a sorted array of those integers per n: a window with a 0 in it cannot
+    be in the vocabulary, any other is found by ``searchsorted``. Counting (row, column) pairs and
+    then sublinear tf, idf and l2 normalisation are scikit-learn's own operations in float32.
+    About 1 ms less per call than scikit-learn's checks and per-text Python loop for one text;
+    for 2,000 texts 10-20 times less.
+    """
+
+    def __init__(self, vec: TfidfVectorizer) -> None:
+        vocab: dict[str, int] = vec.vocabulary_
+        self.lowercase = bool(vec.lowercase)
+        self.white: re.Pattern[str] = vec._white_spaces  # scikit-learn's own pattern for runs of white space
+        self.min_n, self.max_n = vec.ngram_range
+        self.n_features = len(vocab)
+        alphabet = sorted(set("".join(vocab)))
+        self.base = len(alphabet) + 1
+        self.table = np.zeros(max(ord(c) for c in alphabet) + 1, dtype=np.int64)  # code point -> code
+        self.table[[ord(c) for c in alphabet]] = np.arange(1, self.base)
+        code = {c: i + 1 for i, c in enumerate(alphabet)}
+        self.keys: dict[int, np.ndarray] = {}
+        self.cols: dict[int, np.ndarray] = {}
+        for n in range(self.min_n, self.max_n + 1):
+            grams = [(g, j) for g, j in vocab.items() if len(g) == n]
+            keys = np.array([self._key([code[c] for c in g]) for g, _ in grams], dtype=np.int64)
+            order = np.argsort(keys, kind="stable")
+            self.keys[n] = keys[order]
+            self.cols[n] = np.array([j for _, j in grams], dtype=np.int64)[order]
+        self.idf = np.asarray(vec.idf_) if vec.use_idf else None
+        self.sublinear = bool(vec.sublinear_tf)
+        self.norm = vec.norm
+        self.dtype = vec.dtype
+        self.binary = bool(vec.binary)
+
+    @classmethod
+    def of(cls, vec: Any) -> FastCharTfidf | None:
+        """The fast copy of a vectorizer it handles, else None (also when an n-gram's number would not
+        fit in 62 bits: an alphabet of more than 2 ** (62 / max_n) - 1 characters)."""
+        if not cls.handles(vec) or vec.ngram_range[1] * np.log2(len(set("".join(vec.vocabulary_))) + 1) >= 62:
+            return None
+        return cls(vec)
+
+    def _key(self, codes: list[int]) -> int:
+        key = 0
+        for c in codes:
+            key = key * self.base + c
+        return key
+
+    @staticmethod
+    def handles(vec: Any) -> bool:
+        return (isinstance(vec, TfidfVectorizer) and vec.analyzer == "char_wb" and vec.preprocessor is None
+                and vec.strip_accents is None and vec.input == "content" and vec.norm in ("l2", None)
+                and hasattr(vec, "vocabulary_") and vec.ngram_range[0] >= 2 and len(vec.vocabulary_) > 0)
+
+    def _codes(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Every text's padded words, one separator between words and texts: (alphabet codes, row of each)."""
+        white = self.white
+        parts = []
+        for text in texts:
+            doc = text.lower() if self.lowercase else text
+            parts.append("\x00".join(f" {w} " for w in white.sub(" ", doc).split()))
+        lengths = np.fromiter((len(p) + 1 for p in parts), dtype=np.int64, count=len(parts))
+        points = np.frombuffer("\x00".join(parts).encode("utf-32-le"), dtype=np.uint32)
+        top = len(self.table) - 1
+        codes = self.table[np.minimum(points, top)]
+        if (points > top).any():  # characters above the alphabet's last one
+            codes[points > top] = 0
+        rows = np.repeat(np.arange(len(texts), dtype=np.int64), lengths)[: len(codes)]
+        return codes, rows
+
+    def transform(self, texts: Iterable[str]) -> sparse.csr_matrix:
+        texts = list(texts)
+        codes, rows = self._codes(texts) if texts else (np.zeros(0, np.int64), np.zeros(0, np.int64))
+        zeros = np.concatenate([[0], np.cumsum(codes == 0)])
+        found: list[np.ndarray] = []
+        key = np.zeros(0, dtype=np.int64)
+        for n in range(1, self.max_n + 1):
+            m = len(codes) - n + 1
+            if m <= 0:
+                break
+            key = key[:m] * self.base + codes[n - 1 :] if n > 1 else codes.copy()
+            if n < self.min_n:
+                continue
+            where = np.flatnonzero(zeros[n : n + m] == zeros[:m])  # windows with no foreign character
+            keys = self.keys[n]
+            if not len(where) or not len(keys):
+                continue
+            k = key[where]
+            at = np.minimum(np.searchsorted(keys, k), len(keys) - 1)
+            hit = keys[at] == k
+            found.append(rows[where[hit]] * self.n_features + self.cols[n][at[hit]])
+        cells = np.concatenate(found) if found else np.zeros(0, np.int64)
+        cells.sort()
+        first = np.flatnonzero(np.concatenate([[True], cells[1:] != cells[:-1]])) if len(cells) else np.zeros(0, np.int64)
+        counts = np.diff(np.append(first, len(cells)))  # how many times each (row, column) occurs
+        cells = cells[first]
+        cell_rows, cols = np.divmod(cells, self.n_features)
+        indptr = np.concatenate([[0], np.cumsum(np.bincount(cell_rows, minlength=len(texts)))])
+        X = sparse.csr_matrix((counts.astype(self.dtype), cols.astype(np.int32), indptr.astype(np.int32)),
+                              shape=(len(texts), self.n_features))
+        if self.binary:
+            X.data[:] = 1
+        if self.sublinear:
+            np.log(X.data, X.data)
+            X.data += 1.0
+        if self.idf is not None:
+            X.data *= self.idf[X.indices]
+        if self.norm == "l2":
+            inplace_csr_row_normalize_l2(X)
+        return X
+
+
+def tfidf_transform(vec: Any, texts: list[str]) -> Any:
+    """``vec.transform(texts)`` of a fitted TfidfVectorizer on raw (here: normalised) texts, by
+    ``FastCharTfidf`` for a character vectorizer it handles, else scikit-learn without its checks."""
+    fast = cached(vec, vec.vocabulary_, lambda: FastCharTfidf.of(vec), "chars")
+    if fast is not None:
+        return fast.transform(texts)
+    with quiet_sklearn():
+        return vec.transform(texts)
 
 
 _CACHE: dict[tuple[int, str], tuple[Any, Any, Any]] = {}

@@ -507,8 +507,7 @@ class UrgencyHead:
         Z = fastpath.hstack_dense_csr(dense, X_words * 0.5)
         char_vec = getattr(self, "char_vec_", None)  # None in heads saved before the character block
         if char_vec is not None:
-            with fastpath.quiet_sklearn():
-                chars = char_vec.transform(norm_texts)
+            chars = fastpath.tfidf_transform(char_vec, norm_texts)  # scikit-learn's numbers, fewer checks
             Z = sparse.hstack([Z, chars * np.float32(URGENCY_CHAR_WEIGHT)], format="csr")
         return Z
 
