@@ -126,6 +126,39 @@ def test_the_design_matrix_is_scipys_hstack(small_model, complaints):
     assert (fast != slow).nnz == 0 and np.array_equal(fast.indptr, slow.indptr)
 
 
+@pytest.mark.parametrize("rows", [0, 1, 8, 40])
+def test_the_urgency_design_in_one_pass_is_scipys_hstack_of_scaled_blocks(rows):
+    from scipy import sparse
+
+    rng = np.random.default_rng(rows)
+    dense = (rng.random((rows, 7)) * (rng.random((rows, 7)) > 0.5)).astype(np.float32)
+    keep = np.ones(rows, dtype=np.float32)
+    keep[: min(rows, 2)] = 0  # empty rows
+    words = (sparse.diags(keep) @ sparse.random(rows, 50, density=0.1, format="csr", dtype=np.float32,
+                                                random_state=1)).tocsr()
+    chars = sparse.random(rows, 30, density=0.2, format="csr", dtype=np.float32, random_state=2)
+    empty = sparse.csr_matrix((rows, 5), dtype=np.float32)
+    blocks = [(words, 0.5), (empty, 2.0), (chars, np.float32(3.0))]
+    fast = fastpath.hstack_blocks(dense, blocks)
+    slow = sparse.hstack([fastpath.hstack_dense_csr(dense, words * 0.5), empty * 2.0, chars * np.float32(3.0)],
+                         format="csr")
+    assert fast.shape == slow.shape == (rows, 7 + 50 + 5 + 30) and fast.dtype == slow.dtype
+    assert np.array_equal(fast.indptr, slow.indptr) and np.array_equal(fast.indices, slow.indices)
+    assert np.array_equal(fast.data, slow.data)
+
+
+def test_a_matrix_made_without_the_constructors_checks_is_the_constructors():
+    from scipy import sparse
+
+    data, indices, indptr = np.array([1.0, 2.0, 3.0], np.float32), np.array([4, 1, 0], np.int32), np.array([0, 2, 2, 3],
+                                                                                                          np.int32)
+    mine, theirs = fastpath.csr(data, indices, indptr, (3, 6)), sparse.csr_matrix((data, indices, indptr), shape=(3, 6))
+    assert type(mine) is type(theirs) and mine.shape == theirs.shape and mine.nnz == 3
+    assert np.array_equal(mine.toarray(), theirs.toarray()) and not mine.has_sorted_indices
+    mine.sort_indices()
+    assert np.array_equal(mine.indices, [1, 4, 0]) and np.array_equal((mine @ np.ones(6)), [3.0, 0.0, 3.0])
+
+
 def test_fast_path_caches_are_not_saved_with_the_model(small_model, complaints):
     small_model.predict(complaints[0][:5])
     assert b"FastTfidf" not in pickle.dumps(small_model) and b"ColumnPicker" not in pickle.dumps(small_model)

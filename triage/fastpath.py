@@ -44,6 +44,29 @@ def quiet_sklearn() -> Any:
     return sklearn.config_context(assume_finite=True, skip_parameter_validation=True)
 
 
+def _attributes_of_csr() -> set[str]:
+    empty = sparse.csr_matrix((np.zeros(0), np.zeros(0, np.int32), np.zeros(1, np.int32)), shape=(0, 0))
+    return set(vars(empty))
+
+
+_PLAIN_CSR = _attributes_of_csr() == {"_shape", "maxprint", "data", "indices", "indptr"}
+"""Whether this scipy's csr_matrix is those five attributes (scipy 1.11-1.17), so ``csr`` may set them itself."""
+
+
+def csr(data: np.ndarray, indices: np.ndarray, indptr: np.ndarray, shape: tuple[int, int]) -> sparse.csr_matrix:
+    """``sparse.csr_matrix((data, indices, indptr), shape=shape)`` for arrays made right by the caller (int32
+    ``indices`` and ``indptr`` of the right lengths, columns within ``shape``), without the constructor's
+    checks: about 25 us a matrix, and a request makes a dozen. Sorted indices and the canonical flags are
+    worked out by scipy when asked, as for any matrix. Another scipy's layout: the constructor."""
+    if not _PLAIN_CSR:
+        return sparse.csr_matrix((data, indices, indptr), shape=shape)
+    X = sparse.csr_matrix.__new__(sparse.csr_matrix)
+    X.data, X.indices, X.indptr = data, indices, indptr
+    X._shape = (int(shape[0]), int(shape[1]))
+    X.maxprint = 50
+    return X
+
+
 class Analyses:
     """Each text's word 1-2-grams (``word_analyzer``) with their counts, computed once per text and shared
     by every vectorizer (counted by ``collections.Counter``, in C)."""
@@ -110,8 +133,7 @@ class FastTfidf:
             kept_before = np.concatenate([[0], np.cumsum(known)])
             ptr = kept_before[ptr]
             cols, n = cols[known], n[known]
-        X = sparse.csr_matrix((n, cols.astype(np.int32), ptr.astype(np.int32)),
-                              shape=(len(indptr) - 1, self.n_features))
+        X = csr(n, cols.astype(np.int32), ptr.astype(np.int32), (len(indptr) - 1, self.n_features))
         X.sort_indices()
         if self.binary:
             X.data[:] = 1
@@ -231,8 +253,7 @@ class FastCharTfidf:
         cells = cells[first]
         cell_rows, cols = np.divmod(cells, self.n_features)
         indptr = np.concatenate([[0], np.cumsum(np.bincount(cell_rows, minlength=len(texts)))])
-        X = sparse.csr_matrix((counts.astype(self.dtype), cols.astype(np.int32), indptr.astype(np.int32)),
-                              shape=(len(texts), self.n_features))
+        X = csr(counts.astype(self.dtype), cols.astype(np.int32), indptr.astype(np.int32), (len(texts), self.n_features))
         if self.binary:
             X.data[:] = 1
         if self.sublinear:
@@ -322,7 +343,35 @@ def hstack_dense_csr(dense: np.ndarray, X: sparse.csr_matrix) -> sparse.csr_matr
     dtype = np.result_type(dense.dtype, X.dtype)
     data = np.concatenate([dense[rows_d, cols_d].astype(dtype), X.data.astype(dtype)])[order]
     indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))]).astype(np.int32)
-    return sparse.csr_matrix((data, indices, indptr), shape=(n, d + X.shape[1]))
+    return csr(data, indices, indptr, (n, d + X.shape[1]))
+
+
+def hstack_blocks(dense: np.ndarray, blocks: Sequence[tuple[sparse.csr_matrix, Any]]) -> sparse.csr_matrix:
+    """``sparse.hstack([hstack_dense_csr(dense, A * a), B * b, ...], format="csr")`` for ``blocks`` [(A, a), (B, b),
+    ...] (CSR matrices with sorted indices, and their scalar factors): the same entries in the same order
+    (per row: the dense block's nonzeros, then each block's entries, as scipy's hstack puts them), each
+    scaled as scipy's ``X * a`` does (``X.data * a``), put in place in one pass, no sort."""
+    n, d = dense.shape
+    rows_d, cols_d = np.nonzero(dense)
+    counts = [np.bincount(rows_d, minlength=n)] + [np.diff(X.indptr) for X, _ in blocks]
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.sum(counts, axis=0), out=indptr[1:])
+    total = int(indptr[-1])
+    datas = [dense[rows_d, cols_d]] + [X.data * a for X, a in blocks]
+    dtype = np.result_type(*datas) if datas else dense.dtype
+    data = np.empty(total, dtype=dtype)
+    indices = np.empty(total, dtype=np.int32)
+    start = indptr[:-1].copy()  # where each row's next block begins
+    firsts = [np.concatenate([[0], np.cumsum(counts[0])])[:-1]] + [X.indptr[:-1] for X, _ in blocks]
+    offset = 0
+    for b, (cols, rows) in enumerate([(cols_d, rows_d)] + [
+            (X.indices, np.repeat(np.arange(n), counts[k + 1])) for k, (X, _) in enumerate(blocks)]):
+        dest = start[rows] + (np.arange(len(rows)) - firsts[b][rows])
+        indices[dest] = cols.astype(np.int64) + offset
+        data[dest] = datas[b]
+        start += counts[b]
+        offset += d if b == 0 else blocks[b - 1][0].shape[1]
+    return csr(data, indices, indptr.astype(np.int32), (n, offset))
 
 
 def transform(step: Any, texts: list[str], analyses: Analyses) -> Any:
@@ -383,7 +432,7 @@ class ColumnPicker:
         keep = new >= 0
         kept_before = np.concatenate([[0], np.cumsum(keep)])  # kept entries before each position
         indptr = kept_before[X.indptr].astype(np.int32)
-        return sparse.csr_matrix((X.data[keep], new[keep].astype(np.int32), indptr), shape=(X.shape[0], len(self.cols)))
+        return csr(X.data[keep], new[keep].astype(np.int32), indptr, (X.shape[0], len(self.cols)))
 
 
 class BatchKinds:

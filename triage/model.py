@@ -504,12 +504,12 @@ class UrgencyHead:
         lex = self.lexicon.features(norm_texts, found)
         length = np.array([[min(len(t), 1000) / 1000, len(t) < 20] for t in norm_texts], dtype=np.float32)
         dense = np.hstack([lex * 2.0, topic_P.astype(np.float32), length])
-        Z = fastpath.hstack_dense_csr(dense, X_words * 0.5)
+        blocks: list[tuple[sparse.csr_matrix, Any]] = [(X_words.tocsr(), 0.5)]
         char_vec = getattr(self, "char_vec_", None)  # None in heads saved before the character block
         if char_vec is not None:
-            chars = fastpath.tfidf_transform(char_vec, norm_texts)  # scikit-learn's numbers, fewer checks
-            Z = sparse.hstack([Z, chars * np.float32(URGENCY_CHAR_WEIGHT)], format="csr")
-        return Z
+            blocks.append((fastpath.tfidf_transform(char_vec, norm_texts), np.float32(URGENCY_CHAR_WEIGHT)))
+        # [dense | words * 0.5 | characters * URGENCY_CHAR_WEIGHT] in one pass (scipy's hstack's entries)
+        return fastpath.hstack_blocks(dense, blocks)
 
     def high_cue(self, Z: sparse.csr_matrix) -> np.ndarray:
         """1 where a danger (``kind = "high"``) cue of the lexicon matched: the first columns of Z."""
