@@ -109,6 +109,10 @@ class AgencySettings:
     # when their share among the 2023 tickets is at least ``source_ratio`` times that among 2022's. 0: off
     source_ratio: float = 0.0
     source_min: int = 5  # ... and they occur in at least this many of the 2023 tickets
+    # sample the ordinary training tickets so that their lengths (boilerplate stripped) follow the
+    # training forwards' (2022 tickets are short, 2023 forwards long: otherwise length means "forward")
+    length_match: bool = False
+    validation_only: bool = False  # stop after the validation numbers (bench/agency.py --validation-only)
     ordinary_state: str = "เสร็จสิ้น"  # ordinary tickets: finished by the office they were filed at
     ordinary_train: int = 12000  # ordinary tickets sampled as "stays at the district office"
     ordinary_eval: int = 2000
@@ -415,6 +419,36 @@ def decision_threshold(rate: float, decision_rate: float | None, break_even: flo
     return round(1.0 / (1.0 + k * (1 - break_even) / break_even), 4)
 
 
+def separation(learned: AgencyModel, fw: pd.DataFrame, ordinary: pd.DataFrame, assigned: pd.DataFrame) -> dict[str, float | None]:
+    """How well P(another kind) = 1 - P(district office) tells groups apart (ROC AUC; 0.5 = not at all).
+
+    ``forwards_vs_2023_office``: forwards against 2023 tickets assigned only to the district office
+    (content: the higher the better); ``2023_office_vs_2022``: two sets of tickets that both stay at the
+    district office, 2023 against 2022 (source: should be 0.5); ``assigned_other_vs_office``: the assigned
+    month's tickets with another kind against those without."""
+    from sklearn.metrics import roc_auc_score
+
+    col = learned.kinds.index(DISTRICT_OFFICE) if DISTRICT_OFFICE in learned.kinds else None
+
+    def p_other(norms: list[str]) -> list[float]:
+        if col is None or not norms:
+            return []
+        return [float(1.0 - row[col]) for row in learned.kind_proba_many(norms)]
+
+    fw_rows = _routable(fw)
+    fw_p = p_other(fw_rows[fw_rows["kind"] != DISTRICT_OFFICE]["norm"].tolist())
+    office = [not (k - {DISTRICT_OFFICE}) for k in assigned["truth"]]
+    off_p = p_other(assigned[office]["norm"].tolist())
+    oth_p = p_other(assigned[[not o for o in office]]["norm"].tolist())
+    ord_p = p_other(ordinary["norm"].tolist())
+
+    def auc(pos: list[float], neg: list[float]) -> float | None:
+        return round(float(roc_auc_score([1] * len(pos) + [0] * len(neg), pos + neg)), 3) if pos and neg else None
+
+    return {"forwards_vs_2023_office": auc(fw_p, off_p), "forwards_vs_2022_ordinary": auc(fw_p, ord_p),
+            "2023_office_vs_2022": auc(off_p, ord_p), "assigned_other_vs_office": auc(oth_p, off_p)}
+
+
 def _share(x: list[bool]) -> float | None:
     return round(float(np.mean(x)), 4) if x else None
 
@@ -531,6 +565,8 @@ def score_routes(router: Router, fw: pd.DataFrame, fw_routes: list[dict[str, Any
         "ordinary_review": _share([r["agency_needs_review"] for r in ord_routes]),
         "per_kind": dict(sorted(per_kind.items(), key=lambda kv: -kv[1]["n"])),
     }
+    out["ordinary_moved_to"] = dict(Counter(k or "none" for k in (first_kind_of(router, r) for r in ord_routes)
+                                            if k != DISTRICT_OFFICE).most_common())
     out["mix"] = mixes(out["forwarded_kind"], out["ordinary_kept"])
     return out
 
@@ -733,6 +769,23 @@ def _sample(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
     return frame.sample(min(n, len(frame)), random_state=seed).reset_index(drop=True)
 
 
+def length_matched_sample(pool: pd.DataFrame, reference: list[str], n: int, seed: int, bins: int = 10) -> pd.DataFrame:
+    """``n`` rows of ``pool`` (column ``norm``) drawn so that their text lengths (boilerplate stripped)
+    fall in the deciles of the ``reference`` texts' lengths as often as the reference's do."""
+    if not reference or len(pool) <= n:
+        return _sample(pool, n, seed)
+    ref = np.array([len(strip_intake(t)) for t in reference])
+    edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)[1:-1]))
+    ref_share = np.bincount(np.searchsorted(edges, ref, side="right"), minlength=len(edges) + 1) / len(ref)
+    lens = np.array([len(strip_intake(t)) for t in pool["norm"]])
+    b = np.searchsorted(edges, lens, side="right")
+    pool_count = np.bincount(b, minlength=len(edges) + 1)
+    w = ref_share[b] / np.maximum(pool_count[b], 1)
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(pool), size=n, replace=False, p=w / w.sum())
+    return pool.iloc[np.sort(pick)].reset_index(drop=True)
+
+
 def summary_lines(metrics: dict[str, Any]) -> list[str]:
     """The §6 numbers as text lines (the training log, bench/agency.py and the report print these)."""
     h = metrics["held_out"]
@@ -767,6 +820,8 @@ def summary_lines(metrics: dict[str, Any]) -> list[str]:
                         f"{v['assigned']['with_district']['agreement']['strict']} (always the district office "
                         f"{v['assigned']['status_quo']['agreement']['strict']}), office-only kept "
                         f"{v['assigned']['with_district']['office_only_kept']}" if v.get("assigned") else ""))
+        if v.get("separation"):
+            lines.append(f"  separation by P(another kind), ROC AUC on validation: {v['separation']}")
     r = metrics.get("replay")
     if r:
         lines.append(f"replay: {r['forwards']} later forwards in time order, {r['ordinary']} ordinary tickets between them, "
@@ -804,8 +859,9 @@ def train_agency(model: Any, frame: pd.DataFrame, config: DatasetConfig, correct
     a, b = round(len(fw) * (1 - st.holdout - st.valid)), round(len(fw) * (1 - st.holdout))
     fw_tr, fw_va, fw_te = fw.iloc[:a], fw.iloc[a:b].reset_index(drop=True), fw.iloc[b:].reset_index(drop=True)
     o_tr, o_va, o_te, o_desc = _time_parts(bkk, config, st.seed)
-    o_tr, o_va, o_te = _sample(o_tr, st.ordinary_train, st.seed), _sample(o_va, 2 * st.ordinary_eval, st.seed), \
-        _sample(o_te, st.ordinary_eval, st.seed)
+    reference = _routable(fw.iloc[:a])["norm"].tolist() if st.length_match else []
+    o_tr = length_matched_sample(o_tr, reference, st.ordinary_train, st.seed)
+    o_va, o_te = _sample(o_va, 2 * st.ordinary_eval, st.seed), _sample(o_te, st.ordinary_eval, st.seed)
     rate = st.forward_rate
     threshold = decision_threshold(rate, st.decision_rate, st.move_threshold)
     asg_tr = asg_va = asg_te = None
@@ -849,9 +905,16 @@ def train_agency(model: Any, frame: pd.DataFrame, config: DatasetConfig, correct
     v_routes = [router.route(t, nn, d if isinstance(d, str) else None, r, v_pre)
                 for t, nn, d, r in zip(v_texts, v_norms, fw_va["district"].tolist() + o_va["district"].tolist(), v_recs)]
     validation: dict[str, Any] = {"router": score_routes(router, fw_va, v_routes[:len(fw_va)], o_va, v_routes[len(fw_va):])}
-    validation["router"].pop("per_kind", None)
+    validation["router"]["per_kind"] = {k: {"n": v["n"], "right": v["kind_hits"], "predicted": v["predicted"]}
+                                        for k, v in validation["router"]["per_kind"].items()}
     if asg_va is not None and len(asg_va):
         validation["assigned"] = evaluate_assigned(router, model, first, asg_va, log, "validation: assigned", without_district=False)
+        validation["separation"] = separation(first, fw_va, o_va, asg_va)
+    if st.validation_only:  # choosing settings: nothing later is fitted or looked at
+        metrics_v = {"validation": validation, "forward_rate": rate, "move_threshold": threshold, "decision_rate": st.decision_rate or rate,
+                     "calibration": [round(v, 4) for v in calibration], "source_words": len(drop), "length_match": st.length_match}
+        log("agency (validation only): " + str(metrics_v))
+        return first, metrics_v
 
     held = fit(pd.concat([fw_tr, fw_va]), pd.concat([o_tr, o_va]), asg_fit)
     held.calibration_, held.move_threshold_, held.forward_rate_ = calibration, threshold, rate
@@ -892,7 +955,7 @@ def train_agency(model: Any, frame: pd.DataFrame, config: DatasetConfig, correct
         metrics["replay"] = replay_corrections(router, held, fw_te, recs[:n], o_te, recs[n:], st.memory_strength,
                                                st.memory_min_sim, rate)
 
-    final = fit(fw, _sample(bkk, st.ordinary_train, st.seed), asg_fit)
+    final = fit(fw, length_matched_sample(bkk, reference, st.ordinary_train, st.seed), asg_fit)
     final.calibration_, final.move_threshold_, final.forward_rate_ = calibration, threshold, rate
     final.ranker_ = ranker(fw, asg_fit)
     final.memory_strength_, final.memory_min_sim_ = st.memory_strength, st.memory_min_sim
