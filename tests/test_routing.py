@@ -21,8 +21,10 @@ from triage.agency import (
     correction_rows,
     decision_threshold,
     fit_agency_model,
+    length_matched_sample,
     load_assigned,
     mixes,
+    separation,
     source_words,
     split_assigned,
     strip_intake,
@@ -550,3 +552,27 @@ def test_source_words_are_left_out_of_the_agency_vocabulary() -> None:
     assert vocab and not vocab & drop
     again = pickle.loads(pickle.dumps(learned))  # the analyzer without the words pickles with the model
     assert again.kind_proba(newer[0]) == learned.kind_proba(newer[0])
+
+
+def test_length_matched_sample_follows_the_reference_lengths() -> None:
+    short = [normalize(f"ถนนพัง {i}") for i in range(300)]
+    long = [normalize(f"ถนนหน้าหมู่บ้านเป็นหลุมเป็นบ่อลึกมาก รถมอเตอร์ไซค์ตกหลุมล้มหลายคันแล้ว ขอให้ซ่อมด่วน {i}") for i in range(300)]
+    pool = pd.DataFrame({"norm": short + long})
+    picked = length_matched_sample(pool, long[:50], 200, seed=0)
+    assert len(picked) == 200 and picked["norm"].is_unique
+    assert sum(len(n) > 40 for n in picked["norm"]) >= 180  # the reference is long: so is the sample
+    plain = length_matched_sample(pool, [], 200, seed=0)  # no reference: a plain random sample
+    assert 60 <= sum(len(n) > 40 for n in plain["norm"]) <= 140
+
+
+def test_separation_measures_how_well_the_model_tells_groups_apart() -> None:
+    light = [normalize(t) for t in LIGHT] * 3
+    road = [normalize(t) for t in ROAD] * 3
+    learned = fit_agency_model(light + road, ["electricity"] * len(light) + ["district_office"] * len(road), C=50.0)
+    fw = pd.DataFrame({"norm": light, "kind": "electricity"})
+    ordinary = pd.DataFrame({"norm": road})
+    assigned = pd.DataFrame({"norm": road + light, "truth": [{"district_office"}] * len(road) + [{"district_office", "electricity"}] * len(light)})
+    out = separation(learned, fw, ordinary, assigned)
+    assert out["forwards_vs_2023_office"] == out["forwards_vs_2022_ordinary"] == 1.0  # content that tells them apart
+    assert out["2023_office_vs_2022"] == 0.5  # the same texts: nothing to tell
+    assert out["assigned_other_vs_office"] == 1.0
