@@ -160,8 +160,8 @@ class FastCharTfidf:
     and the vocabulary is a sorted array of those integers per n: a window with a 0 in it cannot
     be in the vocabulary, any other is found by ``searchsorted``. Counting (row, column) pairs and
     then sublinear tf, idf and l2 normalisation are scikit-learn's own operations in float32.
-    About 1 ms less per call than scikit-learn's checks and per-text Python loop for one text;
-    for 2,000 texts 10-20 times less.
+    For one text 0.13-0.34 ms against scikit-learn's 0.53-1.13 ms (its checks cost about 1 ms a call);
+    for 3,063 texts at once 0.076 against 0.199 ms a text (ad-hoc timings at load 7).
     """
 
     def __init__(self, vec: TfidfVectorizer) -> None:
@@ -348,7 +348,7 @@ def hstack_dense_csr(dense: np.ndarray, X: sparse.csr_matrix) -> sparse.csr_matr
 
 def hstack_blocks(dense: np.ndarray, blocks: Sequence[tuple[sparse.csr_matrix, Any]]) -> sparse.csr_matrix:
     """``sparse.hstack([hstack_dense_csr(dense, A * a), B * b, ...], format="csr")`` for ``blocks`` [(A, a), (B, b),
-    ...] (CSR matrices with sorted indices, and their scalar factors): the same entries in the same order
+    ...] (CSR matrices and their scalar factors): the same entries in the same order
     (per row: the dense block's nonzeros, then each block's entries, as scipy's hstack puts them), each
     scaled as scipy's ``X * a`` does (``X.data * a``), put in place in one pass, no sort."""
     n, d = dense.shape
