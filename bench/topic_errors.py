@@ -117,7 +117,7 @@ class Decider:
 
 def oof_new_label_scores(C: float, X: Any, Y: np.ndarray, in_valid: np.ndarray, w: np.ndarray, new: list[int],
                          before_onset: np.ndarray | None = None, onset_weight: float = 1.0,
-                         seed: int = 0) -> dict[int, np.ndarray]:
+                         seed: int = 0, class_weight: str | None = None) -> dict[int, np.ndarray]:
     """Out-of-fold validation scores of labels the training part never had (as calibrate_new_labels).
 
     ``before_onset`` (rows, labels): rows older than the label's first use; they weigh ``onset_weight``
@@ -135,7 +135,7 @@ def oof_new_label_scores(C: float, X: Any, Y: np.ndarray, in_valid: np.ndarray, 
             wk[before_onset[:, k]] *= onset_weight
         for f in (0, 1):
             rows = ~(in_valid & (half == f)) & (wk > 0)
-            svc = LinearSVC(C=C).fit(X[rows], Y[rows, k], sample_weight=wk[rows])
+            svc = LinearSVC(C=C, class_weight=class_weight).fit(X[rows], Y[rows, k], sample_weight=wk[rows])
             s[half[in_valid] == f] = np.asarray(X[in_valid & (half == f)] @ np.ravel(svc.coef_) + svc.intercept_[0])
         out[k] = s
     return out
@@ -186,11 +186,12 @@ def main() -> None:
     halves = np.random.default_rng(1).integers(0, 2, size=len(valid))
     pos = {t: i for i, t in enumerate(recent.loc[in_valid, "norm"])}
     for fit in a.fits:
-        c, rec, ow = fit.split(":")
+        c, rec, ow, *how = fit.split(":")
         C, recency, onset_weight = float(c), tuple(float(x) for x in rec.split(",") if x), float(ow)
         wtr = recency_weights(train["time"], recency)
         wtr = np.ones(len(train)) if wtr is None else wtr
-        head = TopicHead(labels, True, C=C).fit(Xtr, Ytr, wtr)
+        cw = "balanced" if "balanced" in how else None  # class weights: each label's positives weigh as its negatives
+        head = TopicHead(labels, True, C=C, class_weight=cw).fit(Xtr, Ytr, wtr)
         Sv = head.decision(Xv)
         learned = np.array([hasattr(e, "coef_") for e in head.clf_.estimators_])  # type: ignore[union-attr]
         if Xr is None:
@@ -199,9 +200,18 @@ def main() -> None:
         wr = recency_weights(recent["time"], recency)
         wr = np.ones(len(recent)) if wr is None else wr
         new = [k for k in range(len(labels)) if not learned[k] and Yr[in_valid, k].sum() >= 5]
-        oof = oof_new_label_scores(C, Xr, Yr, in_valid, wr, new, onset, onset_weight)
+        oof = oof_new_label_scores(C, Xr, Yr, in_valid, wr, new, onset, onset_weight, class_weight=cw)
         for k, s in oof.items():
             Sv[:, k] = [s[pos[t]] for t in valid["norm"]]
+        if "oof" in how:  # every label scored out of fold by fits on train + the other half of 2022-10
+            half = np.random.default_rng(0).integers(0, 2, size=len(recent))
+            s_oof = np.zeros((int(in_valid.sum()), len(labels)))
+            for f in (0, 1):
+                rows = ~(in_valid & (half == f))
+                h = TopicHead(labels, True, C=C).fit(Xr[rows], Yr[rows], wr[rows])
+                s_oof[half[in_valid] == f] = h.decision(Xr[in_valid & (half == f)])
+            Sv = s_oof[[pos[t] for t in valid["norm"]]]
+            learned = learned | np.isin(np.arange(len(labels)), new)
         usable = learned | np.isin(np.arange(len(labels)), new)
         print(f"[{time.perf_counter() - t0:4.0f}s] fit {fit}; new labels {[labels[k] for k in new]}", flush=True)
         for kind in a.deciders:
@@ -216,7 +226,7 @@ def main() -> None:
             if kind == a.deciders[0] and fit == a.fits[0]:
                 per_label(Yv, D, labels, f"validation month (cross-fitted), {fit} {kind}")
             if a.test and any(x.startswith(fit + "/") for x in a.test):
-                refit = TopicHead(labels, True, C=C).fit(Xr, Yr, wr)
+                refit = TopicHead(labels, True, C=C, class_weight=cw).fit(Xr, Yr, wr)
                 if onset_weight != 1.0:
                     refit_new_labels(refit, Xr, Yr, wr, new, onset, onset_weight)
                 St = refit.decision(Xt)
