@@ -78,9 +78,11 @@ class Decider:
         # labels with too few positives get the pooled mapping (as TopicHead.calibrate)
         self.pooled = LogisticRegression(C=1e4).fit(S.ravel().reshape(-1, 1), Y.ravel())
         self.models: list[Any] = []
+        # "minpos:N": a label with fewer than N positives here keeps the pooled mapping and the pooled threshold
+        least = int(self.kind.split(":")[1]) if self.kind.startswith("minpos:") else 5
         for k in range(K):
             y = Y[:, k]
-            if y.sum() < 5 or y.sum() > len(y) - 5:
+            if y.sum() < least or y.sum() > len(y) - 5:
                 self.models.append(None)
                 continue
             parts = self.kind.split(":")
@@ -93,7 +95,8 @@ class Decider:
         P = self.proba(S)
         default = best_threshold(Y.ravel(), P.ravel(), 0.5)
         beta = float(self.kind.split(":")[1]) if self.kind.startswith("beta:") else 1.0
-        self.thr = np.array([best_threshold(Y[:, k], P[:, k], default, beta) for k in range(K)])
+        self.thr = np.array([best_threshold(Y[:, k], P[:, k], default, beta) if Y[:, k].sum() >= least else default
+                             for k in range(K)])
         if self.kind == "common":  # one threshold for every label, the best for micro-F1
             self.thr[:] = default
         return self
