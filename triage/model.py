@@ -168,6 +168,7 @@ class TopicHead:
     labels: list[str]
     multi_label: bool
     C: float = 0.5
+    class_weight: str | None = None  # "balanced": each label's positives weigh as much as its negatives
     clf_: OneVsRestClassifier | None = None
     calibration_: np.ndarray | None = None  # (K, 2): Platt a, b per label
     thresholds_: np.ndarray | None = None
@@ -177,7 +178,7 @@ class TopicHead:
         with warnings.catch_warnings(), sklearn.config_context(enable_metadata_routing=True):
             # a label absent from this period is expected (see decision)
             warnings.filterwarnings("ignore", message="Label not .* is present in all training examples")
-            svc = LinearSVC(C=self.C).set_fit_request(sample_weight=True)
+            svc = LinearSVC(C=self.C, class_weight=self.class_weight).set_fit_request(sample_weight=True)
             weight = np.ones(X.shape[0]) if sample_weight is None else sample_weight
             # liblinear works in float64: converted once here, not once per label (15-20% of the fit)
             self.clf_ = OneVsRestClassifier(svc, n_jobs=2).fit(X.astype(np.float64), Y, sample_weight=weight)
@@ -247,7 +248,8 @@ class TopicHead:
 
         def fit_score(k: int, f: int) -> np.ndarray:
             fit_rows = ~(in_valid & (half == f))
-            svc = LinearSVC(C=self.C).fit(X[fit_rows], Y[fit_rows, k], sample_weight=weight[fit_rows])
+            svc = LinearSVC(C=self.C, class_weight=getattr(self, "class_weight", None)).fit(
+                X[fit_rows], Y[fit_rows, k], sample_weight=weight[fit_rows])
             return np.asarray(X[in_valid & (half == f)] @ np.ravel(svc.coef_) + float(svc.intercept_[0]))
 
         scores = Parallel(n_jobs=2)(delayed(fit_score)(k, f) for k, f in jobs)
