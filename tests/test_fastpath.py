@@ -78,6 +78,23 @@ def test_a_character_vectorizer_it_cannot_copy_goes_to_scikit_learn():
     assert (got != small.transform(texts + ["ไฟ"])).nnz == 0
 
 
+def test_a_featurizer_with_a_character_block_gives_scikit_learns_features(complaints):
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import FeatureUnion
+
+    from triage.text import word_analyzer
+
+    norm = normalize_many(complaints[0])
+    union = FeatureUnion([("char", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), min_df=2, sublinear_tf=True)),
+                          ("word", TfidfVectorizer(analyzer=word_analyzer, min_df=2, sublinear_tf=True))]).fit(norm[:200])
+    for texts in (norm, norm[:1], AWKWARD_CHARS):
+        fast = fastpath.transform(union, texts, fastpath.Analyses()).tocsr()
+        slow = union.transform(texts).tocsr()
+        assert fast.shape == slow.shape and fast.dtype == slow.dtype
+        assert np.array_equal(fast.indptr, slow.indptr) and np.array_equal(fast.indices, slow.indices)
+        assert np.array_equal(fast.data, slow.data)
+
+
 def test_all_topic_labels_in_one_product_score_as_each_label_does(small_model, complaints):
     X = small_model.featurizer.transform(normalize_many(complaints[0])).tocsr()
     S = small_model.topic.decision(X)

@@ -266,10 +266,16 @@ class FastCharTfidf:
         return X
 
 
+def _fast_chars(vec: Any) -> FastCharTfidf | None:
+    if not FastCharTfidf.handles(vec):
+        return None
+    return cached(vec, vec.vocabulary_, lambda: FastCharTfidf.of(vec), "chars")
+
+
 def tfidf_transform(vec: Any, texts: list[str]) -> Any:
     """``vec.transform(texts)`` of a fitted TfidfVectorizer on raw (here: normalised) texts, by
     ``FastCharTfidf`` for a character vectorizer it handles, else scikit-learn without its checks."""
-    fast = cached(vec, vec.vocabulary_, lambda: FastCharTfidf.of(vec), "chars")
+    fast = _fast_chars(vec)
     if fast is not None:
         return fast.transform(texts)
     with quiet_sklearn():
@@ -379,6 +385,9 @@ def transform(step: Any, texts: list[str], analyses: Analyses) -> Any:
     fast = _fast(step)
     if fast is not None:
         return fast.transform(texts, analyses)
+    chars = _fast_chars(step)  # a featurizer's character block (``features = "both"``)
+    if chars is not None:
+        return chars.transform(texts)
     if isinstance(step, FeatureUnion):
         blocks = [transform(t, texts, analyses) for _, t in step.transformer_list if t not in ("drop", None)]
         blocks = [b if sparse.issparse(b) else sparse.csr_matrix(b) for b in blocks]
