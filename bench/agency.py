@@ -35,6 +35,8 @@ if __name__ == "__main__":
     ap.add_argument("--directory-from-train", action="store_true",
                     help="build the directory from the forwards before the held-out part only (honest 'exact' numbers: "
                          "the shipped directory's stations and branches were read from all forwards)")
+    ap.add_argument("--validation-only", action="store_true",
+                    help="stop after the validation numbers (what settings are chosen on); the held-out and frozen parts are not looked at")
     a = ap.parse_args()
     model, _meta = registry.load(a.model)
     config = load_config(a.config, a.data)
@@ -43,6 +45,8 @@ if __name__ == "__main__":
     for item in a.set:
         key, _, value = item.partition("=")
         config.agency = dict(config.agency, **tomllib.loads(f"{key.strip()} = {value.strip()}"))
+    if a.validation_only:
+        config.agency = dict(config.agency, validation_only=True)
     frame, _report = load_dataset(config)
     frame["norm"] = normalize_many(frame["text"].tolist())
     router = None
@@ -75,6 +79,11 @@ if __name__ == "__main__":
         router = Router.load(tmp)
         print(f"directory built from the {len(earlier)} forwards before the held-out part")
     _agency, metrics = train_agency(model, frame, config, None, 3, print, router=router)
+    if a.validation_only:
+        print(json.dumps(metrics["validation"], ensure_ascii=False, indent=1, default=str))
+        if a.json:
+            a.json.write_text(json.dumps(metrics, ensure_ascii=False, indent=2, default=str), encoding="utf-8")
+        raise SystemExit(0)
     print()
     for name in ("router", "table_only"):
         print(f"\n{name}: review share forwards {metrics[name]['forwarded_review']}, ordinary {metrics[name]['ordinary_review']}")

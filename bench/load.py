@@ -10,8 +10,10 @@ concurrency level, the same keep-alive asyncio clients post distinct real compla
 shared Traffy data (``TextFeed``: none is sent twice to a server until all have been) to the
 baseline and then to the service, and one line each is printed: requests/s,
 the service's share of the baseline's requests/s, p50/p99 latency, errors (anything but 201) and
-the resident memory of each worker process. Bounded: each level runs for --seconds (at most
---max-requests), never against anything but 127.0.0.1. The load average is printed at the start
+the server's CPU time per request (its processes' user + system time over the level, from /proc:
+on a shared machine steadier than the requests/s) and the resident memory of each worker process
+(and of its prediction process, ``triage.serving.PredictRunner``). Bounded: each level runs for
+--seconds (at most --max-requests), never against anything but 127.0.0.1. The load average is printed at the start
 and the end: the clients share the machine's cores with the servers and with anything else running.
 """
 
@@ -88,20 +90,65 @@ def slice_model(data: Path) -> Path:
     return root / "models"
 
 
-def worker_pids(pid: int) -> list[int]:
-    """The processes that serve requests: uvicorn's worker children, or the process itself when it has none."""
-    try:
-        children = [int(p) for p in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
-    except OSError:
-        children = []
-    workers = []
-    for child in children:  # not multiprocessing's resource tracker
+def children(pid: int) -> list[int]:
+    """A process's children, forked by any of its threads, except multiprocessing's resource tracker."""
+    out = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
         try:
-            if b"resource_tracker" not in Path(f"/proc/{child}/cmdline").read_bytes():
-                workers.append(child)
+            kids = [int(p) for p in (task / "children").read_text().split()]
         except OSError:
-            pass
+            continue
+        for child in kids:
+            try:
+                if b"resource_tracker" not in Path(f"/proc/{child}/cmdline").read_bytes():
+                    out.append(child)
+            except OSError:
+                pass
+    return sorted(out)
+
+
+def worker_pids(pid: int) -> list[int]:
+    """The processes that serve requests: uvicorn's worker children, or the process itself when it has none.
+    A worker's prediction process (``triage.serving.PredictRunner``, a child of the worker) is not one."""
+    workers = [c for c in children(pid) if b"uvicorn" in Path(f"/proc/{c}/cmdline").read_bytes()
+               or b"multiprocessing" in Path(f"/proc/{c}/cmdline").read_bytes()]
     return workers or [pid]
+
+
+def memory(pid: int) -> str:
+    """RSS of each worker, and of each worker's prediction process with its proportional share (PSS: the
+    model's pages it shares with the worker copy-on-write count half)."""
+    parts = []
+    for w in worker_pids(pid):
+        text = ", ".join(f"{m:.0f}" for m in rss_mb([w]))
+        for runner in children(w):
+            text += f" + prediction process {rss_mb([runner])[0]:.0f} (PSS {pss_mb(runner):.0f})"
+        parts.append(text)
+    return "; ".join(parts)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time so far of a server: its workers and their prediction processes (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for w in worker_pids(pid):
+        for p in [w, *children(w)]:
+            try:
+                fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return total
+
+
+def pss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
 
 
 def rss_mb(pids: list[int]) -> list[float]:
@@ -233,16 +280,20 @@ def main() -> int:
             for p in (base_port, port):
                 run_level(p, feeds[p], 4, 2.0, 500)  # warm-up, not reported
             print(f"{'server':>8} {'clients':>7} {'requests':>8} {'errors':>6} {'req/s':>7} {'share':>6} {'p50 ms':>7} "
-                  f"{'p99 ms':>7}  RSS MB per worker")
+                  f"{'p99 ms':>7} {'CPU ms':>6}  RSS MB per worker")
             for n in levels:
+                cpu0 = cpu_seconds(base.pid)
                 b = run_level(base_port, feeds[base_port], n, a.seconds, a.max_requests)
+                b["cpu_ms"] = 1000 * (cpu_seconds(base.pid) - cpu0) / max(1, b["requests"])
+                cpu0 = cpu_seconds(proc.pid)
                 r = run_level(port, feeds[port], n, a.seconds, a.max_requests)
+                r["cpu_ms"] = 1000 * (cpu_seconds(proc.pid) - cpu0) / max(1, r["requests"])
                 for name, x, pid in (("no-model", b, base.pid), ("service", r, proc.pid)):
                     share = f"{x['rps'] / b['rps']:.0%}" if b["rps"] else "-"
-                    rss = ", ".join(f"{m:.0f}" for m in rss_mb(worker_pids(pid)))
+                    rss = memory(pid)
                     kinds = f"  ({', '.join(x['kinds'])})" if x["errors"] else ""
                     print(f"{name:>8} {n:>7} {x['requests']:>8} {x['errors']:>6} {x['rps']:>7.0f} {share:>6} "
-                          f"{x['p50_ms']:>7.1f} {x['p99_ms']:>7.1f}  {rss}{kinds}", flush=True)
+                          f"{x['p50_ms']:>7.1f} {x['p99_ms']:>7.1f} {x['cpu_ms']:>6.2f}  {rss}{kinds}", flush=True)
             db = Path(tmp) / "triage.db"
             print(f"texts sent to the service: {feeds[port].sent}, sent a second time: {feeds[port].repeats}")
             print(f"database {sum(f.stat().st_size for f in Path(tmp).glob('triage.db*')) / 1e6:.1f} MB "

@@ -103,3 +103,23 @@ def test_the_report_has_the_stage_times_and_the_load_average():
     report = markdown_report(metrics)
     assert "## Training time" in report and "| topic: fit (train) | 1.5 | 2.5 |" in report
     assert "[0.5, 0.4, 0.3] at the start" in report
+
+
+def test_balanced_class_weight_lifts_a_rare_labels_scores():
+    """``TopicHead.class_weight="balanced"`` (tried for TrueVoice and Traffy, see README) weighs a
+    label's few positives as much as its many negatives: its scores on those positives rise."""
+    from triage.model import TopicHead
+
+    road = ["ถนนเป็นหลุมเป็นบ่อ รถตกหลุม", "ถนนชำรุดมาก ผิวถนนแตก", "ถนนทรุด ขอให้ซ่อมถนน"]
+    toilet = ["ห้องน้ำสาธารณะสกปรก ถนนหน้าตลาด"]
+    rows = [(t, 0) for t in road * 30] + [(t, 1) for t in toilet * 3]
+    rng = np.random.default_rng(0)
+    texts = normalize_many([f"{t} {rng.integers(1000)}" for t, _ in rows])
+    Y = np.zeros((len(rows), 2), dtype=np.int8)
+    for i, (_t, k) in enumerate(rows):
+        Y[i, k] = 1
+    _featurizer, X = fit_featurizer("word", texts)
+    plain = TopicHead(["road", "toilet"], True, C=0.5).fit(X, Y)
+    balanced = TopicHead(["road", "toilet"], True, C=0.5, class_weight="balanced").fit(X, Y)
+    rare = Y[:, 1] == 1
+    assert balanced.decision(X[rare])[:, 1].mean() > plain.decision(X[rare])[:, 1].mean()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import pickle
 import tomllib
 from pathlib import Path
 from typing import Any
@@ -18,13 +19,17 @@ from triage.agency import (
     assigned_kinds,
     assigned_primary,
     correction_rows,
+    decision_threshold,
     fit_agency_model,
+    length_matched_sample,
     load_assigned,
     mixes,
+    separation,
+    source_words,
     split_assigned,
     strip_intake,
 )
-from triage.errors import ConfigError
+from triage.errors import ConfigError, DataError
 from triage.prediction import predict
 from triage.routing import (
     DIRECTORY_PATH,
@@ -341,7 +346,9 @@ def test_trained_model_carries_an_agency_model_and_routes(small_model: Any, smal
         assert 0 <= metrics[name]["forwarded_kind"] <= 1 and 0 <= metrics[name]["ordinary_kept"] <= 1
         assert 0 <= metrics[name]["forwarded_top3_kind"] <= 1 and set(metrics[name]["mix"]) == {"2%", "5%", "8%"}
     # issue 14: a calibrated decision, suggestions, the later assigned month and the replay are all measured
-    assert small_model.agency.calibration_ is not None and small_model.agency.move_threshold_ == 0.5
+    # break-even at the lowest real forward rate (2%) on the calibration at the configured rate (5%)
+    assert small_model.agency.calibration_ is not None and small_model.agency.move_threshold_ == decision_threshold(0.05, 0.02) == 0.7206
+    assert metrics["move_threshold"] == 0.7206 and metrics["decision_rate"] == 0.02
     assert recs[0]["agency_candidates"] and all(set(c) == {"agency", "score"} for c in recs[0]["agency_candidates"])
     assert metrics["assigned"]["tickets"] > 600 and 0 <= metrics["assigned"]["with_district"]["agreement"]["strict"] <= 1
     # the assigned month: earliest quarter fitted on, next quarter validation, latest half a frozen later test
@@ -521,3 +528,51 @@ def test_assigned_organisations_and_agreement(router: Router) -> None:
     agreement = assigned_agreement(["district_office", "district_office", "police", "district_office"], truth)
     assert agreement == {"strict": 0.5, "any": 0.75}
     assert mixes(0.5, 0.9) == {"2%": round(0.02 * 0.5 + 0.98 * 0.9, 4), "5%": 0.88, "8%": 0.868}
+
+
+def test_decision_threshold_is_the_break_even_point_at_the_decision_rate() -> None:
+    assert decision_threshold(0.05, None) == 0.5 and decision_threshold(0.05, 0.05) == 0.5
+    t = decision_threshold(0.05, 0.02)
+    odds = t / (1 - t) * (0.02 / 0.98) / (0.05 / 0.95)  # the same complaint's odds at a 2% forward rate
+    assert abs(odds - 1.0) < 1e-3 and t == 0.7206
+    assert decision_threshold(0.05, 0.08) < 0.5  # a higher rate would move sooner
+    with pytest.raises(DataError):
+        decision_threshold(0.05, 0.0)
+
+
+def test_source_words_are_left_out_of_the_agency_vocabulary() -> None:
+    older = [normalize(t) for t in ["ถนนเป็นหลุม", "ไฟดับทั้งซอย", "ขยะล้นถัง", "ทางเท้าพัง"] * 10]
+    newer = [normalize(t + " ขอให้ดำเนินการตรวจสอบและแก้ไขปัญหานี้ด้วย") for t in ["ถนนเป็นหลุม", "ไฟดับทั้งซอย", "ขยะล้นถัง"] * 3]
+    drop = source_words(newer, older, ratio=20, min_count=5)
+    assert drop and not {w for w in drop if "หลุม" in w or "ไฟ" in w or "ขยะ" in w}  # the closing formula, not the content
+    assert source_words(newer, older, ratio=0) == frozenset()
+    learned = fit_agency_model(older + newer, ["district_office"] * 30 + ["electricity"] * 10 + ["district_office"] * 9,
+                               drop_words=drop)
+    vocab = set(learned.pipeline.named_steps["words"].vocabulary_)
+    assert vocab and not vocab & drop
+    again = pickle.loads(pickle.dumps(learned))  # the analyzer without the words pickles with the model
+    assert again.kind_proba(newer[0]) == learned.kind_proba(newer[0])
+
+
+def test_length_matched_sample_follows_the_reference_lengths() -> None:
+    short = [normalize(f"ถนนพัง {i}") for i in range(300)]
+    long = [normalize(f"ถนนหน้าหมู่บ้านเป็นหลุมเป็นบ่อลึกมาก รถมอเตอร์ไซค์ตกหลุมล้มหลายคันแล้ว ขอให้ซ่อมด่วน {i}") for i in range(300)]
+    pool = pd.DataFrame({"norm": short + long})
+    picked = length_matched_sample(pool, long[:50], 200, seed=0)
+    assert len(picked) == 200 and picked["norm"].is_unique
+    assert sum(len(n) > 40 for n in picked["norm"]) >= 180  # the reference is long: so is the sample
+    plain = length_matched_sample(pool, [], 200, seed=0)  # no reference: a plain random sample
+    assert 60 <= sum(len(n) > 40 for n in plain["norm"]) <= 140
+
+
+def test_separation_measures_how_well_the_model_tells_groups_apart() -> None:
+    light = [normalize(t) for t in LIGHT] * 3
+    road = [normalize(t) for t in ROAD] * 3
+    learned = fit_agency_model(light + road, ["electricity"] * len(light) + ["district_office"] * len(road), C=50.0)
+    fw = pd.DataFrame({"norm": light, "kind": "electricity"})
+    ordinary = pd.DataFrame({"norm": road})
+    assigned = pd.DataFrame({"norm": road + light, "truth": [{"district_office"}] * len(road) + [{"district_office", "electricity"}] * len(light)})
+    out = separation(learned, fw, ordinary, assigned)
+    assert out["forwards_vs_2023_office"] == out["forwards_vs_2022_ordinary"] == 1.0  # content that tells them apart
+    assert out["2023_office_vs_2022"] == 0.5  # the same texts: nothing to tell
+    assert out["assigned_other_vs_office"] == 1.0

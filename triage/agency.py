@@ -12,7 +12,8 @@ logistic regression) predicting a KIND, which the router resolves to a concrete 
 The decision: on validation forwards and ordinary tickets mixed at the real rate, a small logistic
 calibration maps (model probability of a kind, a strong / weak table rule naming it) to the
 probability that the kind is right. The router moves the primary agency only at or above
-``move_threshold`` = 0.5: a wrong move costs as many days as a missed forward, so moving pays
+``move_threshold`` = 0.5 at the lowest real forward rate (``decision_rate`` 2%, so 0.72 on the 5%
+calibration): a wrong move costs as many days as a missed forward, so moving pays
 exactly when it is more likely right than wrong (and then no other agency is likelier).
 
 Reviewers' corrections act without a retrain through ``CorrectionMemory``
@@ -100,6 +101,18 @@ class AgencySettings:
     valid: float = 0.2  # the share before it on which the calibration is fitted
     forward_rate: float = 0.05  # the real share of forwards among tickets (2-8% by period): the prior
     move_threshold: float = 0.5  # break-even: move only when the other kind is more likely right than wrong
+    # ... at this forward rate: the lowest of the real 2-8%, so that no period is worse off than "always the
+    # district office" (the calibrated probability at ``forward_rate`` is converted, ``decision_threshold``)
+    decision_rate: float | None = 0.02
+    # words that tell 2023 tickets from 2022 tickets of the same label (assigned month's office-only
+    # tickets against ordinary 2022 tickets, training parts only): left out of the model's vocabulary
+    # when their share among the 2023 tickets is at least ``source_ratio`` times that among 2022's. 0: off
+    source_ratio: float = 0.0
+    source_min: int = 5  # ... and they occur in at least this many of the 2023 tickets
+    # sample the ordinary training tickets so that their lengths (boilerplate stripped) follow the
+    # training forwards' (2022 tickets are short, 2023 forwards long: otherwise length means "forward")
+    length_match: bool = False
+    validation_only: bool = False  # stop after the validation numbers (bench/agency.py --validation-only)
     ordinary_state: str = "เสร็จสิ้น"  # ordinary tickets: finished by the office they were filed at
     ordinary_train: int = 12000  # ordinary tickets sampled as "stays at the district office"
     ordinary_eval: int = 2000
@@ -251,14 +264,42 @@ class _Precomputed:
         return getattr(self.model, name)
 
 
+@dataclass(frozen=True)
+class WordsWithout:
+    """``word_analyzer`` without some words (source traits); a module-level class so that it pickles."""
+
+    drop: frozenset[str] = frozenset()
+
+    def __call__(self, text: str) -> list[str]:
+        return [w for w in word_analyzer(text) if w not in self.drop]
+
+
+def source_words(newer: list[str], older: list[str], ratio: float, min_count: int = 5) -> frozenset[str]:
+    """Words (unigrams, bigrams; boilerplate stripped) whose document share among ``newer`` texts is at
+    least ``ratio`` times that among ``older`` texts of the same label (add-one on the older count):
+    what tells the period or channel, not who must handle a complaint."""
+    if ratio <= 0 or not newer or not older:
+        return frozenset()
+    def df(norms: list[str]) -> Counter[str]:
+        c: Counter[str] = Counter()
+        for n in norms:
+            c.update(set(word_analyzer(strip_intake(n))))
+        return c
+    new, old = df(newer), df(older)
+    return frozenset(w for w, k in new.items()
+                     if k >= min_count and (k / len(newer)) >= ratio * (old.get(w, 0) + 1) / len(older))
+
+
 def fit_agency_model(norm_texts: list[str], kinds: list[str], weights: np.ndarray | None = None,
-                     C: float = 4.0) -> AgencyModel:
-    """Fit the kind classifier on normalised texts (at least two kinds); boilerplate is stripped first."""
+                     C: float = 4.0, drop_words: frozenset[str] = frozenset()) -> AgencyModel:
+    """Fit the kind classifier on normalised texts (at least two kinds); boilerplate is stripped first,
+    ``drop_words`` (``source_words``) are left out of the vocabulary."""
     if len(set(kinds)) < 2:
         raise DataError(f"the agency model needs at least two kinds of agency, got {sorted(set(kinds))}")
+    analyzer = WordsWithout(drop_words) if drop_words else word_analyzer
     pipe = Pipeline([
         ("intake", FunctionTransformer(strip_intake_many)),
-        ("words", TfidfVectorizer(analyzer=word_analyzer, min_df=2, sublinear_tf=True, dtype=np.float32)),
+        ("words", TfidfVectorizer(analyzer=analyzer, min_df=2, sublinear_tf=True, dtype=np.float32)),
         ("clf", LogisticRegression(C=C, max_iter=3000)),
     ])
     pipe.fit(norm_texts, kinds, clf__sample_weight=weights)
@@ -360,6 +401,52 @@ def _training_set(forwards: pd.DataFrame, ordinary: pd.DataFrame, corrections: p
     weights = np.concatenate([np.ones(len(routable)), np.full(len(ordinary), w_ord),
                               np.full(len(corrections), float(max(1, weight))), np.full(len(assigned), float(assigned_weight))])
     return texts, kinds, weights
+
+
+def decision_threshold(rate: float, decision_rate: float | None, break_even: float = 0.5) -> float:
+    """The calibrated probability (at forward rate ``rate``) at which a move breaks even at ``decision_rate``.
+
+    A complaint's odds of belonging to another kind scale with the prior odds of a forward, so a
+    probability p calibrated at rate r is p' with odds(p') = odds(p) * odds(d) / odds(r) at rate d.
+    Moving pays at rate d when p' >= ``break_even``: p >= 1 / (1 + odds(d) / odds(r) * (1 - b) / b).
+    At r = 5%, d = 2%: 0.7206. ``decision_rate`` None: ``break_even`` itself.
+    """
+    if decision_rate is None or decision_rate == rate:
+        return break_even
+    if not (0 < rate < 1 and 0 < decision_rate < 1 and 0 < break_even < 1):
+        raise DataError(f"[agency] forward_rate, decision_rate and move_threshold must be in (0, 1), got {rate}, {decision_rate}, {break_even}")
+    k = (decision_rate / (1 - decision_rate)) / (rate / (1 - rate))
+    return round(1.0 / (1.0 + k * (1 - break_even) / break_even), 4)
+
+
+def separation(learned: AgencyModel, fw: pd.DataFrame, ordinary: pd.DataFrame, assigned: pd.DataFrame) -> dict[str, float | None]:
+    """How well P(another kind) = 1 - P(district office) tells groups apart (ROC AUC; 0.5 = not at all).
+
+    ``forwards_vs_2023_office``: forwards against 2023 tickets assigned only to the district office
+    (content: the higher the better); ``2023_office_vs_2022``: two sets of tickets that both stay at the
+    district office, 2023 against 2022 (source: should be 0.5); ``assigned_other_vs_office``: the assigned
+    month's tickets with another kind against those without."""
+    from sklearn.metrics import roc_auc_score
+
+    col = learned.kinds.index(DISTRICT_OFFICE) if DISTRICT_OFFICE in learned.kinds else None
+
+    def p_other(norms: list[str]) -> list[float]:
+        if col is None or not norms:
+            return []
+        return [float(1.0 - row[col]) for row in learned.kind_proba_many(norms)]
+
+    fw_rows = _routable(fw)
+    fw_p = p_other(fw_rows[fw_rows["kind"] != DISTRICT_OFFICE]["norm"].tolist())
+    office = [not (k - {DISTRICT_OFFICE}) for k in assigned["truth"]]
+    off_p = p_other(assigned[office]["norm"].tolist())
+    oth_p = p_other(assigned[[not o for o in office]]["norm"].tolist())
+    ord_p = p_other(ordinary["norm"].tolist())
+
+    def auc(pos: list[float], neg: list[float]) -> float | None:
+        return round(float(roc_auc_score([1] * len(pos) + [0] * len(neg), pos + neg)), 3) if pos and neg else None
+
+    return {"forwards_vs_2023_office": auc(fw_p, off_p), "forwards_vs_2022_ordinary": auc(fw_p, ord_p),
+            "2023_office_vs_2022": auc(off_p, ord_p), "assigned_other_vs_office": auc(oth_p, off_p)}
 
 
 def _share(x: list[bool]) -> float | None:
@@ -478,6 +565,8 @@ def score_routes(router: Router, fw: pd.DataFrame, fw_routes: list[dict[str, Any
         "ordinary_review": _share([r["agency_needs_review"] for r in ord_routes]),
         "per_kind": dict(sorted(per_kind.items(), key=lambda kv: -kv[1]["n"])),
     }
+    out["ordinary_moved_to"] = dict(Counter(k or "none" for k in (first_kind_of(router, r) for r in ord_routes)
+                                            if k != DISTRICT_OFFICE).most_common())
     out["mix"] = mixes(out["forwarded_kind"], out["ordinary_kept"])
     return out
 
@@ -680,6 +769,23 @@ def _sample(frame: pd.DataFrame, n: int, seed: int) -> pd.DataFrame:
     return frame.sample(min(n, len(frame)), random_state=seed).reset_index(drop=True)
 
 
+def length_matched_sample(pool: pd.DataFrame, reference: list[str], n: int, seed: int, bins: int = 10) -> pd.DataFrame:
+    """``n`` rows of ``pool`` (column ``norm``) drawn so that their text lengths (boilerplate stripped)
+    fall in the deciles of the ``reference`` texts' lengths as often as the reference's do."""
+    if not reference or len(pool) <= n:
+        return _sample(pool, n, seed)
+    ref = np.array([len(strip_intake(t)) for t in reference])
+    edges = np.unique(np.quantile(ref, np.linspace(0, 1, bins + 1)[1:-1]))
+    ref_share = np.bincount(np.searchsorted(edges, ref, side="right"), minlength=len(edges) + 1) / len(ref)
+    lens = np.array([len(strip_intake(t)) for t in pool["norm"]])
+    b = np.searchsorted(edges, lens, side="right")
+    pool_count = np.bincount(b, minlength=len(edges) + 1)
+    w = ref_share[b] / np.maximum(pool_count[b], 1)
+    rng = np.random.default_rng(seed)
+    pick = rng.choice(len(pool), size=n, replace=False, p=w / w.sum())
+    return pool.iloc[np.sort(pick)].reset_index(drop=True)
+
+
 def summary_lines(metrics: dict[str, Any]) -> list[str]:
     """The §6 numbers as text lines (the training log, bench/agency.py and the report print these)."""
     h = metrics["held_out"]
@@ -714,6 +820,8 @@ def summary_lines(metrics: dict[str, Any]) -> list[str]:
                         f"{v['assigned']['with_district']['agreement']['strict']} (always the district office "
                         f"{v['assigned']['status_quo']['agreement']['strict']}), office-only kept "
                         f"{v['assigned']['with_district']['office_only_kept']}" if v.get("assigned") else ""))
+        if v.get("separation"):
+            lines.append(f"  separation by P(another kind), ROC AUC on validation: {v['separation']}")
     r = metrics.get("replay")
     if r:
         lines.append(f"replay: {r['forwards']} later forwards in time order, {r['ordinary']} ordinary tickets between them, "
@@ -751,9 +859,11 @@ def train_agency(model: Any, frame: pd.DataFrame, config: DatasetConfig, correct
     a, b = round(len(fw) * (1 - st.holdout - st.valid)), round(len(fw) * (1 - st.holdout))
     fw_tr, fw_va, fw_te = fw.iloc[:a], fw.iloc[a:b].reset_index(drop=True), fw.iloc[b:].reset_index(drop=True)
     o_tr, o_va, o_te, o_desc = _time_parts(bkk, config, st.seed)
-    o_tr, o_va, o_te = _sample(o_tr, st.ordinary_train, st.seed), _sample(o_va, 2 * st.ordinary_eval, st.seed), \
-        _sample(o_te, st.ordinary_eval, st.seed)
+    reference = _routable(fw.iloc[:a])["norm"].tolist() if st.length_match else []
+    o_tr = length_matched_sample(o_tr, reference, st.ordinary_train, st.seed)
+    o_va, o_te = _sample(o_va, 2 * st.ordinary_eval, st.seed), _sample(o_te, st.ordinary_eval, st.seed)
     rate = st.forward_rate
+    threshold = decision_threshold(rate, st.decision_rate, st.move_threshold)
     asg_tr = asg_va = asg_te = None
     if st.assigned:
         try:
@@ -763,10 +873,16 @@ def train_agency(model: Any, frame: pd.DataFrame, config: DatasetConfig, correct
             log(f"agency: no assigned-organisations month: {exc}")
     asg_fit = pd.concat([asg_tr, asg_va], ignore_index=True) if asg_tr is not None else None
     aw = st.assigned_weight
+    drop: frozenset[str] = frozenset()
+    if st.source_ratio > 0 and asg_tr is not None:
+        newer = asg_tr[[not (k - {DISTRICT_OFFICE}) for k in asg_tr["truth"]]]["norm"].tolist()
+        drop = source_words(newer, o_tr["norm"].tolist(), st.source_ratio, st.source_min)
+        log(f"agency: {len(drop)} source words left out ({len(newer)} 2023 office-only tickets against {len(o_tr)} ordinary ones)")
 
     def fit(fw_rows: pd.DataFrame, ord_rows: pd.DataFrame, asg_rows: pd.DataFrame | None) -> AgencyModel:
         asg_rows = asg_rows if aw > 0 else None
-        return fit_agency_model(*_training_set(fw_rows, ord_rows, corr, correction_weight, rate, asg_rows, aw), C=st.C)
+        return fit_agency_model(*_training_set(fw_rows, ord_rows, corr, correction_weight, rate, asg_rows, aw), C=st.C,
+                                drop_words=drop)
 
     def ranker(fw_rows: pd.DataFrame, asg_rows: pd.DataFrame | None) -> Pipeline | None:
         other = asg_rows[asg_rows["kind"] != DISTRICT_OFFICE] if asg_rows is not None and aw > 0 else None
@@ -779,22 +895,29 @@ def train_agency(model: Any, frame: pd.DataFrame, config: DatasetConfig, correct
     log(f"agency: calibration {tuple(round(v, 3) for v in calibration)} fitted on {st.calibrate_on}: {len(fw_va)} validation "
         f"forwards + {len(o_va)} ordinary tickets at a {rate:.0%} forward rate"
         + (f", {len(asg_va)} tickets of the assigned month" if st.calibrate_on != "forwards" and asg_va is not None else "")
-        + f"; move threshold {st.move_threshold}")
+        + f"; move threshold {threshold} (break-even {st.move_threshold} at a {st.decision_rate or rate:.0%} forward rate)")
 
     # validation: the numbers settings are chosen on (the first model, its calibration, validation rows)
-    first.calibration_, first.move_threshold_, first.forward_rate_ = calibration, st.move_threshold, rate
+    first.calibration_, first.move_threshold_, first.forward_rate_ = calibration, threshold, rate
     first.ranker_ = ranker(fw_tr, asg_tr)
     v_norms = fw_va["norm"].tolist() + o_va["norm"].tolist()
     v_pre = _Precomputed.of(first, v_norms)
     v_routes = [router.route(t, nn, d if isinstance(d, str) else None, r, v_pre)
                 for t, nn, d, r in zip(v_texts, v_norms, fw_va["district"].tolist() + o_va["district"].tolist(), v_recs)]
     validation: dict[str, Any] = {"router": score_routes(router, fw_va, v_routes[:len(fw_va)], o_va, v_routes[len(fw_va):])}
-    validation["router"].pop("per_kind", None)
+    validation["router"]["per_kind"] = {k: {"n": v["n"], "right": v["kind_hits"], "predicted": v["predicted"]}
+                                        for k, v in validation["router"]["per_kind"].items()}
     if asg_va is not None and len(asg_va):
         validation["assigned"] = evaluate_assigned(router, model, first, asg_va, log, "validation: assigned", without_district=False)
+        validation["separation"] = separation(first, fw_va, o_va, asg_va)
+    if st.validation_only:  # choosing settings: nothing later is fitted or looked at
+        metrics_v = {"validation": validation, "forward_rate": rate, "move_threshold": threshold, "decision_rate": st.decision_rate or rate,
+                     "calibration": [round(v, 4) for v in calibration], "source_words": len(drop), "length_match": st.length_match}
+        log("agency (validation only): " + str(metrics_v))
+        return first, metrics_v
 
     held = fit(pd.concat([fw_tr, fw_va]), pd.concat([o_tr, o_va]), asg_fit)
-    held.calibration_, held.move_threshold_, held.forward_rate_ = calibration, st.move_threshold, rate
+    held.calibration_, held.move_threshold_, held.forward_rate_ = calibration, threshold, rate
     held.ranker_ = ranker(pd.concat([fw_tr, fw_va]), asg_fit)
     texts, norms = fw_te["comment"].tolist() + o_te["text"].tolist(), fw_te["norm"].tolist() + o_te["norm"].tolist()
     districts = fw_te["district"].tolist() + o_te["district"].tolist()
@@ -815,8 +938,8 @@ def train_agency(model: Any, frame: pd.DataFrame, config: DatasetConfig, correct
         "router": score_routes(router, fw_te, with_model[0], o_te, with_model[1]),
         "table_only": score_routes(router, fw_te, table_only[0], o_te, table_only[1]),
         "status_quo": status_quo(router, fw_te),
-        "forward_rate": rate, "move_threshold": st.move_threshold,
-        "calibration": [round(v, 4) for v in calibration], "calibrate_on": st.calibrate_on,
+        "forward_rate": rate, "move_threshold": threshold, "decision_rate": st.decision_rate or rate,
+        "calibration": [round(v, 4) for v in calibration], "calibrate_on": st.calibrate_on, "source_words": len(drop),
         "assigned_fit": {"share": st.assigned_fit, "weight": aw,
                          "training_rows": 0 if asg_tr is None else len(asg_tr), "calibration_rows": 0 if asg_va is None else len(asg_va)},
         "validation": validation,
@@ -832,8 +955,8 @@ def train_agency(model: Any, frame: pd.DataFrame, config: DatasetConfig, correct
         metrics["replay"] = replay_corrections(router, held, fw_te, recs[:n], o_te, recs[n:], st.memory_strength,
                                                st.memory_min_sim, rate)
 
-    final = fit(fw, _sample(bkk, st.ordinary_train, st.seed), asg_fit)
-    final.calibration_, final.move_threshold_, final.forward_rate_ = calibration, st.move_threshold, rate
+    final = fit(fw, length_matched_sample(bkk, reference, st.ordinary_train, st.seed), asg_fit)
+    final.calibration_, final.move_threshold_, final.forward_rate_ = calibration, threshold, rate
     final.ranker_ = ranker(fw, asg_fit)
     final.memory_strength_, final.memory_min_sim_ = st.memory_strength, st.memory_min_sim
     metrics["trained_on"] = final.trained_on

@@ -148,7 +148,8 @@ def _agency_section(agency: dict[str, Any]) -> list[str]:
     intro = (f"{h['forwards']} later forwards ({h['forwards_from']} .. {h['forwards_to']}) and {h['ordinary']} ordinary "
              f"Bangkok tickets ({h['ordinary_split']}; {h.get('ordinary_filter', '')}). The primary agency moves away from "
              f"the district office only when the calibrated probability of another kind reaches {agency['move_threshold']} "
-             f"(break-even: a wrong move costs as much as a missed forward); calibration {agency['calibration']} fitted on "
+             f"(break-even at a {agency.get('decision_rate', agency['forward_rate']):.0%} forward rate: a wrong move costs as much as a "
+             f"missed forward); calibration {agency['calibration']} fitted on "
              f"validation ({agency.get('calibrate_on', 'forwards')}) at a {agency['forward_rate']:.0%} forward rate. Top-3: the right kind among the first three "
              f"suggestions (agencies, then candidates). Mix r: r x forwards right by kind + (1 - r) x ordinary kept.")
     header = ("| routing | forwards: right kind | right kind in top 3 | exact agency | ordinary kept | mix 2% | mix 5% | mix 8% "

@@ -175,6 +175,7 @@ class TopicHead:
     labels: list[str]
     multi_label: bool
     C: float = 0.5
+    class_weight: str | None = None  # "balanced": each label's positives weigh as much as its negatives
     clf_: OneVsRestClassifier | None = None
     calibration_: np.ndarray | None = None  # (K, 2): Platt a, b per label
     thresholds_: np.ndarray | None = None
@@ -190,7 +191,8 @@ class TopicHead:
         with warnings.catch_warnings(), sklearn.config_context(enable_metadata_routing=True):
             # a label absent from this period is expected (see decision)
             warnings.filterwarnings("ignore", message="Label not .* is present in all training examples")
-            svc = LinearSVC(C=self.C, random_state=seed).set_fit_request(sample_weight=True)
+            svc = LinearSVC(C=self.C, class_weight=self.class_weight, random_state=seed).set_fit_request(
+                sample_weight=True)
             weight = np.ones(X.shape[0]) if sample_weight is None else sample_weight
             # liblinear works in float64: converted once here, not once per label (15-20% of the fit)
             self.clf_ = OneVsRestClassifier(svc, n_jobs=2).fit(X.astype(np.float64), Y, sample_weight=weight)
@@ -260,7 +262,8 @@ class TopicHead:
 
         def fit_score(k: int, f: int) -> np.ndarray:
             fit_rows = ~(in_valid & (half == f))
-            svc = LinearSVC(C=self.C, random_state=seed).fit(X[fit_rows], Y[fit_rows, k], sample_weight=weight[fit_rows])
+            svc = LinearSVC(C=self.C, class_weight=getattr(self, "class_weight", None), random_state=seed).fit(
+                X[fit_rows], Y[fit_rows, k], sample_weight=weight[fit_rows])
             return np.asarray(X[in_valid & (half == f)] @ np.ravel(svc.coef_) + float(svc.intercept_[0]))
 
         scores = Parallel(n_jobs=2)(delayed(fit_score)(k, f) for k, f in jobs)
@@ -518,13 +521,12 @@ class UrgencyHead:
         lex = self.lexicon.features(norm_texts, found)
         length = np.array([[min(len(t), 1000) / 1000, len(t) < 20] for t in norm_texts], dtype=np.float32)
         dense = np.hstack([lex * 2.0, topic_P.astype(np.float32), length])
-        Z = fastpath.hstack_dense_csr(dense, X_words * 0.5)
+        blocks: list[tuple[sparse.csr_matrix, Any]] = [(X_words.tocsr(), 0.5)]
         char_vec = getattr(self, "char_vec_", None)  # None in heads saved before the character block
         if char_vec is not None:
-            with fastpath.quiet_sklearn():
-                chars = char_vec.transform(norm_texts)
-            Z = sparse.hstack([Z, chars * np.float32(URGENCY_CHAR_WEIGHT)], format="csr")
-        return Z
+            blocks.append((fastpath.tfidf_transform(char_vec, norm_texts), np.float32(URGENCY_CHAR_WEIGHT)))
+        # [dense | words * 0.5 | characters * URGENCY_CHAR_WEIGHT] in one pass (scipy's hstack's entries)
+        return fastpath.hstack_blocks(dense, blocks)
 
     def high_cue(self, Z: sparse.csr_matrix) -> np.ndarray:
         """1 where a danger (``kind = "high"``) cue of the lexicon matched: the first columns of Z."""
