@@ -357,3 +357,23 @@ def test_the_migrate_command_brings_either_backend_to_the_newest_revision(tmp_pa
     with psycopg.connect(url) as db:
         assert db.execute("SELECT version_num FROM alembic_version").fetchone()[0] == HEAD
     assert main(["mysql://x/y"]) == 2 and "not one of" in capsys.readouterr().err
+
+
+def test_a_new_case_comes_back_with_its_tracking_code_and_deadline_and_a_repeated_code_is_drawn_again(
+        tmp_path, monkeypatch):
+    import triage.store_followup as followup
+
+    store = SQLiteStore(tmp_path / "t.db")
+    (first, _), = store.create_cases([record("ไฟดับ", urgency="high", urgency_rank=0)])
+    assert first["tracking_code"] and first["deadline"] > first["created_at"] == first["deadline_from"]
+    assert first == store.get_case(first["id"])
+    codes = iter([first["tracking_code"], first["tracking_code"], "FRESHCODE0000000", "FRESHCODE0000001"])
+    monkeypatch.setattr(followup, "new_tracking_code", lambda: next(codes))  # two collisions, then new codes
+    out = store.create_cases_each([record("ถนนพัง"), record("ขยะ", external_id="x-1")])
+    assert [c["tracking_code"] for c, _ in out] == ["FRESHCODE0000000", "FRESHCODE0000001"]  # type: ignore[misc]
+    assert all(c == store.get_case(c["id"]) for c, _ in out)  # type: ignore[misc]
+    monkeypatch.setattr(followup, "new_tracking_code", lambda: first["tracking_code"])
+    with pytest.raises(ConflictError, match="unique tracking code"):
+        store.create_cases([record("น้ำท่วม")])
+    assert store.list_cases()[0][0]["text"] == "ขยะ" and store.integrity() == "ok"  # nothing of it stored
+    store.close()

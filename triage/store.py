@@ -175,6 +175,11 @@ def case_values(rec: dict[str, Any], at: str) -> tuple[str | None, tuple[Any, ..
 
 
 _INSERT_CASE = f"INSERT INTO cases ({CASE_COLUMNS}) VALUES ({', '.join(['?'] * (CASE_COLUMNS.count(',') + 1))})"
+_INSERT_NEW_CASE = (f"INSERT INTO cases ({CASE_COLUMNS}, tracking_code, deadline, deadline_from) "
+                    f"VALUES ({', '.join(['?'] * (CASE_COLUMNS.count(',') + 4))}) RETURNING *")
+"""A new case with its tracking code and deadline, read back by the insert itself (SQLite >= 3.35):
+one statement where an insert, an update and a select were (``FollowupMixin._insert_created``)."""
+_RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
 
 
 def _into_wal(db: sqlite3.Connection, timeout: float) -> None:
@@ -328,12 +333,15 @@ class SQLiteStore(FollowupMixin, SessionsMixin):
                 return self._known(row, rec)
         at = now()
         agency, values = case_values(rec, at)
-        cur = db.execute(_INSERT_CASE, values)
-        case_id = int(cur.lastrowid or 0)
-        self._on_created(db, case_id, rec.get("urgency"), at)
+        if _RETURNING:
+            row = self._insert_created(db, _INSERT_NEW_CASE, values, rec.get("urgency"), at)
+            case_id = int(row["id"])
+        else:  # an SQLite without RETURNING: insert, set the tracking code and deadline, read back
+            case_id = int(db.execute(_INSERT_CASE, values).lastrowid or 0)
+            self._on_created(db, case_id, rec.get("urgency"), at)
         self._event(db, case_id, "created", at, None, "new", agency, rec.get("source"),
                     f"triaged by model {rec['model_version']}")
-        return self._get(db, case_id), True
+        return (self._case(row) if _RETURNING else self._get(db, case_id)), True
 
     def _known(self, row: Any, rec: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """The stored case of a retried external_id (not created now); a different text is a conflict."""

@@ -119,6 +119,19 @@ class FollowupMixin:
 
     # -- hooks, inside the store's write transactions ---------------------------------------------
 
+    def _insert_created(self, db: sqlite3.Connection, sql: str, values: tuple[Any, ...], urgency: str | None,
+                        at: str) -> Any:
+        """A new case's row, inserted by ``sql`` (its ``values`` then tracking code, deadline, deadline_from,
+        ``RETURNING *``) with a fresh tracking code and the deadline of its urgency."""
+        for _ in range(5):
+            try:
+                return db.execute(sql, (*values, new_tracking_code(), deadline_for(at, urgency, self.sla_hours),
+                                        at)).fetchall()[0]
+            except sqlite3.IntegrityError as exc:  # a repeated code: ~2^-99 a pair, but never a duplicate
+                if "tracking_code" not in str(exc):
+                    raise
+        raise ConflictError("could not draw a unique tracking code")
+
     def _on_created(self, db: sqlite3.Connection, case_id: int, urgency: str | None, at: str) -> None:
         for _ in range(5):
             try:
