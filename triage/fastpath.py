@@ -97,6 +97,20 @@ _MISSING = itertools.repeat(-1)
 """The second argument of ``dict.get`` in ``FastTfidf.transform``'s ``map``: -1 for an unknown feature."""
 
 
+def _weigh(X: sparse.csr_matrix, vec: FastTfidf | FastCharTfidf) -> sparse.csr_matrix:
+    """Counts to TF-IDF in place, as scikit-learn's TfidfVectorizer does: binary, sublinear tf, idf, l2."""
+    if vec.binary:
+        X.data[:] = 1
+    if vec.sublinear:
+        np.log(X.data, X.data)
+        X.data += 1.0
+    if vec.idf is not None:
+        X.data *= vec.idf[X.indices]
+    if vec.norm == "l2":
+        inplace_csr_row_normalize_l2(X)
+    return X
+
+
 class FastTfidf:
     """A fitted word ``TfidfVectorizer`` applied to analysed texts (same numbers as ``vec.transform``)."""
 
@@ -135,16 +149,7 @@ class FastTfidf:
             cols, n = cols[known], n[known]
         X = csr(n, cols.astype(np.int32), ptr.astype(np.int32), (len(indptr) - 1, self.n_features))
         X.sort_indices()
-        if self.binary:
-            X.data[:] = 1
-        if self.sublinear:
-            np.log(X.data, X.data)
-            X.data += 1.0
-        if self.idf is not None:
-            X.data *= self.idf[X.indices]
-        if self.norm == "l2":
-            inplace_csr_row_normalize_l2(X)
-        return X
+        return _weigh(X, self)
 
 
 class FastCharTfidf:
@@ -254,16 +259,7 @@ class FastCharTfidf:
         cell_rows, cols = np.divmod(cells, self.n_features)
         indptr = np.concatenate([[0], np.cumsum(np.bincount(cell_rows, minlength=len(texts)))])
         X = csr(counts.astype(self.dtype), cols.astype(np.int32), indptr.astype(np.int32), (len(texts), self.n_features))
-        if self.binary:
-            X.data[:] = 1
-        if self.sublinear:
-            np.log(X.data, X.data)
-            X.data += 1.0
-        if self.idf is not None:
-            X.data *= self.idf[X.indices]
-        if self.norm == "l2":
-            inplace_csr_row_normalize_l2(X)
-        return X
+        return _weigh(X, self)
 
 
 def _fast_chars(vec: Any) -> FastCharTfidf | None:
