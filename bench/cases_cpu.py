@@ -32,6 +32,14 @@ from triage.serving import ModelHolder
 REPO = Path(__file__).resolve().parent.parent
 
 
+def recent_complaints(data: str | Path) -> pd.DataFrame:
+    """Distinct non-empty complaints (``comment``, ``district``) of the last three Traffy months, shuffled."""
+    months = sorted(Path(data, "traffy").glob("*.parquet"))[-3:]
+    frame = pd.concat([pd.read_parquet(m, columns=["comment", "district"]) for m in months])
+    frame = frame.dropna(subset=["comment"]).drop_duplicates("comment").sample(frac=1.0, random_state=1)
+    return frame[frame["comment"].str.strip().str.len() > 0]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--models", default=str(REPO / "models"))
@@ -40,10 +48,7 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=8)
     ap.add_argument("--repeat", type=int, default=3)
     a = ap.parse_args()
-    months = sorted(Path(a.data, "traffy").glob("*.parquet"))[-3:]
-    frame = pd.concat([pd.read_parquet(m, columns=["comment", "district"]) for m in months])
-    frame = frame.dropna(subset=["comment"]).drop_duplicates("comment").sample(frac=1.0, random_state=1)
-    frame = frame[frame["comment"].str.strip().str.len() > 0]
+    frame = recent_complaints(a.data)
     need = a.rows * a.repeat * 2
     texts = frame["comment"].str.slice(0, 2000).tolist()[:need]
     districts = [d if isinstance(d, str) else None for d in frame["district"]][:need]

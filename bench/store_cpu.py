@@ -19,12 +19,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import pandas as pd
-
 from triage.cases import Cases
 from triage.database import open_store
 from triage.schemas import ComplaintIn
 from triage.serving import ModelHolder
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from cases_cpu import recent_complaints  # noqa: E402  (bench/cases_cpu.py: the same complaints)
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -38,10 +39,7 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--external-ids", action="store_true")
     a = ap.parse_args()
-    months = sorted(Path(a.data, "traffy").glob("*.parquet"))[-3:]
-    frame = pd.concat([pd.read_parquet(m, columns=["comment", "district"]) for m in months])
-    frame = frame.dropna(subset=["comment"]).drop_duplicates("comment").sample(frac=1.0, random_state=1)
-    frame = frame[frame["comment"].str.strip().str.len() > 0].head(a.rows)
+    frame = recent_complaints(a.data).head(a.rows)
     items = [ComplaintIn(text=t, district=d if isinstance(d, str) else None)
              for t, d in zip(frame["comment"].str.slice(0, 2000), frame["district"])]
     served = ModelHolder(Path(a.models) / "current").reload()

@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import argparse
 import time
+from typing import Any
 
 import numpy as np
+import pandas as pd
 from joblib import Parallel, delayed
 from sklearn.model_selection import StratifiedKFold
 
@@ -31,6 +33,17 @@ from triage.training import (
 )
 
 
+def labelled_before_frozen(config_path: str, data: str) -> tuple[Any, pd.DataFrame, str]:
+    """The config and the urgency-labelled tickets before ``[split] urgency_frozen_from`` (the frozen
+    month is never loaded), with their normalised text in ``norm``, and that month."""
+    config = load_config(config_path, data)
+    frame, _ = load_dataset(config)
+    frozen_from = str(config.split.get("urgency_frozen_from", "9999"))
+    rows = frame[frame["urgency"].notna() & (frame["time"].astype(str) < frozen_from)].reset_index(drop=True)
+    rows["norm"] = normalize_many(rows["text"].tolist())
+    return config, rows, frozen_from
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="models/current")
@@ -38,11 +51,7 @@ def main() -> None:
     ap.add_argument("--config", default="configs/traffy.toml")
     args = ap.parse_args()
     started = time.perf_counter()
-    config = load_config(args.config, args.data)
-    frame, _ = load_dataset(config)
-    frozen_from = str(config.split.get("urgency_frozen_from", "9999"))
-    rows = frame[frame["urgency"].notna() & (frame["time"].astype(str) < frozen_from)].reset_index(drop=True)
-    rows["norm"] = normalize_many(rows["text"].tolist())
+    config, rows, frozen_from = labelled_before_frozen(args.config, args.data)
     y = rows["urgency"].to_numpy()
     strata = _sampling_design(config, rows)
     model, _meta = registry.load(args.model)

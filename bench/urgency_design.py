@@ -11,7 +11,9 @@ are flagged (a ranking measure, independent of the threshold). Topic probabiliti
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 from scipy import sparse
@@ -20,10 +22,11 @@ from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from triage import registry
-from triage.data import load_config, load_dataset
 from triage.model import Lexicon, UrgencyHead, analyze_words
-from triage.text import normalize_many
 from triage.training import URGENCY_LEVELS, _urgency_design
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from urgency_cues import labelled_before_frozen  # noqa: E402  (bench/urgency_cues.py: the same tickets)
 
 
 def main() -> None:
@@ -35,11 +38,8 @@ def main() -> None:
     args = ap.parse_args()
     threadpool_limits(1, "blas")
     started = time.perf_counter()
-    config = load_config(args.config, args.data)
-    frame, _ = load_dataset(config)
-    frozen_from = str(config.split.get("urgency_frozen_from", "9999"))
-    rows = frame[frame["urgency"].notna() & (frame["time"].astype(str) < frozen_from)].reset_index(drop=True)
-    norm = normalize_many(rows["text"].tolist())
+    config, rows, frozen_from = labelled_before_frozen(args.config, args.data)
+    norm = rows["norm"].tolist()
     y = rows["urgency"].to_numpy()
     high = y == "high"
     model, _meta = registry.load(args.model)

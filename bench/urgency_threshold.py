@@ -20,7 +20,9 @@ macro-F1, and the same on the random stratum reweighted by pool/drawn. Topic pro
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,10 +31,11 @@ from sklearn.model_selection import StratifiedKFold
 from threadpoolctl import threadpool_limits  # type: ignore[import-untyped]
 
 from triage import registry
-from triage.data import load_config, load_dataset
 from triage.model import Lexicon, UrgencyHead, analyze_words
-from triage.text import normalize_many
 from triage.training import URGENCY_LEVELS, _sampling_design, _urgency_design, _urgency_reports
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from urgency_cues import labelled_before_frozen  # noqa: E402  (bench/urgency_cues.py: the same tickets)
 
 
 def _rules(shares: list[float]) -> list[tuple[str, float | None]]:
@@ -79,11 +82,7 @@ def main() -> None:
     args = ap.parse_args()
     threadpool_limits(1, "blas")
     started = time.perf_counter()
-    config = load_config(args.config, args.data)
-    frame, _ = load_dataset(config)
-    frozen_from = str(config.split.get("urgency_frozen_from", "9999"))
-    rows = frame[frame["urgency"].notna() & (frame["time"].astype(str) < frozen_from)].reset_index(drop=True)
-    rows["norm"] = normalize_many(rows["text"].tolist())
+    config, rows, frozen_from = labelled_before_frozen(args.config, args.data)
     norm = rows["norm"].tolist()
     y = rows["urgency"].to_numpy()
     strata = _sampling_design(config, rows)
