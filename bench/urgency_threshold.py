@@ -59,7 +59,8 @@ def _fit_and_decide(Z: Any, y: np.ndarray, tr: np.ndarray, te: np.ndarray, head:
             fold.high_share = share
             fold.high_threshold_ = fold._choose_threshold((y[tr] == "high").astype(int), score,
                                                           None if counted is None else counted[tr])
-            fold.low_bias_ = fold._choose_low_bias(y[tr], oof, score >= fold.high_threshold_)
+            mix = slice(None) if counted is None else counted[tr]
+            fold.low_bias_ = fold._choose_low_bias(y[tr][mix], oof[mix], (score >= fold.high_threshold_)[mix])
             out[name] = fold.decide(P, Z[te])
     return out
 

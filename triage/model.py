@@ -556,8 +556,8 @@ class UrgencyHead:
         ``share_rows`` (a mask) counts the share on those rows only: rows drawn *because* they
         matched a danger cue (the ``cue`` stratum of ``labels/``, ``triage.training.SHARE_LEFT_OUT``)
         are richer in high than any month, and counting them would raise the threshold for every
-        later ticket (flag 18% of the rows with them: 13.0% of 2022-11's random stratum flagged,
-        against 15% before them).
+        later ticket (``python bench/urgency_threshold.py``, fitted before 2022-11: flagging 18% of
+        all rows flagged 13.0% of 2022-11's random stratum, reweighted; counted outside them, 16.0%).
         Without (None): the threshold with the lowest cost, HIGH_MISS_COST per missed high and 1
         per false alarm (the rule before issue 12's third round: it flagged 21% by cross-validation,
         over the 20% budget, and the share it flags moves with the mix of the training rows).
@@ -609,7 +609,9 @@ class UrgencyHead:
             oof[te] = self._align(clf, clf.predict_proba(Z[te]))
         score = self.high_score(oof, self.high_cue(Z))
         self.high_threshold_ = self._choose_threshold((y == "high").astype(int), score, share_rows)
-        self.low_bias_ = self._choose_low_bias(y, oof, score >= self.high_threshold_)
+        # the medium/low boundary on the same rows: the cue stratum has few lows (11 of 350)
+        mix = slice(None) if share_rows is None or not np.any(share_rows) else np.asarray(share_rows, bool)
+        self.low_bias_ = self._choose_low_bias(y[mix], oof[mix], (score >= self.high_threshold_)[mix])
         self.clf_ = clfs[-1]
         return self
 

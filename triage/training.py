@@ -483,7 +483,7 @@ def evaluate_urgency(model: TriageModel, frame: pd.DataFrame, norm: list[str], t
                                  None if counted is None else counted[tr])
         pred[te] = fold.decide(fold.proba(Zf[te]), Zf[te])
     out: dict[str, Any] = {}
-    if counted is not None:  # the cue stratum apart: "cross_validated" stays on the mix of the rounds before
+    if counted is not None and sub is not None:  # the cue stratum apart: "cross_validated" on the mix before it
         cue = ~counted
         out["cross_validated_cue_stratum"] = urgency_metrics(yf[cue], list(pred[cue]))
         yf_r, pred_r, sub_r = yf[counted], pred[counted], sub.iloc[np.flatnonzero(counted)].reset_index(drop=True)
