@@ -81,3 +81,38 @@ def test_committed_labels_are_consistent():
     assert set(labels["urgency"]) == {"high", "medium", "low"}
     assert labels["reason"].str.len().gt(0).all()
     assert not labels["reason"].str.contains("[ก-๙]").any()  # reasons, never complaint text
+
+    cue = pd.read_csv(REPO / "labels" / "urgency-2022-cue.csv")
+    drawn = pd.read_csv(REPO / "labels" / "urgency-sample-2.csv")
+    assert len(cue) == len(drawn) == 350 and set(cue["ticket_id"]) == set(drawn["ticket_id"])
+    assert not set(cue["ticket_id"]) & set(sample["ticket_id"])  # the second draw left the first out
+    assert set(cue["stratum"]) == {"cue"} and (cue["month"] < "2022-12").all()  # never the frozen month
+    assert set(cue["urgency"]) <= {"high", "medium", "low"} and cue["reason"].str.len().gt(0).all()
+    assert not cue["reason"].str.contains("[ก-๙]").any()
+
+
+def test_second_round_draws_cue_stratum_outside_first_draw(tiny_data, tmp_path):
+    first = tmp_path / "sample.csv"  # a first draw that took wire tickets 0, 3, ..., 87 of 2022-10
+    taken = [f"2022-10-{i}" for i in range(0, 90, 3)]
+    pd.DataFrame({"ticket_id": taken, "month": "2022-10", "stratum": "random", "pool": 300,
+                  "drawn": 30}).to_csv(first, index=False)
+    second = tmp_path / "sample2.csv"
+    assert sample_urgency.main(["--data", str(tiny_data), "--round", "2", "--exclude", str(first),
+                                "--cue-per-month", "7", "--before", "2022-11", "--out", str(second),
+                                "--texts", str(tmp_path / "t2"), "--chunks", "2"]) == 0
+    s = pd.read_csv(second)
+    assert set(s["stratum"]) == {"cue"} and s["ticket_id"].is_unique
+    assert set(s["month"]) == {"2022-10"}  # --before leaves 2022-11 (the frozen month there) out
+    assert len(s) == 7 and (s["drawn"] == 7).all()
+    assert not set(s["ticket_id"]) & set(taken)  # never drawn twice
+    # only texts that match a danger cue of the lexicon (the fixture's wire texts: every third ticket)
+    assert all(int(t.split("-")[-1]) % 3 == 0 for t in s["ticket_id"])
+    assert (s["pool"] == 100 - 30).all()  # 100 wire texts in 2022-10, less the 30 drawn before
+    shown = sum(len(pd.read_csv(c, sep="\t")) for c in sorted((tmp_path / "t2").glob("chunk*.tsv")))
+    assert shown == len(s)
+
+
+def test_second_round_without_matches_is_a_clear_error(tiny_data, tmp_path):
+    with pytest.raises(SystemExit, match="no ticket matches"):
+        sample_urgency.main(["--data", str(tiny_data), "--round", "2", "--before", "2022-01",
+                             "--out", str(tmp_path / "s.csv")])

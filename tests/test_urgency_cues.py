@@ -145,3 +145,43 @@ def test_the_high_threshold_flags_the_chosen_share_of_out_of_fold_scores(lexicon
     assert abs(flagged - HIGH_SHARE) < 0.002
     head.high_share = None  # the cost rule: a threshold at the top highs, far fewer flagged
     assert (score >= head._choose_threshold(y_high, score)).mean() < 0.05
+
+
+def test_the_flagged_share_is_counted_on_the_rows_it_is_given(lexicon):
+    from triage.model import HIGH_SHARE, UrgencyHead
+
+    rng = np.random.default_rng(1)
+    score = np.concatenate([rng.random(1000), 0.9 + 0.1 * rng.random(300)])  # 300 cue-drawn rows, all near the top
+    counted = np.arange(len(score)) < 1000
+    y_high = (score > 0.95).astype(int)
+    head = UrgencyHead(["high", "medium", "low"], lexicon)
+    on_counted = head._choose_threshold(y_high, score, counted)
+    assert abs((score[counted] >= on_counted).mean() - HIGH_SHARE) < 0.002
+    on_all = head._choose_threshold(y_high, score)  # the cue rows push the threshold up: fewer ordinary rows flagged
+    assert (score[counted] >= on_all).mean() < 0.1
+    assert head._choose_threshold(y_high, score, np.zeros(len(score), bool)) == on_all  # nothing counted: all rows
+
+
+def test_the_cue_stratum_is_left_out_of_the_share_and_fit_passes_the_rows_on(lexicon):
+    import pandas as pd
+    from scipy import sparse
+
+    from triage.model import HIGH_SHARE, UrgencyHead
+    from triage.training import share_rows
+
+    strata = pd.DataFrame({"stratum": ["random", "enriched", "cue", "other"], "pool": 1, "drawn": 1})
+    assert share_rows(strata, 4).tolist() == [True, True, False, True]
+    assert share_rows(strata[strata["stratum"] != "cue"], 3) is None  # no cue row: every row counts
+    assert share_rows(None, 4) is None and share_rows(strata, 5) is None
+
+    rng = np.random.default_rng(2)
+    n = 400
+    y = np.where(rng.random(n) < 0.15, "high", np.where(rng.random(n) < 0.8, "medium", "low"))
+    X = rng.normal(size=(n, 6)) + (y == "high")[:, None] * 1.5
+    Z = sparse.hstack([sparse.csr_matrix((n, len(lexicon.names))), X.astype(np.float32)], format="csr")  # no cue
+    counted = rng.random(n) < 0.7
+    head = UrgencyHead(["high", "medium", "low"], lexicon).fit(Z, y, seed=0, share_rows=counted)
+    oof = np.zeros((n, 3))
+    for tr, te in head._splits(y, 0):
+        oof[te] = head._align(clf := head._fit_clf(Z[tr], y[tr]), clf.predict_proba(Z[te]))
+    assert head.high_threshold_ == float(np.quantile(oof[counted, 0], 1 - HIGH_SHARE, method="higher"))

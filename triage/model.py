@@ -548,18 +548,24 @@ class UrgencyHead:
     def _fit_clf(self, Z: sparse.csr_matrix, y: np.ndarray) -> LogisticRegression:
         return LogisticRegression(C=self.C, class_weight="balanced", max_iter=2000).fit(Z, y)
 
-    def _choose_threshold(self, y_high: np.ndarray, p_high: np.ndarray) -> float:
+    def _choose_threshold(self, y_high: np.ndarray, p_high: np.ndarray, share_rows: np.ndarray | None = None) -> float:
         """The high threshold from out-of-fold scores.
 
         With ``high_share`` (the default, ``HIGH_SHARE``): the score above which that share of the
         rows falls, i.e. the most recall the flagged-share budget allows, whatever the precision.
+        ``share_rows`` (a mask) counts the share on those rows only: rows drawn *because* they
+        matched a danger cue (the ``cue`` stratum of ``labels/``, ``triage.training.SHARE_LEFT_OUT``)
+        are richer in high than any month, and counting them would raise the threshold for every
+        later ticket (``python bench/urgency_threshold.py``, fitted before 2022-11: flagging 18% of
+        all rows flagged 13.0% of 2022-11's random stratum, reweighted; counted outside them, 16.0%).
         Without (None): the threshold with the lowest cost, HIGH_MISS_COST per missed high and 1
         per false alarm (the rule before issue 12's third round: it flagged 21% by cross-validation,
         over the 20% budget, and the share it flags moves with the mix of the training rows).
         """
         share = getattr(self, "high_share", None)  # None in heads saved before the rule existed
         if share is not None and len(p_high):
-            return float(np.quantile(p_high, 1.0 - float(share), method="higher"))
+            counted = p_high if share_rows is None or not np.any(share_rows) else p_high[np.asarray(share_rows, bool)]
+            return float(np.quantile(counted, 1.0 - float(share), method="higher"))
         grid = np.unique(np.concatenate([p_high, [1.0]]))
         best, best_cost = 0.5, np.inf
         for t in grid:
@@ -569,15 +575,17 @@ class UrgencyHead:
                 best, best_cost = float(t), cost
         return best
 
-    def fit(self, Z: sparse.csr_matrix, y: np.ndarray, seed: int = 0, n_jobs: int = 1) -> UrgencyHead:
+    def fit(self, Z: sparse.csr_matrix, y: np.ndarray, seed: int = 0, n_jobs: int = 1,
+            share_rows: np.ndarray | None = None) -> UrgencyHead:
         """Fit on all rows; the high threshold comes from out-of-fold probabilities.
 
         The out-of-fold fits and the fit on all rows run together in ``n_jobs`` processes.
+        ``share_rows``: the rows the flagged share is counted on (``_choose_threshold``; None: all).
         """
         from joblib import Parallel, delayed
 
         clfs = Parallel(n_jobs=n_jobs)(delayed(fit_rows)(self, Z, y, rows) for rows in self.fit_tasks(y, seed))
-        return self.fit_with(Z, y, clfs, seed)
+        return self.fit_with(Z, y, clfs, seed, share_rows)
 
     def _splits(self, y: np.ndarray, seed: int, folds: int = 5) -> list[tuple[np.ndarray, np.ndarray]]:
         return list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
@@ -590,7 +598,8 @@ class UrgencyHead:
         """
         return [tr for tr, _te in self._splits(y, seed)] + [None]
 
-    def fit_with(self, Z: sparse.csr_matrix, y: np.ndarray, clfs: list[LogisticRegression], seed: int = 0) -> UrgencyHead:
+    def fit_with(self, Z: sparse.csr_matrix, y: np.ndarray, clfs: list[LogisticRegression], seed: int = 0,
+                 share_rows: np.ndarray | None = None) -> UrgencyHead:
         """``fit`` from the classifiers fitted on the rows of ``fit_tasks(y, seed)``, in that order."""
         splits = self._splits(y, seed)
         if len(clfs) != len(splits) + 1:
@@ -599,8 +608,10 @@ class UrgencyHead:
         for (_tr, te), clf in zip(splits, clfs):
             oof[te] = self._align(clf, clf.predict_proba(Z[te]))
         score = self.high_score(oof, self.high_cue(Z))
-        self.high_threshold_ = self._choose_threshold((y == "high").astype(int), score)
-        self.low_bias_ = self._choose_low_bias(y, oof, score >= self.high_threshold_)
+        self.high_threshold_ = self._choose_threshold((y == "high").astype(int), score, share_rows)
+        # the medium/low boundary on the same rows: the cue stratum has few lows (11 of 350)
+        mix = slice(None) if share_rows is None or not np.any(share_rows) else np.asarray(share_rows, bool)
+        self.low_bias_ = self._choose_low_bias(y[mix], oof[mix], (score >= self.high_threshold_)[mix])
         self.clf_ = clfs[-1]
         return self
 

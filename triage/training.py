@@ -393,6 +393,21 @@ def _urgency_design(model: TriageModel, head: UrgencyHead, norm: list[str],
     return head.design(norm, model.topic.proba(X), model.word_block(X))
 
 
+SHARE_LEFT_OUT = ("cue",)
+"""Sampling strata whose rows the urgency head's flagged share (``HIGH_SHARE``) is not counted on:
+the ``cue`` stratum of ``labels/urgency-2022-cue.csv`` was drawn because its texts matched a danger
+cue (26% high, against 8% of a month's tickets), so it is for learning, not for the operating point
+(``UrgencyHead._choose_threshold``)."""
+
+
+def share_rows(strata: pd.DataFrame | None, n: int) -> np.ndarray | None:
+    """The rows the urgency head's flagged share is counted on (None: all rows count)."""
+    if strata is None or "stratum" not in strata or len(strata) != n:
+        return None
+    keep = ~strata["stratum"].isin(SHARE_LEFT_OUT).to_numpy()
+    return None if keep.all() else keep
+
+
 def _fold_predictions(Z: Any, y: np.ndarray, tr: np.ndarray, te: np.ndarray, head: UrgencyHead,
                       seed: int) -> list[str]:
     fold = UrgencyHead(list(URGENCY_LEVELS), head.lexicon, C=head.C, cue_bonus=head.cue_bonus,
@@ -461,16 +476,25 @@ def evaluate_urgency(model: TriageModel, frame: pd.DataFrame, norm: list[str], t
                             high_share=head.high_share, word_cols_=head.word_cols_)
         jobs += [(len(folds), rows) for rows in final.fit_tasks(yf, seed)]
     clfs = Parallel(n_jobs=n_jobs)(delayed(fit_rows)(head, Zf, yf, rows) for _k, rows in jobs)
-    for k, (tr, te) in enumerate(folds):
-        fold = heads[k].fit_with(Zf[tr], yf[tr], [c for (j, _r), c in zip(jobs, clfs) if j == k], seed)
-        pred[te] = fold.decide(fold.proba(Zf[te]), Zf[te])
     sub = strata.iloc[idx].reset_index(drop=True) if strata is not None else None
-    reports = _urgency_reports(yf, list(pred), sub)
-    out: dict[str, Any] = {"cross_validated": reports["all"]}
+    counted = share_rows(sub, len(yf))  # the rows the flagged share is counted on (None: all)
+    for k, (tr, te) in enumerate(folds):
+        fold = heads[k].fit_with(Zf[tr], yf[tr], [c for (j, _r), c in zip(jobs, clfs) if j == k], seed,
+                                 None if counted is None else counted[tr])
+        pred[te] = fold.decide(fold.proba(Zf[te]), Zf[te])
+    out: dict[str, Any] = {}
+    if counted is not None and sub is not None:  # the cue stratum apart: "cross_validated" on the mix before it
+        cue = ~counted
+        out["cross_validated_cue_stratum"] = urgency_metrics(yf[cue], list(pred[cue]))
+        yf_r, pred_r, sub_r = yf[counted], pred[counted], sub.iloc[np.flatnonzero(counted)].reset_index(drop=True)
+    else:
+        yf_r, pred_r, sub_r = yf, pred, sub
+    reports = _urgency_reports(yf_r, list(pred_r), sub_r)
+    out["cross_validated"] = reports["all"]
     if "random_reweighted" in reports:
         out["cross_validated_random_reweighted"] = reports["random_reweighted"]
     if frozen:
-        final.fit_with(Zf, yf, [c for (j, _r), c in zip(jobs, clfs) if j == len(folds)], seed)
+        final.fit_with(Zf, yf, [c for (j, _r), c in zip(jobs, clfs) if j == len(folds)], seed, counted)
         rest = np.flatnonzero(~fit)
         frozen_pred = final.decide(final.proba(Z[rest]), Z[rest])
         reports = _urgency_reports(y[rest], frozen_pred, strata.iloc[rest].reset_index(drop=True)
@@ -647,7 +671,8 @@ def _train(config: DatasetConfig, models_dir: Path, options: TrainOptions | None
                 evaluated, urgent, urgent["norm"].tolist(), test_from, options.seed, analyzed,
                 str(frozen_from) if frozen_from else None, _sampling_design(config, urgent), urgency_jobs)
             cv = metrics["urgency"]["cross_validated"]
-            step(f"urgency (5-fold nested CV on {int(urgency_fit.sum())}): recall(high) {cv['high_recall']} "
+            step(f"urgency (5-fold nested CV on {int(urgency_fit.sum())}, scored on {cv['rows']} outside the cue stratum): "
+                 f"recall(high) {cv['high_recall']} "
                  f"macro-F1 {cv['macro_f1']} flagged high {cv['flagged_high_share']}", "urgency: evaluate")
             if "frozen_test" in metrics["urgency"]:
                 ft = metrics["urgency"]["frozen_test"]
@@ -659,7 +684,8 @@ def _train(config: DatasetConfig, models_dir: Path, options: TrainOptions | None
             # the frozen urgency test month stays out of the shipped head too
             shipped = urgent[urgency_fit].reset_index(drop=True)
             Z = _urgency_design(model, head, shipped["norm"].tolist(), analyzed)
-            model.urgency = head.fit(Z, shipped["urgency"].to_numpy(), options.seed, n_jobs=urgency_jobs)
+            model.urgency = head.fit(Z, shipped["urgency"].to_numpy(), options.seed, n_jobs=urgency_jobs,
+                                     share_rows=share_rows(_sampling_design(config, shipped), len(shipped)))
             metrics["urgency"].update(high_threshold=round(head.high_threshold_, 4), low_bias=head.low_bias_,
                                       high_share=head.high_share,
                                       high_miss_cost=None if head.high_share is not None else HIGH_MISS_COST,

@@ -14,6 +14,14 @@ prevalence estimates can be reweighted. A ticket drawn by an earlier stratum is 
 
     python -m triage.tools.sample_urgency --data ../shared/data --out labels/urgency-sample.csv \
         [--texts DIR]   # also write the texts, in chunks, to DIR (outside the repository)
+
+A second round (issue 12, fourth round) draws a ``cue`` stratum: up to ``--cue-per-month`` tickets a
+month (before ``--before``) whose text matches a danger (``kind = "high"``) regular-expression group
+of ``triage/resources/urgency_lexicon.toml``, leaving out every ticket of ``--exclude`` (the first
+draw) as well as the shared labels; its own seed, pool and drawn per row as above:
+
+    python -m triage.tools.sample_urgency --data ../shared/data --round 2 \
+        --exclude labels/urgency-sample.csv --out labels/urgency-sample-2.csv --texts DIR
 """
 
 from __future__ import annotations
@@ -81,14 +89,74 @@ def draw(df: pd.DataFrame) -> list[dict[str, object]]:
     return rows
 
 
+SEED_ROUND2 = 20261204
+CUE_PER_MONTH = 50
+
+
+def draw_cue(df: pd.DataFrame, exclude: set[str], per_month: int, before: str,
+             seed: int = SEED_ROUND2) -> list[dict[str, object]]:
+    """The ``cue`` stratum: per month before ``before``, up to ``per_month`` tickets (not in ``exclude``)
+    whose text matches one of the lexicon's danger regex groups; pool = that month's matching tickets."""
+    from triage.model import Lexicon
+    from triage.text import normalize_many
+
+    lexicon = Lexicon.load()
+    danger = [pat for name, pat in zip(lexicon.groups, lexicon.compiled) if lexicon.kinds[name] == "high"]
+    df = df[~df["ticket_id"].isin(exclude) & (df["month"] < before)].reset_index(drop=True)
+    norm = normalize_many(df["comment"].tolist())
+    hit = pd.Series([any(p.search(t) for p in danger) for t in norm], index=df.index)
+    rng = np.random.default_rng(seed)
+    rows: list[dict[str, object]] = []
+    for month in sorted(df["month"].unique()):
+        pool = df[(df["month"] == month) & hit]
+        k = min(per_month, len(pool))
+        if k == 0:
+            continue
+        for _, r in pool.iloc[np.sort(rng.choice(len(pool), size=k, replace=False))].iterrows():
+            rows.append({"ticket_id": r["ticket_id"], "month": month, "stratum": "cue", "pool": len(pool), "drawn": k})
+    return rows
+
+
+def write_texts(df: pd.DataFrame, rows: list[dict[str, object]], out: Path, chunks: int, seed: int) -> None:
+    """The rows' texts (cut at MAX_CHARS), strata mixed, in ``chunks`` files under ``out`` (never the repo)."""
+    out.mkdir(parents=True, exist_ok=True)
+    by_id = df.set_index("ticket_id")
+    order = np.random.default_rng(seed).permutation(len(rows))
+    for c in range(chunks):
+        with (out / f"chunk{c + 1}.tsv").open("w", encoding="utf-8") as f:
+            f.write("ticket_id\ttype_labels\tcomment\n")
+            for i in order[c::chunks]:
+                t = by_id.loc[rows[i]["ticket_id"]]
+                text = re.sub(r"\s+", " ", t["comment"]).strip()
+                if len(text) > MAX_CHARS:
+                    text = text[:MAX_CHARS] + " …[cut]"
+                f.write(f"{rows[i]['ticket_id']}\t{t['type_labels']}\t{text}\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, default=Path("../shared/data"))
     ap.add_argument("--out", type=Path, default=Path("labels/urgency-sample.csv"))
     ap.add_argument("--texts", type=Path, help="write ticket texts in chunks here (never in the repo)")
     ap.add_argument("--chunks", type=int, default=4)
+    ap.add_argument("--round", type=int, choices=(1, 2), default=1, help="2: the cue stratum (see above)")
+    ap.add_argument("--exclude", type=Path, nargs="*", default=[], help="samples whose tickets are not drawn again")
+    ap.add_argument("--cue-per-month", type=int, default=CUE_PER_MONTH)
+    ap.add_argument("--before", default="2022-12", help="round 2: months before this one (the frozen month)")
     args = ap.parse_args(argv)
     df = load(args.data)
+    if args.round == 2:
+        exclude = {t for p in args.exclude for t in pd.read_csv(p, dtype=str)["ticket_id"]}
+        rows = draw_cue(df, exclude, args.cue_per_month, args.before)
+        if not rows:
+            raise SystemExit("no ticket matches a danger cue in the months asked for")
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(rows).to_csv(args.out, index=False)
+        print(f"{len(rows)} tickets -> {args.out}")
+        if args.texts:
+            write_texts(df, rows, args.texts, args.chunks, SEED_ROUND2 + 1)
+            print(f"texts in {args.chunks} chunks under {args.texts}")
+        return 0
     rows = draw(df)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with args.out.open("w", newline="", encoding="utf-8") as f:
