@@ -38,6 +38,7 @@ from triage.data import (
 from triage.errors import DataError, ModelError
 from triage.model import (
     HIGH_MISS_COST,
+    TOPIC_LEARNERS,
     URGENCY_LEVELS,
     Lexicon,
     TopicHead,
@@ -256,13 +257,29 @@ def cpu_seconds() -> float:
     return total
 
 
+TOPIC_EXTRA_SETTINGS = {"learner": str, "logreg_C": float, "avg_weight": float, "min_df": int, "sublinear_tf": bool}
+"""Further ``[model]`` settings of a dataset config: the topic head's learner (``TopicHead.learner``,
+``logreg_C``, ``avg_weight``) and the TF-IDF's ``min_df`` and ``sublinear_tf`` (``make_featurizer``)."""
+
+
+def topic_settings(config: DatasetConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The config's extra ``[model]`` settings split into TopicHead and featurizer keyword arguments."""
+    model = config.model or {}
+    chosen = {k: kind(model[k]) for k, kind in TOPIC_EXTRA_SETTINGS.items() if k in model}
+    head = {k: v for k, v in chosen.items() if k in ("learner", "logreg_C", "avg_weight")}
+    feats = {k: v for k, v in chosen.items() if k in ("min_df", "sublinear_tf")}
+    if "learner" in head and head["learner"] not in TOPIC_LEARNERS:
+        raise DataError(f"[model] learner {head['learner']!r} is not one of {list(TOPIC_LEARNERS)}")
+    return head, feats
+
+
 def with_config_defaults(options: TrainOptions, config: DatasetConfig) -> TrainOptions:
     """Options left unset take the dataset config's ``[model]`` values (a dataset's own best settings
     live in its config, not in code), else the built-in defaults."""
     from dataclasses import replace
 
     model = config.model or {}
-    known = {"features", "topic_C", "char_ngram"}
+    known = {"features", "topic_C", "char_ngram", *TOPIC_EXTRA_SETTINGS}
     if set(model) - known:
         raise DataError(f"[model] knows only {sorted(known)}; got {sorted(model)}")
     return replace(
@@ -510,6 +527,7 @@ def _train(config: DatasetConfig, models_dir: Path, options: TrainOptions | None
     features: str = options.features or "word"
     topic_C: float = options.topic_C if options.topic_C is not None else 0.5
     char_ngram: tuple[int, int] = options.char_ngram or (2, 4)
+    head_opts, feat_opts = topic_settings(config)
     clock = Clock(log)
     step = clock.step
 
@@ -552,9 +570,9 @@ def _train(config: DatasetConfig, models_dir: Path, options: TrainOptions | None
     step(f"tokenised {len(analyzed or {})} distinct texts", "tokenise")
 
     featurizer, X_train = fit_featurizer(features, train_rows["norm"].tolist(), analyzed,
-                                          char_ngram)
+                                          char_ngram, **feat_opts)
     step(f"features: {X_train.shape[1]} ({features})", "topic: features (train)")
-    topic = TopicHead(labels, multi, C=topic_C).fit(X_train, _binarize(train_rows["topic"], labels),
+    topic = TopicHead(labels, multi, C=topic_C, **head_opts).fit(X_train, _binarize(train_rows["topic"], labels),
                                                     recency_weights(train_rows["time"], options.recency), options.seed)
     step("topic head fitted on train", "topic: fit (train)")
     version = registry.new_version(config.name)
@@ -566,7 +584,7 @@ def _train(config: DatasetConfig, models_dir: Path, options: TrainOptions | None
     # the evaluated model knows the most recent month (labels such as ป้าย first appear there).
     recent = labelled.loc[tr.append(va)].drop_duplicates(subset=["norm"], keep="last")
     featurizer, X_recent = fit_featurizer(features, recent["norm"].tolist(), analyzed,
-                                           char_ngram)
+                                           char_ngram, **feat_opts)
     if options.calibrate_new_labels and multi:
         recent_w = recency_weights(recent["time"], options.recency)
         in_valid = recent.index.isin(va)
@@ -574,7 +592,7 @@ def _train(config: DatasetConfig, models_dir: Path, options: TrainOptions | None
         if new:
             step(f"labels new in validation ({', '.join(new)}) calibrated on out-of-fold validation scores",
                  "topic: calibrate new labels")
-    refit = TopicHead(labels, multi, C=topic_C)
+    refit = TopicHead(labels, multi, C=topic_C, **head_opts)
     refit.calibration_, refit.thresholds_ = topic.calibration_, topic.thresholds_
     topic = refit.fit(X_recent, _binarize(recent["topic"], labels), recency_weights(recent["time"], options.recency),
                       options.seed)
@@ -610,8 +628,8 @@ def _train(config: DatasetConfig, models_dir: Path, options: TrainOptions | None
         everything = labelled[~frozen].drop_duplicates(subset=["norm"], keep="last")
         shipped_rows = everything
         final_featurizer, X_all = fit_featurizer(features, everything["norm"].tolist(),
-                                                   analyzed, char_ngram)
-        final_topic = TopicHead(labels, multi, C=topic_C)
+                                                   analyzed, char_ngram, **feat_opts)
+        final_topic = TopicHead(labels, multi, C=topic_C, **head_opts)
         final_topic.calibration_, final_topic.thresholds_ = topic.calibration_, topic.thresholds_
         final_topic.fit(X_all, _binarize(everything["topic"], labels), recency_weights(everything["time"], options.recency),
                         options.seed)
@@ -689,7 +707,7 @@ def _train(config: DatasetConfig, models_dir: Path, options: TrainOptions | None
         "config": {"data": config.data, "text_column": config.text_column, "split": config.split,
                    "heads": {k: vars(v) for k, v in config.heads.items()}, "options": {
                        "features": features, "final_fit": options.final_fit, "topic_C": topic_C,
-                       "char_ngram": list(char_ngram),
+                       "char_ngram": list(char_ngram), **head_opts, **feat_opts,
                        "recency": list(options.recency),
                        "corrections": 0 if options.corrections is None else len(options.corrections),
                        "corrections_held_out": int(held.sum())}},
