@@ -201,7 +201,8 @@ class AveragedLinear(ClassifierMixin, BaseEstimator):
         return self
 
     def decision_function(self, X: Any) -> np.ndarray:
-        return np.asarray(X @ np.ravel(self.coef_) + self.intercept_[0])
+        """``X @ coef_.T + intercept_`` as scikit-learn's linear classifiers compute it (one column)."""
+        return np.asarray(X @ self.coef_.T + self.intercept_).ravel()
 
     def predict(self, X: Any) -> np.ndarray:
         return self.classes_[(self.decision_function(X) > 0).astype(int)]
