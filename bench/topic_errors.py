@@ -16,7 +16,6 @@ for the test months.
 from __future__ import annotations
 
 import argparse
-import re
 import time
 from collections import Counter
 from typing import Any
@@ -28,7 +27,7 @@ from sklearn.metrics import f1_score
 from triage.data import load_config, load_dataset
 from triage.model import TOPIC_LEARNERS, TopicHead, analyze_words, fit_featurizer
 from triage.text import normalize_many
-from triage.training import _binarize, recency_weights
+from triage.training import _binarize, letters_key, recency_weights
 
 
 def scores(Y: np.ndarray, D: np.ndarray) -> tuple[float, float]:
@@ -54,11 +53,6 @@ def per_label(Y: np.ndarray, D: np.ndarray, labels: list[str], title: str) -> No
     for err, lab, s, n, p, r, f, fn, fp, inst in sorted(rows, reverse=True):
         print(f"  {lab:12s} {s:6d} {n:6d}  P {p:.3f} R {r:.3f} F1 {f:.3f}  missed {fn:5d} false {fp:5d}  errors {err:5d}  "
               + ", ".join(f"{a} {c}" for a, c in inst))
-
-
-def near_key(text: str) -> str:
-    """A text's letters only: tickets that differ in digits, spaces or punctuation share a key."""
-    return re.sub(r"[\W\d_]+", "", text)
 
 
 def rate_threshold(y: np.ndarray, p: np.ndarray, default: float, factor: float = 1.0) -> float:
@@ -182,6 +176,7 @@ def main() -> None:
                     "tags: oof, balanced, a learner (svm, logreg, avg, mhuber), lcN (logistic C), awN (avg "
                     "weight), dedup (near-identical training texts once)")
     ap.add_argument("--deciders", nargs="+", default=["platt", "common", "stack:10"])
+    ap.add_argument("--min-df", type=int, default=2, help="the word TF-IDF's min_df (train.py: 2)")
     ap.add_argument("--test", nargs="*", help="score these (fit/decider, e.g. 0.5:4,2:1/platt) on the test months")
     ap.add_argument("--pseudo", nargs="*", help="deciders to compare on a pseudo-future: fitted before the "
                     "month before validation, calibrated on that month, scored on the validation month")
@@ -207,7 +202,7 @@ def main() -> None:
     onset = onset_mask(recent["time"], Yr)
     print(f"[{time.perf_counter() - t0:4.0f}s] train {len(train)} distinct, validation {len(valid)}, test {len(test)}, "
           f"{len(labels)} labels", flush=True)
-    feat, Xtr = fit_featurizer("word", train["norm"].tolist(), analyzed)
+    feat, Xtr = fit_featurizer("word", train["norm"].tolist(), analyzed, min_df=a.min_df)
     Xv = feat.transform(valid["norm"].tolist()).tocsr()
     Xr = Xt = None
     halves = np.random.default_rng(1).integers(0, 2, size=len(valid))
@@ -227,8 +222,8 @@ def main() -> None:
 
         keep_tr = keep_r = None
         if "dedup" in how:  # near-identical texts (same letters once digits, spaces and punctuation are gone) once
-            keep_tr = ~train["norm"].map(near_key).duplicated(keep="last").to_numpy()
-            keep_r = ~recent["norm"].map(near_key).duplicated(keep="last").to_numpy()
+            keep_tr = ~train["norm"].map(letters_key).duplicated(keep="last").to_numpy()
+            keep_r = ~recent["norm"].map(letters_key).duplicated(keep="last").to_numpy()
         t_fit = time.perf_counter()
         if keep_tr is None:
             head = make().fit(Xtr, Ytr, wtr)
@@ -238,7 +233,7 @@ def main() -> None:
         Sv = head.decision(Xv)
         learned = np.array([hasattr(e, "coef_") for e in head.clf_.estimators_])  # type: ignore[union-attr]
         if Xr is None:
-            feat2, Xr = fit_featurizer("word", recent["norm"].tolist(), analyzed)
+            feat2, Xr = fit_featurizer("word", recent["norm"].tolist(), analyzed, min_df=a.min_df)
             Xt = feat2.transform(test["norm"].tolist()).tocsr()
         wr = recency_weights(recent["time"], recency)
         wr = np.ones(len(recent)) if wr is None else wr

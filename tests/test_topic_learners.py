@@ -83,3 +83,21 @@ def test_a_config_model_section_chooses_the_learner_and_tfidf_settings():
     assert topic_settings(config_from_dict({**raw, "model": {}}, ".")) == ({}, {})
     with pytest.raises(DataError, match="learner"):
         topic_settings(config_from_dict({**raw, "model": {"learner": "forest"}}, "."))
+    with pytest.raises(DataError, match="dedup"):
+        topic_settings(config_from_dict({**raw, "model": {"dedup": "fuzzy"}}, "."))
+
+
+def test_letters_dedup_keeps_the_latest_of_texts_that_differ_only_in_digits_spaces_or_punctuation():
+    import pandas as pd
+
+    from triage.errors import DataError
+    from triage.training import distinct_texts, letters_key
+
+    norm = normalize_many(["ไฟดับ ซอย 5", "ไฟดับ ซอย 7!", "ไฟดับซอย5", "ถนนพัง ซอย 5", "ถนนพัง ซอย 5"])
+    rows = pd.DataFrame({"norm": norm, "topic": [["light"], ["light", "safety"], ["x"], ["road"], ["road2"]]},
+                        index=[10, 11, 12, 13, 14])
+    assert letters_key(norm[0]) == letters_key(norm[1]) != letters_key(norm[3])
+    assert distinct_texts(rows).index.tolist() == [10, 11, 12, 14]  # exact: the same text once, the latest
+    assert distinct_texts(rows, "letters").index.tolist() == [12, 14]
+    with pytest.raises(DataError, match="dedup"):
+        distinct_texts(rows, "fuzzy")

@@ -14,6 +14,7 @@ import io
 import json
 import multiprocessing
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -257,9 +258,29 @@ def cpu_seconds() -> float:
     return total
 
 
-TOPIC_EXTRA_SETTINGS = {"learner": str, "logreg_C": float, "avg_weight": float, "min_df": int, "sublinear_tf": bool}
+TOPIC_EXTRA_SETTINGS = {"learner": str, "logreg_C": float, "avg_weight": float, "min_df": int, "sublinear_tf": bool,
+                        "dedup": str}
 """Further ``[model]`` settings of a dataset config: the topic head's learner (``TopicHead.learner``,
-``logreg_C``, ``avg_weight``) and the TF-IDF's ``min_df`` and ``sublinear_tf`` (``make_featurizer``)."""
+``logreg_C``, ``avg_weight``), the TF-IDF's ``min_df`` and ``sublinear_tf`` (``make_featurizer``), and
+which repeated texts the topic fits see once (``dedup``: "exact" or "letters", ``distinct_texts``)."""
+DEDUP_KINDS = ("exact", "letters")
+_NOT_LETTERS = re.compile(r"[\W\d_]+")
+
+
+def letters_key(norm: str) -> str:
+    """A normalised text's letters only: texts that differ in digits, spaces or punctuation share a key."""
+    return _NOT_LETTERS.sub("", norm)
+
+
+def distinct_texts(rows: pd.DataFrame, dedup: str = "exact") -> pd.DataFrame:
+    """The rows a topic fit sees: each normalised text once (the latest row), and with ``dedup="letters"``
+    each text's letters once (tickets filed again with another house number or date add time, not signal)."""
+    out = rows.drop_duplicates(subset=["norm"], keep="last")
+    if dedup == "letters":
+        out = out[~out["norm"].map(letters_key).duplicated(keep="last")]
+    elif dedup != "exact":
+        raise DataError(f"[model] dedup {dedup!r} is not one of {list(DEDUP_KINDS)}")
+    return out
 
 
 def topic_settings(config: DatasetConfig) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -267,6 +288,8 @@ def topic_settings(config: DatasetConfig) -> tuple[dict[str, Any], dict[str, Any
     model = config.model or {}
     chosen = {k: kind(model[k]) for k, kind in TOPIC_EXTRA_SETTINGS.items() if k in model}
     head = {k: v for k, v in chosen.items() if k in ("learner", "logreg_C", "avg_weight")}
+    if chosen.get("dedup", "exact") not in DEDUP_KINDS:
+        raise DataError(f"[model] dedup {chosen['dedup']!r} is not one of {list(DEDUP_KINDS)}")
     feats = {k: v for k, v in chosen.items() if k in ("min_df", "sublinear_tf")}
     if "learner" in head and head["learner"] not in TOPIC_LEARNERS:
         raise DataError(f"[model] learner {head['learner']!r} is not one of {list(TOPIC_LEARNERS)}")
@@ -559,7 +582,8 @@ def _train(config: DatasetConfig, models_dir: Path, options: TrainOptions | None
     # predict it, which the test report shows honestly.
     labels = sorted({lab for labs in labelled["topic"] for lab in labs})
     multi = bool(labelled["topic"].map(len).gt(1).any())
-    train_rows = labelled.loc[tr].drop_duplicates(subset=["norm"], keep="last")  # repeated texts add time, not signal
+    dedup = str((config.model or {}).get("dedup", "exact"))
+    train_rows = distinct_texts(labelled.loc[tr], dedup)  # repeated texts add time, not signal
     step(f"split {split_desc}: train {len(tr)} ({len(train_rows)} distinct texts), validation {len(va)}, "
          f"test {len(te)}; {len(labels)} topic labels, {'multi' if multi else 'single'}-label", "split")
     urgent = frame[frame.get("urgency", pd.Series(dtype=object)).notna()].reset_index(drop=True) \
@@ -582,7 +606,7 @@ def _train(config: DatasetConfig, models_dir: Path, options: TrainOptions | None
     step("topic head calibrated and thresholded on validation", "topic: calibrate (validation)")
     # Refit on train + validation with the calibration and thresholds found on validation, so that
     # the evaluated model knows the most recent month (labels such as ป้าย first appear there).
-    recent = labelled.loc[tr.append(va)].drop_duplicates(subset=["norm"], keep="last")
+    recent = distinct_texts(labelled.loc[tr.append(va)], dedup)
     featurizer, X_recent = fit_featurizer(features, recent["norm"].tolist(), analyzed,
                                            char_ngram, **feat_opts)
     if options.calibrate_new_labels and multi:
@@ -625,7 +649,7 @@ def _train(config: DatasetConfig, models_dir: Path, options: TrainOptions | None
     frozen = rule.rows(labelled)
     shipped_rows = recent
     if options.final_fit == "all":
-        everything = labelled[~frozen].drop_duplicates(subset=["norm"], keep="last")
+        everything = distinct_texts(labelled[~frozen], dedup)
         shipped_rows = everything
         final_featurizer, X_all = fit_featurizer(features, everything["norm"].tolist(),
                                                    analyzed, char_ngram, **feat_opts)
@@ -707,7 +731,7 @@ def _train(config: DatasetConfig, models_dir: Path, options: TrainOptions | None
         "config": {"data": config.data, "text_column": config.text_column, "split": config.split,
                    "heads": {k: vars(v) for k, v in config.heads.items()}, "options": {
                        "features": features, "final_fit": options.final_fit, "topic_C": topic_C,
-                       "char_ngram": list(char_ngram), **head_opts, **feat_opts,
+                       "char_ngram": list(char_ngram), **head_opts, **feat_opts, "dedup": dedup,
                        "recency": list(options.recency),
                        "corrections": 0 if options.corrections is None else len(options.corrections),
                        "corrections_held_out": int(held.sum())}},
