@@ -176,6 +176,7 @@ def main() -> None:
                     "tags: oof, balanced, a learner (svm, logreg, avg, mhuber), lcN (logistic C), awN (avg "
                     "weight), dedup (near-identical training texts once)")
     ap.add_argument("--deciders", nargs="+", default=["platt", "common", "stack:10"])
+    ap.add_argument("--pseudo-fit", default="", help="with --pseudo: fit tags, e.g. dedup or avg (see --fits)")
     ap.add_argument("--min-df", type=int, default=2, help="the word TF-IDF's min_df (train.py: 2)")
     ap.add_argument("--test", nargs="*", help="score these (fit/decider, e.g. 0.5:4,2:1/platt) on the test months")
     ap.add_argument("--pseudo", nargs="*", help="deciders to compare on a pseudo-future: fitted before the "
@@ -224,6 +225,8 @@ def main() -> None:
         if "dedup" in how:  # near-identical texts (same letters once digits, spaces and punctuation are gone) once
             keep_tr = ~train["norm"].map(letters_key).duplicated(keep="last").to_numpy()
             keep_r = ~recent["norm"].map(letters_key).duplicated(keep="last").to_numpy()
+            print(f"  dedup letters: train {len(train)} -> {int(keep_tr.sum())}, train + validation {len(recent)} -> "
+                  f"{int(keep_r.sum())}", flush=True)
         t_fit = time.perf_counter()
         if keep_tr is None:
             head = make().fit(Xtr, Ytr, wtr)
@@ -296,10 +299,16 @@ def pseudo_future(a: Any, t0: float) -> None:
     analyzed = analyze_words(frame["norm"].tolist())
     labels = sorted({lab for labs in frame[when < vf]["topic"] for lab in labs})
     train = frame[when < cf].drop_duplicates(subset=["norm"], keep="last")
+    tags = [t for t in a.pseudo_fit.split(":") if t]
+    if "dedup" in tags:
+        kept = ~train["norm"].map(letters_key).duplicated(keep="last")
+        print(f"  dedup letters: train {len(train)} -> {int(kept.sum())}")
+        train = train[kept.to_numpy()]
     calib, scored = frame[(when >= cf) & (when < vf)], frame[when >= vf]
-    feat, X = fit_featurizer("word", train["norm"].tolist(), analyzed)
+    feat, X = fit_featurizer("word", train["norm"].tolist(), analyzed, min_df=a.min_df)
     w = recency_weights(train["time"], (4.0, 2.0))
-    head = TopicHead(labels, True, C=0.5).fit(X, _binarize(train["topic"], labels), w)
+    learner = next((t for t in tags if t in TOPIC_LEARNERS), "svm")
+    head = TopicHead(labels, True, C=0.5, learner=learner).fit(X, _binarize(train["topic"], labels), w)
     Sc, Ss = (head.decision(feat.transform(p["norm"].tolist()).tocsr()) for p in (calib, scored))
     Yc, Ys = _binarize(calib["topic"], labels), _binarize(scored["topic"], labels)
     learned = np.array([hasattr(e, "coef_") for e in head.clf_.estimators_])  # type: ignore[union-attr]
