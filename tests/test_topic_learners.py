@@ -85,6 +85,8 @@ def test_a_config_model_section_chooses_the_learner_and_tfidf_settings():
         topic_settings(config_from_dict({**raw, "model": {"learner": "forest"}}, "."))
     with pytest.raises(DataError, match="dedup"):
         topic_settings(config_from_dict({**raw, "model": {"dedup": "fuzzy"}}, "."))
+    with pytest.raises(DataError, match="true or false"):
+        topic_settings(config_from_dict({**raw, "model": {"sublinear_tf": "false"}}, "."))
 
 
 def test_letters_dedup_keeps_the_latest_of_texts_that_differ_only_in_digits_spaces_or_punctuation():

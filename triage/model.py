@@ -5,7 +5,8 @@ Pure core: takes and returns values; saving and loading live in ``triage.registr
 - Features: TF-IDF over newmm word 1-2-grams of normalised text (``triage.text``) by default;
   character 2-4-grams (inside word boundaries), or both, on request (``make_featurizer``); see
   README for the measurement behind this choice.
-- Topic head: one-vs-rest LinearSVC; each label's score is calibrated to a probability with
+- Topic head: one-vs-rest LinearSVC (or another linear learner a config chooses, ``topic_estimator``;
+  README: none did better on Traffy); each label's score is calibrated to a probability with
   Platt scaling fitted on a validation split, and each label has its own decision threshold
   tuned on that split. Every complaint gets at least its most likely label. A dataset whose rows
   all carry one label is treated as single-label (argmax).

@@ -286,6 +286,9 @@ def distinct_texts(rows: pd.DataFrame, dedup: str = "exact") -> pd.DataFrame:
 def topic_settings(config: DatasetConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """The config's extra ``[model]`` settings split into TopicHead and featurizer keyword arguments."""
     model = config.model or {}
+    for k, kind in TOPIC_EXTRA_SETTINGS.items():
+        if k in model and kind is bool and not isinstance(model[k], bool):
+            raise DataError(f"[model] {k} must be true or false, got {model[k]!r}")
     chosen = {k: kind(model[k]) for k, kind in TOPIC_EXTRA_SETTINGS.items() if k in model}
     head = {k: v for k, v in chosen.items() if k in ("learner", "logreg_C", "avg_weight")}
     if chosen.get("dedup", "exact") not in DEDUP_KINDS:
