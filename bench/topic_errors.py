@@ -25,9 +25,9 @@ import pandas as pd
 from sklearn.metrics import f1_score
 
 from triage.data import load_config, load_dataset
-from triage.model import TopicHead, analyze_words, fit_featurizer
+from triage.model import TOPIC_LEARNERS, TopicHead, analyze_words, fit_featurizer
 from triage.text import normalize_many
-from triage.training import _binarize, recency_weights
+from triage.training import _binarize, letters_key, recency_weights
 
 
 def scores(Y: np.ndarray, D: np.ndarray) -> tuple[float, float]:
@@ -53,6 +53,14 @@ def per_label(Y: np.ndarray, D: np.ndarray, labels: list[str], title: str) -> No
     for err, lab, s, n, p, r, f, fn, fp, inst in sorted(rows, reverse=True):
         print(f"  {lab:12s} {s:6d} {n:6d}  P {p:.3f} R {r:.3f} F1 {f:.3f}  missed {fn:5d} false {fp:5d}  errors {err:5d}  "
               + ", ".join(f"{a} {c}" for a, c in inst))
+
+
+def rate_threshold(y: np.ndarray, p: np.ndarray, default: float, factor: float = 1.0) -> float:
+    """The threshold at which the label is predicted on ``factor`` x its true rate here (at least 5 positives)."""
+    if y.sum() < 5:
+        return default
+    n = int(round(min(factor * y.sum(), len(y) - 1)))
+    return float(np.sort(p)[::-1][max(n - 1, 0)])
 
 
 def best_threshold(y: np.ndarray, p: np.ndarray, default: float, beta: float = 1.0) -> float:
@@ -99,6 +107,12 @@ class Decider:
                              for k in range(K)])
         if self.kind == "common":  # one threshold for every label, the best for micro-F1
             self.thr[:] = default
+        if self.kind.startswith("rate"):  # "rate[:F]": each label predicted on F x its rate here
+            f = float(self.kind.split(":")[1]) if ":" in self.kind else 1.0
+            self.thr = np.array([rate_threshold(Y[:, k], P[:, k], self.thr[k], f) for k in range(K)])
+        if self.kind.startswith("mix"):  # "mix[:F]": the mean of the best-F1 and the rate threshold
+            f = float(self.kind.split(":")[1]) if ":" in self.kind else 1.0
+            self.thr = 0.5 * (self.thr + np.array([rate_threshold(Y[:, k], P[:, k], self.thr[k], f) for k in range(K)]))
         return self
 
     def proba(self, S: np.ndarray) -> np.ndarray:
@@ -120,7 +134,8 @@ class Decider:
 
 def oof_new_label_scores(C: float, X: Any, Y: np.ndarray, in_valid: np.ndarray, w: np.ndarray, new: list[int],
                          before_onset: np.ndarray | None = None, onset_weight: float = 1.0,
-                         seed: int = 0, class_weight: str | None = None) -> dict[int, np.ndarray]:
+                         seed: int = 0, class_weight: str | None = None,
+                         head: TopicHead | None = None) -> dict[int, np.ndarray]:
     """Out-of-fold validation scores of labels the training part never had (as calibrate_new_labels).
 
     ``before_onset`` (rows, labels): rows older than the label's first use; they weigh ``onset_weight``
@@ -138,7 +153,8 @@ def oof_new_label_scores(C: float, X: Any, Y: np.ndarray, in_valid: np.ndarray, 
             wk[before_onset[:, k]] *= onset_weight
         for f in (0, 1):
             rows = ~(in_valid & (half == f)) & (wk > 0)
-            svc = LinearSVC(C=C, class_weight=class_weight).fit(X[rows], Y[rows, k], sample_weight=wk[rows])
+            est = LinearSVC(C=C, class_weight=class_weight) if head is None else head._estimator(seed)
+            svc = est.fit(X[rows], Y[rows, k], sample_weight=wk[rows])
             s[half[in_valid] == f] = np.asarray(X[in_valid & (half == f)] @ np.ravel(svc.coef_) + svc.intercept_[0])
         out[k] = s
     return out
@@ -156,8 +172,12 @@ def main() -> None:
     ap.add_argument("--config", default="configs/traffy.toml")
     ap.add_argument("--data", default="../shared/data")
     ap.add_argument("--fits", nargs="+", default=["0.5:4,2:1"],
-                    help="fits as C:recency:onset_weight, e.g. 0.5:4,2:1 (train.py) or 1.0:8,2:0.1")
+                    help="fits as C:recency:onset_weight[:tag...], e.g. 0.5:4,2:1 (train.py) or 1.0:8,2:0.1; "
+                    "tags: oof, balanced, a learner (svm, logreg, avg, mhuber), lcN (logistic C), awN (avg "
+                    "weight), dedup (near-identical training texts once)")
     ap.add_argument("--deciders", nargs="+", default=["platt", "common", "stack:10"])
+    ap.add_argument("--pseudo-fit", default="", help="with --pseudo: fit tags, e.g. dedup or avg (see --fits)")
+    ap.add_argument("--min-df", type=int, default=2, help="the word TF-IDF's min_df (train.py: 2)")
     ap.add_argument("--test", nargs="*", help="score these (fit/decider, e.g. 0.5:4,2:1/platt) on the test months")
     ap.add_argument("--pseudo", nargs="*", help="deciders to compare on a pseudo-future: fitted before the "
                     "month before validation, calibrated on that month, scored on the validation month")
@@ -183,7 +203,7 @@ def main() -> None:
     onset = onset_mask(recent["time"], Yr)
     print(f"[{time.perf_counter() - t0:4.0f}s] train {len(train)} distinct, validation {len(valid)}, test {len(test)}, "
           f"{len(labels)} labels", flush=True)
-    feat, Xtr = fit_featurizer("word", train["norm"].tolist(), analyzed)
+    feat, Xtr = fit_featurizer("word", train["norm"].tolist(), analyzed, min_df=a.min_df)
     Xv = feat.transform(valid["norm"].tolist()).tocsr()
     Xr = Xt = None
     halves = np.random.default_rng(1).integers(0, 2, size=len(valid))
@@ -194,16 +214,36 @@ def main() -> None:
         wtr = recency_weights(train["time"], recency)
         wtr = np.ones(len(train)) if wtr is None else wtr
         cw = "balanced" if "balanced" in how else None  # class weights: each label's positives weigh as its negatives
-        head = TopicHead(labels, True, C=C, class_weight=cw).fit(Xtr, Ytr, wtr)
+        learner = next((h for h in how if h in TOPIC_LEARNERS), "svm")
+        lc = next((float(h[2:]) for h in how if h.startswith("lc")), 4.0)
+        aw = next((float(h[2:]) for h in how if h.startswith("aw")), 0.25)
+
+        def make(C: float = C, cw: str | None = cw, learner: str = learner, lc: float = lc, aw: float = aw) -> TopicHead:
+            return TopicHead(labels, True, C=C, class_weight=cw, learner=learner, logreg_C=lc, avg_weight=aw)
+
+        keep_tr = keep_r = None
+        if "dedup" in how:  # near-identical texts (same letters once digits, spaces and punctuation are gone) once
+            keep_tr = ~train["norm"].map(letters_key).duplicated(keep="last").to_numpy()
+            keep_r = ~recent["norm"].map(letters_key).duplicated(keep="last").to_numpy()
+            print(f"  dedup letters: train {len(train)} -> {int(keep_tr.sum())}, train + validation {len(recent)} -> "
+                  f"{int(keep_r.sum())}", flush=True)
+        t_fit = time.perf_counter()
+        if keep_tr is None:
+            head = make().fit(Xtr, Ytr, wtr)
+        else:
+            head = make().fit(Xtr[keep_tr], Ytr[keep_tr], wtr[keep_tr])
+        print(f"[{time.perf_counter() - t0:4.0f}s] fitted {fit} on train in {time.perf_counter() - t_fit:.1f} s", flush=True)
         Sv = head.decision(Xv)
         learned = np.array([hasattr(e, "coef_") for e in head.clf_.estimators_])  # type: ignore[union-attr]
         if Xr is None:
-            feat2, Xr = fit_featurizer("word", recent["norm"].tolist(), analyzed)
+            feat2, Xr = fit_featurizer("word", recent["norm"].tolist(), analyzed, min_df=a.min_df)
             Xt = feat2.transform(test["norm"].tolist()).tocsr()
         wr = recency_weights(recent["time"], recency)
         wr = np.ones(len(recent)) if wr is None else wr
         new = [k for k in range(len(labels)) if not learned[k] and Yr[in_valid, k].sum() >= 5]
-        oof = oof_new_label_scores(C, Xr, Yr, in_valid, wr, new, onset, onset_weight, class_weight=cw)
+        if keep_r is not None:
+            wr = wr * keep_r  # weight 0: left out of every fit below
+        oof = oof_new_label_scores(C, Xr, Yr, in_valid, wr, new, onset, onset_weight, class_weight=cw, head=make())
         for k, s in oof.items():
             Sv[:, k] = [s[pos[t]] for t in valid["norm"]]
         if "oof" in how:  # every label scored out of fold by fits on train + the other half of 2022-10
@@ -211,7 +251,7 @@ def main() -> None:
             s_oof = np.zeros((int(in_valid.sum()), len(labels)))
             for f in (0, 1):
                 rows = ~(in_valid & (half == f))
-                h = TopicHead(labels, True, C=C).fit(Xr[rows], Yr[rows], wr[rows])
+                h = make().fit(Xr[rows], Yr[rows], wr[rows])
                 s_oof[half[in_valid] == f] = h.decision(Xr[in_valid & (half == f)])
             Sv = s_oof[[pos[t] for t in valid["norm"]]]
             learned = learned | np.isin(np.arange(len(labels)), new)
@@ -229,7 +269,8 @@ def main() -> None:
             if kind == a.deciders[0] and fit == a.fits[0]:
                 per_label(Yv, D, labels, f"validation month (cross-fitted), {fit} {kind}")
             if a.test and any(x.startswith(fit + "/") for x in a.test):
-                refit = TopicHead(labels, True, C=C, class_weight=cw).fit(Xr, Yr, wr)
+                pos_w = wr > 0
+                refit = make().fit(Xr[pos_w], Yr[pos_w], wr[pos_w])
                 if onset_weight != 1.0:
                     refit_new_labels(refit, Xr, Yr, wr, new, onset, onset_weight)
                 St = refit.decision(Xt)
@@ -258,10 +299,16 @@ def pseudo_future(a: Any, t0: float) -> None:
     analyzed = analyze_words(frame["norm"].tolist())
     labels = sorted({lab for labs in frame[when < vf]["topic"] for lab in labs})
     train = frame[when < cf].drop_duplicates(subset=["norm"], keep="last")
+    tags = [t for t in a.pseudo_fit.split(":") if t]
+    if "dedup" in tags:
+        kept = ~train["norm"].map(letters_key).duplicated(keep="last")
+        print(f"  dedup letters: train {len(train)} -> {int(kept.sum())}")
+        train = train[kept.to_numpy()]
     calib, scored = frame[(when >= cf) & (when < vf)], frame[when >= vf]
-    feat, X = fit_featurizer("word", train["norm"].tolist(), analyzed)
+    feat, X = fit_featurizer("word", train["norm"].tolist(), analyzed, min_df=a.min_df)
     w = recency_weights(train["time"], (4.0, 2.0))
-    head = TopicHead(labels, True, C=0.5).fit(X, _binarize(train["topic"], labels), w)
+    learner = next((t for t in tags if t in TOPIC_LEARNERS), "svm")
+    head = TopicHead(labels, True, C=0.5, learner=learner).fit(X, _binarize(train["topic"], labels), w)
     Sc, Ss = (head.decision(feat.transform(p["norm"].tolist()).tocsr()) for p in (calib, scored))
     Yc, Ys = _binarize(calib["topic"], labels), _binarize(scored["topic"], labels)
     learned = np.array([hasattr(e, "coef_") for e in head.clf_.estimators_])  # type: ignore[union-attr]

@@ -5,7 +5,8 @@ Pure core: takes and returns values; saving and loading live in ``triage.registr
 - Features: TF-IDF over newmm word 1-2-grams of normalised text (``triage.text``) by default;
   character 2-4-grams (inside word boundaries), or both, on request (``make_featurizer``); see
   README for the measurement behind this choice.
-- Topic head: one-vs-rest LinearSVC; each label's score is calibrated to a probability with
+- Topic head: one-vs-rest LinearSVC (or another linear learner a config chooses, ``topic_estimator``;
+  README: none did better on Traffy); each label's score is calibrated to a probability with
   Platt scaling fitted on a validation split, and each label has its own decision threshold
   tuned on that split. Every complaint gets at least its most likely label. A dataset whose rows
   all carry one label is treated as single-label (argmax).
@@ -34,6 +35,7 @@ from typing import Any
 import numpy as np
 import sklearn
 from scipy import sparse
+from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
@@ -68,18 +70,22 @@ high 0.886 without the block, 0.907 at weight 1, 0.924 at 3, 0.926 at 4)."""
 FEATURE_KINDS = ("word", "char", "both")
 
 
-def make_featurizer(kind: str = "word", char_ngram: tuple[int, int] = (2, 4)) -> FeatureUnion:
+def make_featurizer(kind: str = "word", char_ngram: tuple[int, int] = (2, 4), min_df: int = 2,
+                    sublinear_tf: bool = True) -> FeatureUnion:
     """Sublinear TF-IDF over newmm word 1-2-grams ("word"), character 2-4-grams ("char"), or both.
 
     "word" is the default: on Traffy it scores nearly as well as "both" (0.006 lower micro-F1) at
-    a third of the time (``python bench/topic_baseline.py --features char word both``).
+    a third of the time (``python bench/topic_baseline.py --features char word both``). ``min_df``
+    (texts a feature must be in) and ``sublinear_tf`` are dataset settings (a config's ``[model]``);
+    the fast inference path reads any of them from the fitted vectorizers.
     """
     parts: list[tuple[str, TfidfVectorizer]] = []
     if kind in ("char", "both"):
-        parts.append(("char", TfidfVectorizer(analyzer="char_wb", ngram_range=char_ngram, min_df=2, sublinear_tf=True,
-                                              max_features=300_000, dtype=np.float32)))
+        parts.append(("char", TfidfVectorizer(analyzer="char_wb", ngram_range=char_ngram, min_df=min_df,
+                                              sublinear_tf=sublinear_tf, max_features=300_000, dtype=np.float32)))
     if kind in ("word", "both"):
-        parts.append(("word", TfidfVectorizer(analyzer=word_analyzer, min_df=2, sublinear_tf=True, dtype=np.float32)))
+        parts.append(("word", TfidfVectorizer(analyzer=word_analyzer, min_df=min_df, sublinear_tf=sublinear_tf,
+                                              dtype=np.float32)))
     if not parts:
         raise ValueError(f"feature kind {kind!r} is not one of: {', '.join(FEATURE_KINDS)}")
     return FeatureUnion(parts, n_jobs=len(parts))
@@ -143,9 +149,10 @@ def precomputed_words(featurizer: FeatureUnion, analyzed: dict[str, list[str]] |
 
 
 def fit_featurizer(kind: str, norm_texts: list[str], analyzed: dict[str, list[str]] | None = None,
-                   char_ngram: tuple[int, int] = (2, 4)) -> tuple[FeatureUnion, sparse.csr_matrix]:
+                   char_ngram: tuple[int, int] = (2, 4), min_df: int = 2,
+                   sublinear_tf: bool = True) -> tuple[FeatureUnion, sparse.csr_matrix]:
     """A featurizer fitted on ``norm_texts`` and their features, reusing precomputed words if given."""
-    featurizer = make_featurizer(kind, char_ngram)
+    featurizer = make_featurizer(kind, char_ngram, min_df, sublinear_tf)
     with precomputed_words(featurizer, analyzed):
         X = featurizer.fit_transform(norm_texts).tocsr()
     return featurizer, X
@@ -168,6 +175,59 @@ def _best_f1_threshold(y: np.ndarray, p: np.ndarray, default: float) -> float:
     return float(grid[int(np.argmax(f1))])
 
 
+TOPIC_LEARNERS = ("svm", "logreg", "avg", "mhuber")
+
+
+class AveragedLinear(ClassifierMixin, BaseEstimator):
+    """A LinearSVC and an L2 logistic regression fitted on the same rows, kept as one linear model.
+
+    ``coef_ = svm.coef_ + weight * logreg.coef_`` (and the intercepts alike): the average of two
+    learners' decision scores is itself linear, so prediction (``fastpath.stacked_linear``) and the
+    explanations read it like any other estimator's ``coef_``. Calibration maps the summed score.
+    """
+
+    def __init__(self, C: float = 0.5, logreg_C: float = 4.0, weight: float = 0.25,
+                 class_weight: str | None = None, random_state: int | None = None) -> None:
+        self.C, self.logreg_C, self.weight = C, logreg_C, weight
+        self.class_weight, self.random_state = class_weight, random_state
+
+    def fit(self, X: Any, y: np.ndarray, sample_weight: np.ndarray | None = None) -> AveragedLinear:
+        svc = LinearSVC(C=self.C, class_weight=self.class_weight, random_state=self.random_state)
+        svc.fit(X, y, sample_weight=sample_weight)
+        lr = LogisticRegression(C=self.logreg_C, solver="liblinear", class_weight=self.class_weight,
+                                random_state=self.random_state).fit(X, y, sample_weight=sample_weight)
+        self.classes_ = svc.classes_
+        self.coef_ = svc.coef_ + self.weight * lr.coef_
+        self.intercept_ = svc.intercept_ + self.weight * lr.intercept_
+        return self
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """``X @ coef_.T + intercept_`` as scikit-learn's linear classifiers compute it (one column)."""
+        return np.asarray(X @ self.coef_.T + self.intercept_).ravel()
+
+    def predict(self, X: Any) -> np.ndarray:
+        return self.classes_[(self.decision_function(X) > 0).astype(int)]
+
+
+def topic_estimator(learner: str, C: float, class_weight: str | None, seed: int, logreg_C: float = 4.0,
+                    weight: float = 0.25) -> Any:
+    """One label's binary learner of the topic head: "svm" (LinearSVC, the default), "logreg" (L2
+    logistic regression, C ``logreg_C``), "avg" (both, ``AveragedLinear``), "mhuber" (SGD with the
+    modified Huber loss, alpha 1e-5 / C: LinearSVC's 1 / (C n) at n = 100,000 rows)."""
+    if learner == "svm":
+        return LinearSVC(C=C, class_weight=class_weight, random_state=seed)
+    if learner == "logreg":
+        return LogisticRegression(C=logreg_C, solver="liblinear", class_weight=class_weight, random_state=seed)
+    if learner == "avg":
+        return AveragedLinear(C, logreg_C, weight, class_weight, seed)
+    if learner == "mhuber":
+        from sklearn.linear_model import SGDClassifier
+
+        return SGDClassifier(loss="modified_huber", alpha=1e-5 / C, class_weight=class_weight, random_state=seed,
+                             max_iter=20, tol=None)
+    raise ValueError(f"topic learner {learner!r} is not one of: {', '.join(TOPIC_LEARNERS)}")
+
+
 @dataclass
 class TopicHead:
     """One-vs-rest linear topic classifier with calibrated probabilities and per-label thresholds."""
@@ -176,6 +236,9 @@ class TopicHead:
     multi_label: bool
     C: float = 0.5
     class_weight: str | None = None  # "balanced": each label's positives weigh as much as its negatives
+    learner: str = "svm"  # topic_estimator: "svm", "logreg", "avg", "mhuber"
+    logreg_C: float = 4.0  # the logistic regression's C ("logreg", "avg")
+    avg_weight: float = 0.25  # "avg": weight of the logistic regression's coefficients
     clf_: OneVsRestClassifier | None = None
     calibration_: np.ndarray | None = None  # (K, 2): Platt a, b per label
     thresholds_: np.ndarray | None = None
@@ -191,8 +254,7 @@ class TopicHead:
         with warnings.catch_warnings(), sklearn.config_context(enable_metadata_routing=True):
             # a label absent from this period is expected (see decision)
             warnings.filterwarnings("ignore", message="Label not .* is present in all training examples")
-            svc = LinearSVC(C=self.C, class_weight=self.class_weight, random_state=seed).set_fit_request(
-                sample_weight=True)
+            svc = self._estimator(seed).set_fit_request(sample_weight=True)
             weight = np.ones(X.shape[0]) if sample_weight is None else sample_weight
             # liblinear works in float64: converted once here, not once per label (15-20% of the fit)
             self.clf_ = OneVsRestClassifier(svc, n_jobs=2).fit(X.astype(np.float64), Y, sample_weight=weight)
@@ -200,6 +262,10 @@ class TopicHead:
             self.calibration_ = np.tile([2.0, 0.0], (len(self.labels), 1))
             self.thresholds_ = np.full(len(self.labels), 0.5)
         return self
+
+    def _estimator(self, seed: int) -> Any:
+        return topic_estimator(getattr(self, "learner", "svm"), self.C, getattr(self, "class_weight", None), seed,
+                               getattr(self, "logreg_C", 4.0), getattr(self, "avg_weight", 0.25))
 
     def decision(self, X: sparse.csr_matrix) -> np.ndarray:
         """Decision scores (n, K): per label ``X @ coef + intercept``, as ``clf_.decision_function`` gives.
@@ -262,8 +328,7 @@ class TopicHead:
 
         def fit_score(k: int, f: int) -> np.ndarray:
             fit_rows = ~(in_valid & (half == f))
-            svc = LinearSVC(C=self.C, class_weight=getattr(self, "class_weight", None), random_state=seed).fit(
-                X[fit_rows], Y[fit_rows, k], sample_weight=weight[fit_rows])
+            svc = self._estimator(seed).fit(X[fit_rows], Y[fit_rows, k], sample_weight=weight[fit_rows])
             return np.asarray(X[in_valid & (half == f)] @ np.ravel(svc.coef_) + float(svc.intercept_[0]))
 
         scores = Parallel(n_jobs=2)(delayed(fit_score)(k, f) for k, f in jobs)

@@ -14,6 +14,7 @@ import io
 import json
 import multiprocessing
 import os
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -38,6 +39,7 @@ from triage.data import (
 from triage.errors import DataError, ModelError
 from triage.model import (
     HIGH_MISS_COST,
+    TOPIC_LEARNERS,
     URGENCY_LEVELS,
     Lexicon,
     TopicHead,
@@ -256,13 +258,54 @@ def cpu_seconds() -> float:
     return total
 
 
+TOPIC_EXTRA_SETTINGS = {"learner": str, "logreg_C": float, "avg_weight": float, "min_df": int, "sublinear_tf": bool,
+                        "dedup": str}
+"""Further ``[model]`` settings of a dataset config: the topic head's learner (``TopicHead.learner``,
+``logreg_C``, ``avg_weight``), the TF-IDF's ``min_df`` and ``sublinear_tf`` (``make_featurizer``), and
+which repeated texts the topic fits see once (``dedup``: "exact" or "letters", ``distinct_texts``)."""
+DEDUP_KINDS = ("exact", "letters")
+_NOT_LETTERS = re.compile(r"[\W\d_]+")
+
+
+def letters_key(norm: str) -> str:
+    """A normalised text's letters only: texts that differ in digits, spaces or punctuation share a key."""
+    return _NOT_LETTERS.sub("", norm)
+
+
+def distinct_texts(rows: pd.DataFrame, dedup: str = "exact") -> pd.DataFrame:
+    """The rows a topic fit sees: each normalised text once (the latest row), and with ``dedup="letters"``
+    each text's letters once (tickets filed again with another house number or date add time, not signal)."""
+    out = rows.drop_duplicates(subset=["norm"], keep="last")
+    if dedup == "letters":
+        out = out[~out["norm"].map(letters_key).duplicated(keep="last")]
+    elif dedup != "exact":
+        raise DataError(f"[model] dedup {dedup!r} is not one of {list(DEDUP_KINDS)}")
+    return out
+
+
+def topic_settings(config: DatasetConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The config's extra ``[model]`` settings split into TopicHead and featurizer keyword arguments."""
+    model = config.model or {}
+    for k, kind in TOPIC_EXTRA_SETTINGS.items():
+        if k in model and kind is bool and not isinstance(model[k], bool):
+            raise DataError(f"[model] {k} must be true or false, got {model[k]!r}")
+    chosen = {k: kind(model[k]) for k, kind in TOPIC_EXTRA_SETTINGS.items() if k in model}
+    head = {k: v for k, v in chosen.items() if k in ("learner", "logreg_C", "avg_weight")}
+    if chosen.get("dedup", "exact") not in DEDUP_KINDS:
+        raise DataError(f"[model] dedup {chosen['dedup']!r} is not one of {list(DEDUP_KINDS)}")
+    feats = {k: v for k, v in chosen.items() if k in ("min_df", "sublinear_tf")}
+    if "learner" in head and head["learner"] not in TOPIC_LEARNERS:
+        raise DataError(f"[model] learner {head['learner']!r} is not one of {list(TOPIC_LEARNERS)}")
+    return head, feats
+
+
 def with_config_defaults(options: TrainOptions, config: DatasetConfig) -> TrainOptions:
     """Options left unset take the dataset config's ``[model]`` values (a dataset's own best settings
     live in its config, not in code), else the built-in defaults."""
     from dataclasses import replace
 
     model = config.model or {}
-    known = {"features", "topic_C", "char_ngram"}
+    known = {"features", "topic_C", "char_ngram", *TOPIC_EXTRA_SETTINGS}
     if set(model) - known:
         raise DataError(f"[model] knows only {sorted(known)}; got {sorted(model)}")
     return replace(
@@ -534,6 +577,7 @@ def _train(config: DatasetConfig, models_dir: Path, options: TrainOptions | None
     features: str = options.features or "word"
     topic_C: float = options.topic_C if options.topic_C is not None else 0.5
     char_ngram: tuple[int, int] = options.char_ngram or (2, 4)
+    head_opts, feat_opts = topic_settings(config)
     clock = Clock(log)
     step = clock.step
 
@@ -565,7 +609,8 @@ def _train(config: DatasetConfig, models_dir: Path, options: TrainOptions | None
     # predict it, which the test report shows honestly.
     labels = sorted({lab for labs in labelled["topic"] for lab in labs})
     multi = bool(labelled["topic"].map(len).gt(1).any())
-    train_rows = labelled.loc[tr].drop_duplicates(subset=["norm"], keep="last")  # repeated texts add time, not signal
+    dedup = str((config.model or {}).get("dedup", "exact"))
+    train_rows = distinct_texts(labelled.loc[tr], dedup)  # repeated texts add time, not signal
     step(f"split {split_desc}: train {len(tr)} ({len(train_rows)} distinct texts), validation {len(va)}, "
          f"test {len(te)}; {len(labels)} topic labels, {'multi' if multi else 'single'}-label", "split")
     urgent = frame[frame.get("urgency", pd.Series(dtype=object)).notna()].reset_index(drop=True) \
@@ -576,9 +621,9 @@ def _train(config: DatasetConfig, models_dir: Path, options: TrainOptions | None
     step(f"tokenised {len(analyzed or {})} distinct texts", "tokenise")
 
     featurizer, X_train = fit_featurizer(features, train_rows["norm"].tolist(), analyzed,
-                                          char_ngram)
+                                          char_ngram, **feat_opts)
     step(f"features: {X_train.shape[1]} ({features})", "topic: features (train)")
-    topic = TopicHead(labels, multi, C=topic_C).fit(X_train, _binarize(train_rows["topic"], labels),
+    topic = TopicHead(labels, multi, C=topic_C, **head_opts).fit(X_train, _binarize(train_rows["topic"], labels),
                                                     recency_weights(train_rows["time"], options.recency), options.seed)
     step("topic head fitted on train", "topic: fit (train)")
     version = registry.new_version(config.name)
@@ -588,9 +633,9 @@ def _train(config: DatasetConfig, models_dir: Path, options: TrainOptions | None
     step("topic head calibrated and thresholded on validation", "topic: calibrate (validation)")
     # Refit on train + validation with the calibration and thresholds found on validation, so that
     # the evaluated model knows the most recent month (labels such as ป้าย first appear there).
-    recent = labelled.loc[tr.append(va)].drop_duplicates(subset=["norm"], keep="last")
+    recent = distinct_texts(labelled.loc[tr.append(va)], dedup)
     featurizer, X_recent = fit_featurizer(features, recent["norm"].tolist(), analyzed,
-                                           char_ngram)
+                                           char_ngram, **feat_opts)
     if options.calibrate_new_labels and multi:
         recent_w = recency_weights(recent["time"], options.recency)
         in_valid = recent.index.isin(va)
@@ -598,7 +643,7 @@ def _train(config: DatasetConfig, models_dir: Path, options: TrainOptions | None
         if new:
             step(f"labels new in validation ({', '.join(new)}) calibrated on out-of-fold validation scores",
                  "topic: calibrate new labels")
-    refit = TopicHead(labels, multi, C=topic_C)
+    refit = TopicHead(labels, multi, C=topic_C, **head_opts)
     refit.calibration_, refit.thresholds_ = topic.calibration_, topic.thresholds_
     topic = refit.fit(X_recent, _binarize(recent["topic"], labels), recency_weights(recent["time"], options.recency),
                       options.seed)
@@ -631,11 +676,11 @@ def _train(config: DatasetConfig, models_dir: Path, options: TrainOptions | None
     frozen = rule.rows(labelled)
     shipped_rows = recent
     if options.final_fit == "all":
-        everything = labelled[~frozen].drop_duplicates(subset=["norm"], keep="last")
+        everything = distinct_texts(labelled[~frozen], dedup)
         shipped_rows = everything
         final_featurizer, X_all = fit_featurizer(features, everything["norm"].tolist(),
-                                                   analyzed, char_ngram)
-        final_topic = TopicHead(labels, multi, C=topic_C)
+                                                   analyzed, char_ngram, **feat_opts)
+        final_topic = TopicHead(labels, multi, C=topic_C, **head_opts)
         final_topic.calibration_, final_topic.thresholds_ = topic.calibration_, topic.thresholds_
         final_topic.fit(X_all, _binarize(everything["topic"], labels), recency_weights(everything["time"], options.recency),
                         options.seed)
@@ -715,7 +760,7 @@ def _train(config: DatasetConfig, models_dir: Path, options: TrainOptions | None
         "config": {"data": config.data, "text_column": config.text_column, "split": config.split,
                    "heads": {k: vars(v) for k, v in config.heads.items()}, "options": {
                        "features": features, "final_fit": options.final_fit, "topic_C": topic_C,
-                       "char_ngram": list(char_ngram),
+                       "char_ngram": list(char_ngram), **head_opts, **feat_opts, "dedup": dedup,
                        "recency": list(options.recency),
                        "corrections": 0 if options.corrections is None else len(options.corrections),
                        "corrections_held_out": int(held.sum())}},
