@@ -15,7 +15,11 @@ whichever thread). Each sample is put in the part its innermost recognised frame
     case record  masking personal data, review reasons, the response JSON of the case
     store        SQLite: the group-committed insert of the batch, lookups
 
-and printed as milliseconds of CPU per request. Needs py-spy (``pip install py-spy``) and the
+and printed as milliseconds of CPU per request. Then the server's CPU time per request from /proc
+(user + system, all of it, also C code that runs without the GIL: SQLite, nlpo3, the kernel),
+split into the event loop's thread (the process's main thread: HTTP, the fast path, the
+batcher's collector) and the other threads (the batcher's worker: model, routing, case records,
+the store). Needs py-spy (``pip install py-spy``) and the
 right to trace a child process (root, or ptrace_scope 0).
 """
 
@@ -39,7 +43,7 @@ PARTS: list[tuple[str, tuple[str, ...]]] = [
     ("model", ("TriageModel.predict", "normalize_many")),
     ("case record", ("case_records", "triage_json", "mask_personal", "review_reasons", "triage_each")),
     ("batching", ("MicroBatcher.",)),
-    ("validation", ("TriageFastPath._plainly_fine", "request_body_to_args", "_validate_value", "validate_python", "Request.json", "Request.body",
+    ("validation", ("TriageFastPath._plainly_fine", "TriageFastPath._read", "request_body_to_args", "_validate_value", "validate_python", "Request.json", "Request.body",
                     "check_text", "solve_dependencies", "APIKeyHeader", "_get_body")),
 ]
 
@@ -50,6 +54,19 @@ def part_of(stack: list[str]) -> str:
             if any(m in frame for m in marks):
                 return name
     return "HTTP"
+
+
+def thread_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds (user + system) so far of each thread of a process (Linux /proc)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        out[int(task.name)] = (int(fields[11]) + int(fields[12])) / tick
+    return out
 
 
 def main() -> int:
@@ -77,7 +94,9 @@ def main() -> int:
                                     "--rate", str(a.rate), "--duration", str(int(a.seconds)), "--output", str(raw),
                                     "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             time.sleep(1.0)
+            before = thread_cpu(proc.pid)
             r = load.run_level(port, feed, a.clients, a.seconds - 1.5, 10**6)
+            after = thread_cpu(proc.pid)
             spy.wait(60)
         finally:
             proc.terminate()
@@ -99,6 +118,11 @@ def main() -> int:
         n = totals.get(name, 0)
         print(f"{name:<12} {n / samples:>6.0%} {1000 * n / a.rate / requests:>19.3f}")
     print(f"{'total':<12} {1:>6.0%} {1000 * samples / a.rate / requests:>19.3f}")
+    loop = after.get(proc.pid, 0.0) - before.get(proc.pid, 0.0)
+    rest = sum(v - before.get(t, 0.0) for t, v in after.items() if t != proc.pid)
+    per = 1000 / max(1, r["requests"])
+    print(f"server CPU (/proc, user + system) per request: event loop thread {loop * per:.3f} ms, other threads "
+          f"{rest * per:.3f} ms, total {(loop + rest) * per:.3f} ms (py-spy running beside it)")
     return 0
 
 
