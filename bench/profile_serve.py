@@ -48,7 +48,15 @@ PARTS: list[tuple[str, tuple[str, ...]]] = [
 ]
 
 
+IDLE = ("MicroBatcher._work (triage/batching.py", "_worker (concurrent/futures/thread.py")
+"""The batch worker thread's own frame (or an executor's) as the innermost one: the thread is blocked on its
+queue with the GIL released. py-spy's ``--gil`` takes the GIL's last holder for its holder, so while the
+whole process waits (one client between requests) these samples pile up; they are not CPU time."""
+
+
 def part_of(stack: list[str]) -> str:
+    if stack and stack[-1].startswith(IDLE):
+        return "idle"
     for frame in reversed(stack):  # innermost first
         for name, marks in PARTS:
             if any(m in frame for m in marks):
@@ -108,10 +116,12 @@ def main() -> int:
             stack, _, count = line.rpartition(" ")
             if stack:
                 totals[part_of(stack.split(";"))] += int(count)
+    idle = totals.pop("idle", 0)
     samples = sum(totals.values())
     requests = r["requests"] * a.seconds / (a.seconds - 1.5)  # requests in the sampled window, about
     print(f"{a.clients} clients: {r['rps']:.0f} req/s, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, "
-          f"{r['errors']} errors; {samples} samples at {a.rate}/s; load average "
+          f"{r['errors']} errors; {samples} samples at {a.rate}/s (and {idle} of the batch thread waiting, left out); "
+          f"load average "
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     print(f"{'part':<12} {'share':>6} {'CPU ms per request':>19}")
     for name in ["HTTP", "validation", "batching", "model", "routing", "case record", "store"]:
