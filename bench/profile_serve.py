@@ -19,7 +19,7 @@ and printed as milliseconds of CPU per request. Then the server's CPU time per r
 (user + system, all of it, also C code that runs without the GIL: SQLite, nlpo3, the kernel),
 split into the event loop's thread (the process's main thread: HTTP, the fast path, the
 batcher's collector) and the other threads (the batcher's worker: model, routing, case records,
-the store). Needs py-spy (``pip install py-spy``) and the
+the store). With ``--no-spy`` only that, with no py-spy beside the server. Needs py-spy (``pip install py-spy``) and the
 right to trace a child process (root, or ptrace_scope 0).
 """
 
@@ -85,6 +85,8 @@ def main() -> int:
     ap.add_argument("--seconds", type=float, default=15.0)
     ap.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     ap.add_argument("--raw", default=None, help="also keep py-spy's raw (collapsed) stacks in this file")
+    ap.add_argument("--no-spy", action="store_true",
+                    help="no py-spy: only the server's CPU a request per thread, from /proc, with nothing beside it")
     a = ap.parse_args()
     feed = load.TextFeed(load.complaint_texts(Path(a.data)))
     port = load.free_port()
@@ -98,17 +100,28 @@ def main() -> int:
             load.wait_ready(proc, port, "service")
             load.run_level(port, feed, 4, 2.0, 500)  # warm-up
             exe = Path(sys.executable).parent / "py-spy"
-            spy = subprocess.Popen([str(exe) if exe.exists() else "py-spy", "record", "--pid", str(proc.pid), "--gil", "--format", "raw",
+            spy = None if a.no_spy else subprocess.Popen([str(exe) if exe.exists() else "py-spy", "record", "--pid", str(proc.pid), "--gil", "--format", "raw",
                                     "--rate", str(a.rate), "--duration", str(int(a.seconds)), "--output", str(raw),
                                     "--nonblocking"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            time.sleep(1.0)
+            if spy is not None:
+                time.sleep(1.0)
             before = thread_cpu(proc.pid)
             r = load.run_level(port, feed, a.clients, a.seconds - 1.5, 10**6)
             after = thread_cpu(proc.pid)
-            spy.wait(60)
+            if spy is not None:
+                spy.wait(60)
         finally:
             proc.terminate()
             proc.wait(20)
+        if spy is None:
+            per = 1000 / max(1, r["requests"])
+            loop = after.get(proc.pid, 0.0) - before.get(proc.pid, 0.0)
+            rest = sum(v - before.get(t, 0.0) for t, v in after.items() if t != proc.pid)
+            print(f"{a.clients} clients: {r['rps']:.0f} req/s, p50 {r['p50_ms']:.1f} ms, p99 {r['p99_ms']:.1f} ms, "
+                  f"{r['errors']} errors; load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+            print(f"server CPU (/proc, user + system) per request: event loop thread {loop * per:.3f} ms, other threads "
+                  f"{rest * per:.3f} ms, total {(loop + rest) * per:.3f} ms")
+            return 0
         if a.raw:
             Path(a.raw).write_text(raw.read_text())
         totals: collections.Counter[str] = collections.Counter()
