@@ -12,7 +12,7 @@ baseline and then to the service, and one line each is printed: requests/s,
 the service's share of the baseline's requests/s, p50/p99 latency, errors (anything but 201) and
 the server's CPU time per request (its processes' user + system time over the level, from /proc:
 on a shared machine steadier than the requests/s) and the resident memory of each worker process
-(and of its prediction process, ``triage.serving.PredictRunner``). Bounded: each level runs for
+(and of any process a worker forked). Bounded: each level runs for
 --seconds (at most --max-requests), never against anything but 127.0.0.1. The load average is printed at the start
 and the end: the clients share the machine's cores with the servers and with anything else running.
 """
@@ -109,7 +109,7 @@ def children(pid: int) -> list[int]:
 
 def worker_pids(pid: int) -> list[int]:
     """The processes that serve requests: uvicorn's worker children, or the process itself when it has none.
-    A worker's prediction process (``triage.serving.PredictRunner``, a child of the worker) is not one."""
+    A process a worker forked (a child of the worker) is not one."""
     workers = [c for c in children(pid) if b"uvicorn" in Path(f"/proc/{c}/cmdline").read_bytes()
                or b"multiprocessing" in Path(f"/proc/{c}/cmdline").read_bytes()]
     return workers or [pid]

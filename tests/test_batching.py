@@ -141,3 +141,28 @@ def test_a_failing_batch_fails_its_callers_and_the_batcher_goes_on(small_model):
 def test_settings_are_checked():
     with pytest.raises(ValueError, match="max_batch"):
         MicroBatcher(lambda items: items, max_batch=0)
+
+
+def test_stopping_waits_for_the_batch_on_the_worker_thread_and_answers_its_callers(small_model):
+    """``stop()`` while a batch is being processed: its callers still get their results, then the
+    worker thread ends (the batcher has its own thread, no executor)."""
+    async def go():
+        gate = threading.Event()
+        rec = Recorder(small_model, gate)
+        b = MicroBatcher(rec, max_wait_ms=0, max_batch=8, max_queue=10)
+        b.start()
+        worker = b._thread
+        calls = [asyncio.ensure_future(b.submit(t)) for t in TEXTS[:3]]
+        while not rec.started.is_set():
+            await asyncio.sleep(0.001)
+        stopping = asyncio.ensure_future(b.stop())
+        await asyncio.sleep(0.05)
+        assert not stopping.done()  # the batch is still on the worker thread
+        gate.set()
+        await stopping
+        return rec, [c.result() for c in calls], worker
+
+    rec, results, worker = run(go())
+    assert results == small_model.predict(TEXTS[:3])
+    assert worker is not None and not worker.is_alive()
+    assert [len(x) for x in rec.batches] == [3]

@@ -111,3 +111,20 @@ def test_plain_requests_are_answered_by_the_fast_path_and_the_others_by_the_full
         assert post(c, b'{"text": ', "application/json").status_code == 400
         assert post(c, orjson.dumps({"text": TEXTS[3]}), "application/json", key=None).status_code == 401
         assert app.state.fast_path.answered == 2
+
+
+def test_the_answer_is_the_stored_case_read_back_from_the_database_file(tmp_path, small_model_dir):
+    """The store hands back a new case without parsing its JSON columns again (``SQLiteStore._written``):
+    the answer must still be byte for byte what the case read back from the SQLite file gives."""
+    from triage.api import triage_json
+
+    app = create_app(settings_for(tmp_path, small_model_dir))
+    with TestClient(app) as c:
+        for i, text in enumerate(TEXTS):
+            body = {"text": text + " นายสมชาย ใจดี โทร 081-234-5678", "district": "บางรัก",
+                    "external_id": f"back-{i}" if i % 2 else None}
+            answer = post(c, orjson.dumps(body), "application/json")
+            assert answer.status_code == 201
+            stored = app.state.store.get_case(answer.json()["case_id"])
+            assert answer.content == triage_json(stored, True)
+        assert app.state.fast_path.answered == len(TEXTS)

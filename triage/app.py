@@ -19,6 +19,7 @@ import signal
 import threading
 from collections.abc import AsyncIterator
 from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
+from functools import partial
 from typing import Any, cast
 
 import orjson
@@ -185,6 +186,25 @@ def _nothing() -> None:
     """Waking the webhook delivery when there is none."""
 
 
+class TriageService(FastAPI):
+    """The FastAPI app with ``POST /v1/triage`` taken first by ``triage.hotpath`` (``fast_path``), before
+    FastAPI's own layers (its error and telemetry middleware, the router) and the app's middleware.
+
+    The fast path answers a plainly fine request itself and hands anything else to the full app
+    (``FastAPI.__call__``) with the body read so far, so every refusal is still the app's own.
+    """
+
+    fast_path: TriageFastPath | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        fast = self.fast_path
+        if fast is not None and scope["type"] == "http" and fast.wants(scope):
+            scope["app"] = self
+            await fast(scope, receive, send)
+        else:
+            await super().__call__(scope, receive, send)
+
+
 def create_app(settings: Settings) -> FastAPI:
     """Build the app for these settings. Opening the store and loading the model happen at start-up."""
     settings.check_serving()
@@ -233,7 +253,7 @@ def create_app(settings: Settings) -> FastAPI:
             store, app.state.store = app.state.store, None
             store.close()
 
-    app = FastAPI(title="triage", version="1", lifespan=lifespan, default_response_class=FastJSON,
+    app = TriageService(title="triage", version="1", lifespan=lifespan, default_response_class=FastJSON,
                   description="Triage of Thai citizens' complaints: topic, urgency, agency; cases and review.")
     app.state.models = holder
     app.state.settings = settings
@@ -246,8 +266,10 @@ def create_app(settings: Settings) -> FastAPI:
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(NoStore)
     app.add_middleware(HeaderLimit, limit=settings.max_header_bytes)
-    # outermost: POST /v1/triage that is plainly fine skips FastAPI's machinery; anything else goes on
-    app.add_middleware(TriageFastPath, state=app.state, on_triage_error=_triage_error, on_unexpected=_unexpected)
+    # ahead of everything: POST /v1/triage that is plainly fine skips FastAPI's machinery; anything else
+    # goes on to the full app (FastAPI.__call__: its error middleware, the middleware above, the routes)
+    app.fast_path = TriageFastPath(partial(FastAPI.__call__, app), app.state, on_triage_error=_triage_error,
+                                   on_unexpected=_unexpected)
     app.add_exception_handler(TriageError, _triage_error)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(StarletteHTTPException, _http)

@@ -7,6 +7,11 @@ thread (the model and the store work once per batch, off the event loop). Each c
 own item's result or exception, only when the whole batch is done (for the service: after its
 cases are committed).
 
+The hand-over is one queue put to the worker thread and one ``call_soon_threadsafe`` back, which
+sets every caller's future at once on the event loop (no ``concurrent.futures`` executor, work item
+and future, no asyncio wrapper future chained to it: with one client that was about 0.1 ms of a
+request's 4 in the profile).
+
 Adaptive: the wait is spent only while the last batches had company. One client at a time never
 waits (its batch of one goes at once); eight clients that arrive together are collected until as
 many as last time have arrived, or ``max_wait`` passes, whichever is first.
@@ -20,9 +25,10 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import queue
+import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from triage.errors import BusyError
 
@@ -53,7 +59,10 @@ class MicroBatcher(Generic[T, R]):
         self._enough: asyncio.Event | None = None
         self._want = 1
         self._task: asyncio.Task[None] | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._busy = False  # a batch is on the worker thread
         self._recent = 1.0  # moving average of batch sizes: how many to expect next time
         self.batches = 0
         self.items = 0
@@ -65,15 +74,17 @@ class MicroBatcher(Generic[T, R]):
         if self._task is not None:
             return
         self._arrived, self._enough = asyncio.Event(), asyncio.Event()
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=self.name)
-        self._task = asyncio.get_running_loop().create_task(self._collect(), name=f"{self.name}-collector")
+        self._loop = asyncio.get_running_loop()
+        self._thread = threading.Thread(target=self._work, name=f"{self.name}-worker", daemon=True)
+        self._thread.start()
+        self._task = self._loop.create_task(self._collect(), name=f"{self.name}-collector")
 
     async def stop(self) -> None:
         """Finish what is queued, then stop the collector and the worker thread."""
         task, self._task = self._task, None
         if task is None:
             return
-        while self._pending and not task.done():
+        while (self._pending or self._busy) and not task.done():
             await asyncio.sleep(0.005)
         task.cancel()
         try:
@@ -84,8 +95,10 @@ class MicroBatcher(Generic[T, R]):
             if not fut.done():
                 fut.set_exception(BusyError("the service is shutting down", retry_after=1.0))
         self._pending.clear()
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
+        if self._thread is not None:
+            self._jobs.put(None)
+            self._thread.join()
+            self._thread = None
 
     @property
     def queued(self) -> int:
@@ -132,18 +145,45 @@ class MicroBatcher(Generic[T, R]):
             self._recent = 0.5 * self._recent + 0.5 * len(live)
             self.batches += 1
             self.items += len(live)
+            done = loop.create_future()
+            self._busy = True
             try:
-                results = await loop.run_in_executor(self._executor, self.process, [item for item, _ in live])
+                self._jobs.put((live, done))
+                await done  # set by _answer once the worker thread is through (stop() waits for it)
+            finally:
+                self._busy = False
+
+    # -- the worker thread ----------------------------------------------------------------------
+
+    def _work(self) -> None:
+        """Runs ``process`` on each batch; its callers' futures are set back on the event loop at once."""
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            live, done = job
+            try:
+                results: Sequence[Any] = self.process([item for item, _ in live])
                 if len(results) != len(live):
                     raise RuntimeError(f"{self.name}: process returned {len(results)} results for {len(live)} items")
             except Exception as exc:  # a bug in process: every caller of this batch gets it (a 500)
                 log.exception("%s: a batch of %d failed", self.name, len(live))
                 results = [exc] * len(live)
-            for (_item, fut), result in zip(live, results):
-                if fut.done():
-                    continue
-                if isinstance(result, BaseException):
-                    fut.set_exception(result)
-                else:
-                    fut.set_result(result)
+            assert self._loop is not None
+            try:
+                self._loop.call_soon_threadsafe(self._answer, live, results, done)
+            except RuntimeError:  # the event loop is closed: nobody is waiting any more
+                return
 
+    @staticmethod
+    def _answer(live: list[tuple[Any, asyncio.Future[Any]]], results: Sequence[Any], done: asyncio.Future[None]) -> None:
+        """On the event loop: each caller's own result or exception, then the collector's go-ahead."""
+        for (_item, fut), result in zip(live, results):
+            if fut.done():
+                continue
+            if isinstance(result, BaseException):
+                fut.set_exception(result)
+            else:
+                fut.set_result(result)
+        if not done.done():
+            done.set_result(None)

@@ -341,7 +341,20 @@ class SQLiteStore(FollowupMixin, SessionsMixin):
             self._on_created(db, case_id, rec.get("urgency"), at)
         self._event(db, case_id, "created", at, None, "new", agency, rec.get("source"),
                     f"triaged by model {rec['model_version']}")
-        return (self._case(row) if _RETURNING else self._get(db, case_id)), True
+        return (self._written(row, rec, agency) if _RETURNING else self._get(db, case_id)), True
+
+    @staticmethod
+    def _written(row: sqlite3.Row, rec: dict[str, Any], agency: str | None) -> dict[str, Any]:
+        """A just-inserted case from its ``RETURNING *`` row, as ``_case`` reads it, without parsing back
+        the JSON columns written a moment ago: their values are the record's own (the JSON text of
+        each is orjson's of that value, which reads back equal)."""
+        case = dict(row)
+        case["prediction"], case["topics"], case["agencies"] = rec["prediction"], rec["topics"], rec["agencies"]
+        case["agency_path"] = [agency] if agency else []
+        case["review_reasons"] = rec["review_reasons"]
+        case["needs_review"] = bool(case["needs_review"])
+        case["corrected"] = bool(case["corrected"])
+        return case
 
     def _known(self, row: Any, rec: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """The stored case of a retried external_id (not created now); a different text is a conflict."""
