@@ -90,6 +90,17 @@ def test_committed_labels_are_consistent():
     assert set(cue["urgency"]) <= {"high", "medium", "low"} and cue["reason"].str.len().gt(0).all()
     assert not cue["reason"].str.contains("[ก-๙]").any()
 
+    for name, first, n in (("urgency-blind.csv", labels, 200), ("urgency-cue-blind.csv", cue, 100)):
+        blind = pd.read_csv(REPO / "labels" / name)
+        assert list(blind.columns) == ["ticket_id", "urgency", "reason"]  # ids, labels, reasons; no text
+        assert len(blind) == n and blind["ticket_id"].is_unique
+        assert set(blind["ticket_id"]) <= set(first["ticket_id"])
+        assert set(blind["urgency"]) <= {"high", "medium", "low"} and blind["reason"].str.len().gt(0).all()
+        assert not blind["reason"].str.contains("[ก-๙]").any()
+    # the cue re-label is exactly the recorded draw (seed 20261205 over the second draw's ids)
+    cue_blind = pd.read_csv(REPO / "labels" / "urgency-cue-blind.csv")
+    assert list(cue_blind["ticket_id"]) == urgency_labels.draw_blind(REPO / "labels" / "urgency-sample-2.csv", 100)
+
 
 def test_second_round_draws_cue_stratum_outside_first_draw(tiny_data, tmp_path):
     first = tmp_path / "sample.csv"  # a first draw that took wire tickets 0, 3, ..., 87 of 2022-10
@@ -116,3 +127,29 @@ def test_second_round_without_matches_is_a_clear_error(tiny_data, tmp_path):
     with pytest.raises(SystemExit, match="no ticket matches"):
         sample_urgency.main(["--data", str(tiny_data), "--round", "2", "--before", "2022-01",
                              "--out", str(tmp_path / "s.csv")])
+
+
+def test_blind_draw_reads_ids_only_is_seeded_and_writes_texts(tiny_data, tmp_path):
+    sample = tmp_path / "s.csv"  # a draw file; the labels of these rows are never read
+    ids = [f"2022-10-{i}" for i in range(0, 60, 3)]
+    pd.DataFrame({"ticket_id": ids, "month": "2022-10", "stratum": "cue", "pool": 100,
+                  "drawn": 20}).to_csv(sample, index=False)
+    a = urgency_labels.draw_blind(sample, 5, seed=7)
+    assert a == urgency_labels.draw_blind(sample, 5, seed=7) and len(set(a)) == 5 and set(a) <= set(ids)
+    assert a != urgency_labels.draw_blind(sample, 5, seed=8)
+    assert a == sorted(a, key=ids.index)  # in the draw file's order
+    with pytest.raises(SystemExit, match="cannot draw"):
+        urgency_labels.draw_blind(sample, 21)
+
+    out = tmp_path / "texts"
+    assert urgency_labels.main(["blind", "--sample", str(sample), "--n", "5", "--seed", "7",
+                                "--data", str(tiny_data), "--texts", str(out)]) == 0
+    shown = pd.read_csv(out / "blind.tsv", sep="\t")
+    assert list(shown["ticket_id"]) == a
+    assert shown["comment"].str.contains("สายไฟ").all()  # the tickets' real texts from the data folder
+
+    stray = tmp_path / "stray.csv"
+    pd.DataFrame({"ticket_id": ["nope"]}).to_csv(stray, index=False)
+    with pytest.raises(SystemExit, match="not in"):
+        urgency_labels.main(["blind", "--sample", str(stray), "--n", "1", "--data", str(tiny_data),
+                             "--texts", str(tmp_path / "t2")])
