@@ -29,22 +29,21 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import sklearn
 from scipy import sparse
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold
-from sklearn.multiclass import OneVsRestClassifier
-from sklearn.pipeline import FeatureUnion
-from sklearn.svm import LinearSVC
 
 from triage import fastpath
 from triage.errors import ModelError
 from triage.prediction import Prediction, Token
 from triage.text import normalize_many, tokenize, word_analyzer
+
+if TYPE_CHECKING:  # imported where a model is fitted: prediction does not need scikit-learn (triage.lightload)
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.pipeline import FeatureUnion
 
 LEXICON_PATH = Path(__file__).parent / "resources" / "urgency_lexicon.toml"
 HIGH_MISS_COST = 8.0
@@ -74,6 +73,9 @@ def make_featurizer(kind: str = "word", char_ngram: tuple[int, int] = (2, 4)) ->
     "word" is the default: on Traffy it scores nearly as well as "both" (0.006 lower micro-F1) at
     a third of the time (``python bench/topic_baseline.py --features char word both``).
     """
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import FeatureUnion
+
     parts: list[tuple[str, TfidfVectorizer]] = []
     if kind in ("char", "both"):
         parts.append(("char", TfidfVectorizer(analyzer="char_wb", ngram_range=char_ngram, min_df=2, sublinear_tf=True,
@@ -188,6 +190,10 @@ class TopicHead:
         the global numpy generator of whichever joblib worker ran it, so the topic probabilities (and
         the urgency head that reads them) changed with the order of the training stages (issue 12).
         """
+        import sklearn
+        from sklearn.multiclass import OneVsRestClassifier
+        from sklearn.svm import LinearSVC
+
         with warnings.catch_warnings(), sklearn.config_context(enable_metadata_routing=True):
             # a label absent from this period is expected (see decision)
             warnings.filterwarnings("ignore", message="Label not .* is present in all training examples")
@@ -218,6 +224,8 @@ class TopicHead:
 
     def calibrate(self, X: sparse.csr_matrix, Y: np.ndarray) -> None:
         """Fit Platt scaling and thresholds per label on a validation split (never the test split)."""
+        from sklearn.linear_model import LogisticRegression
+
         S = self.decision(X)
         pooled = LogisticRegression(C=1e4).fit(S.ravel().reshape(-1, 1), Y.ravel())
         base = [float(pooled.coef_[0, 0]), float(pooled.intercept_[0])]
@@ -248,6 +256,8 @@ class TopicHead:
         threshold come from those scores. Only these few binary fits are added. Returns the labels.
         """
         from joblib import Parallel, delayed
+        from sklearn.linear_model import LogisticRegression
+        from sklearn.svm import LinearSVC
 
         if self.clf_ is None or self.calibration_ is None or self.thresholds_ is None:
             raise ModelError("calibrate the topic head (fit, then calibrate) before adding new labels")
@@ -500,6 +510,8 @@ class UrgencyHead:
         n-gram in fewer than 5 of them is left out: the same AUC of high by cross-validation (0.924)
         with 46k instead of 110k columns, and L-BFGS's time grows with the columns.
         """
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
         vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), min_df=5 if len(norm_texts) >= 500 else 1,
                               sublinear_tf=True, dtype=np.float32)
         try:
@@ -546,6 +558,8 @@ class UrgencyHead:
         return P[:, self.levels.index("high")] + getattr(self, "cue_bonus", HIGH_CUE_BONUS) * cue
 
     def _fit_clf(self, Z: sparse.csr_matrix, y: np.ndarray) -> LogisticRegression:
+        from sklearn.linear_model import LogisticRegression
+
         return LogisticRegression(C=self.C, class_weight="balanced", max_iter=2000).fit(Z, y)
 
     def _choose_threshold(self, y_high: np.ndarray, p_high: np.ndarray) -> float:
@@ -580,6 +594,8 @@ class UrgencyHead:
         return self.fit_with(Z, y, clfs, seed)
 
     def _splits(self, y: np.ndarray, seed: int, folds: int = 5) -> list[tuple[np.ndarray, np.ndarray]]:
+        from sklearn.model_selection import StratifiedKFold
+
         return list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
 
     def fit_tasks(self, y: np.ndarray, seed: int = 0) -> list[np.ndarray | None]:
@@ -755,8 +771,15 @@ class TriageModel:
 
     @cached_property
     def _word_names(self) -> np.ndarray:
+        """The word features' names by column: ``get_feature_names_out()``, read off the vocabulary (whose
+        columns are 0..n-1) without sorting it."""
         vec = dict(self.featurizer.transformer_list).get("word")
-        return vec.get_feature_names_out() if vec is not None else np.array([])
+        if vec is None:
+            return np.array([])
+        vocab: dict[str, int] = vec.vocabulary_
+        names = np.empty(len(vocab), dtype=object)
+        names[np.fromiter(vocab.values(), dtype=np.int64, count=len(vocab))] = list(vocab)
+        return names
 
     def explain(self, X: sparse.csr_matrix, i: int, k: int) -> list[Token]:
         """The words (and word pairs) of row ``i`` of X that pushed label k most, with their contribution.
@@ -767,7 +790,7 @@ class TriageModel:
         if self.topic.clf_ is None:
             raise ModelError("the model is not fitted (topic.clf_ is missing): retrain it with train.py")
         est = self.topic.clf_.estimators_[k] if len(self.topic.clf_.estimators_) > k else None
-        if est is None or not hasattr(est, "coef_") or self._word_offset < 0:
+        if est is None or not fastpath.has_fitted(est, "coef_") or self._word_offset < 0:
             return []
         lo, hi = X.indptr[i], X.indptr[i + 1]
         idx, vals = X.indices[lo:hi], X.data[lo:hi]
