@@ -37,6 +37,7 @@ from scipy import sparse
 from triage import fastpath
 from triage.errors import ModelError
 from triage.prediction import Prediction, Token
+from triage.prefilter import Prefiltered
 from triage.text import normalize_many, tokenize, word_analyzer
 
 if TYPE_CHECKING:  # imported where a model is fitted: prediction does not need scikit-learn (triage.lightload)
@@ -443,6 +444,11 @@ class Lexicon:
     def compiled(self) -> list[re.Pattern[str]]:
         return [re.compile("|".join(f"(?:{p})" for p in pats)) for pats in self.groups.values()]
 
+    @cached_property
+    def _searchers(self) -> list[Prefiltered]:
+        """``compiled``, each skipping the texts that lack all the words its matches need (``triage.prefilter``)."""
+        return [Prefiltered(p) for p in self.compiled]
+
     @property
     def names(self) -> list[str]:
         """Feature columns: the regex groups, then the hazard features."""
@@ -464,7 +470,7 @@ class Lexicon:
     def matches(self, text: str) -> list[tuple[str, str]]:
         """(cue, matched phrase) pairs found in a normalised text."""
         found = []
-        for name, pattern in zip(self.groups, self.compiled):
+        for name, pattern in zip(self.groups, self._searchers):
             m = pattern.search(text)
             if m:
                 found.append((name, m.group(0)))

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from triage.errors import ConfigError
+from triage.prefilter import Prefiltered
 from triage.text import tokenize
 
 RESOURCES = Path(__file__).with_name("resources")
@@ -101,11 +102,11 @@ class Places:
 
     def __post_init__(self) -> None:
         d = self._alternation(self.districts)
-        self._district = re.compile(f"(?:สำนักงาน)?เขต\\s*:?\\s*({d})") if d else None
+        self._district = Prefiltered(re.compile(f"(?:สำนักงาน)?เขต\\s*:?\\s*({d})")) if d else None
         sub = self._alternation(self.subdistricts)
-        self._sub = re.compile(f"(?:แขวง|เเขวง)\\s*:?\\s*({sub})") if sub else None
+        self._sub = Prefiltered(re.compile(f"(?:แขวง|เเขวง)\\s*:?\\s*({sub})")) if sub else None
         pl = self._alternation(self.places)
-        self._place = re.compile(f"({pl})") if pl else None
+        self._place = Prefiltered(re.compile(f"({pl})")) if pl else None
 
     def district_in(self, norm: str) -> str | None:
         """The district a normalised text names, or None."""
@@ -258,18 +259,24 @@ class Rule:
     pattern: re.Pattern[str] | None
     unless: re.Pattern[str] | None
     note: str
+    _find: Prefiltered | None = field(default=None, init=False, repr=False, compare=False)
+    _unless: Prefiltered | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:  # the patterns, skipping texts that lack every word a match needs
+        object.__setattr__(self, "_find", Prefiltered(self.pattern) if self.pattern is not None else None)
+        object.__setattr__(self, "_unless", Prefiltered(self.unless) if self.unless is not None else None)
 
     def match(self, norm: str, topics: list[str]) -> str | None:
         """What matched (for the explanation), or None."""
         if self.topics and self.topics.isdisjoint(topics):
             return None
         hit = None
-        if self.pattern is not None:
-            m = self.pattern.search(norm)
+        if self._find is not None:
+            m = self._find.search(norm)
             if m is None:
                 return None
             hit = m.group(0)
-        if self.unless is not None and self.unless.search(norm):
+        if self._unless is not None and self._unless.search(norm):
             return None
         parts = ([f"topic {'/'.join(sorted(self.topics.intersection(topics)))}"] if self.topics else []) + \
                 ([f"phrase '{hit}'"] if hit else [])
