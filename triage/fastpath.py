@@ -73,22 +73,30 @@ def has_fitted(obj: Any, name: str) -> bool:
 def normalize_rows_l2(X: sparse.csr_matrix) -> sparse.csr_matrix:
     """scikit-learn's ``inplace_csr_row_normalize_l2`` bit for bit, in numpy: per row, the squares (in the
     data's type) summed in double in the row's order, each value divided by the square root in double
-    and stored in the data's type; a row whose sum is 0 is left as it is. The rows are summed side by
-    side, one position at a time (longest rows first), so the order of additions is the C loop's."""
+    and stored in the data's type; a row whose sum is 0 is left as it is.
+
+    The order of additions is the C loop's: rows of similar length are laid side by side as columns of
+    a (position, row) array padded with zeros after each row's end, and summed down the positions
+    (numpy adds such an array's rows one after the other; adding 0.0 leaves a sum as it is)."""
     data, indptr = X.data, np.asarray(X.indptr, dtype=np.int64)
-    lengths = np.diff(indptr)
     if not len(data):
         return X
-    sq = data * data
-    order = np.argsort(-lengths, kind="stable")
-    starts = indptr[:-1][order]
+    lengths = np.diff(indptr)
+    sq = (data * data).astype(np.float64)
+    order = np.argsort(lengths, kind="stable")
     by_length = lengths[order]
-    active = np.searchsorted(-by_length, -np.arange(int(by_length[0])), side="left")  # rows longer than k
-    sums = np.zeros(len(order))
-    for k, m in enumerate(active.tolist()):
-        sums[:m] += sq[starts[:m] + k]
-    norms = np.empty(len(order))
-    norms[order] = np.sqrt(sums)
+    sums = np.zeros(len(lengths))
+    lo = int(np.searchsorted(by_length, 1))  # empty rows sum to 0
+    while lo < len(order):
+        hi = int(np.searchsorted(by_length, 2 * int(by_length[lo]), side="right"))  # up to twice as long
+        rows = order[lo:hi]
+        longest = int(by_length[hi - 1])
+        at = np.arange(longest)[:, None]
+        inside = at < lengths[rows][None, :]
+        block = np.where(inside, sq[np.where(inside, indptr[rows][None, :] + at, 0)], 0.0)
+        sums[rows] = np.add.reduce(block, axis=0)
+        lo = hi
+    norms = np.sqrt(sums)
     norms[norms == 0.0] = 1.0  # x / 1.0 is x: the row stays as it is
     X.data = (data.astype(np.float64) / np.repeat(norms, lengths)).astype(data.dtype)
     return X

@@ -83,11 +83,19 @@ class Prefiltered:
         self.required = tuple(tuple(sorted(found, key=lambda x: (len(x), x))) for found in required_literals(pattern)[:most])
         """At most ``most`` sets (each costs a few substring searches), the most selective first."""
 
-    def search(self, text: str) -> re.Match[str] | None:
+    def may_match(self, text: str) -> bool:
+        """False when ``text`` lacks every string of one of the required sets: then the pattern cannot match."""
         for strings in self.required:
             for s in strings:
                 if s in text:
                     break
             else:
-                return None
-        return self.pattern.search(text)
+                return False
+        return True
+
+    def search(self, text: str) -> re.Match[str] | None:
+        return self.pattern.search(text) if self.may_match(text) else None
+
+    def sub(self, repl: Any, text: str) -> str:
+        """``pattern.sub(repl, text)``."""
+        return self.pattern.sub(repl, text) if self.may_match(text) else text
