@@ -134,32 +134,20 @@ def predict_file(model: Any, inp: Path, out: Path, text_column: str, district_co
         out.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp, "w", encoding="utf-8") as fh, _progress_bar(total, progress) as bar, \
                 ParallelPredict(predict_lines, model, router, jobs) as run:
+            pending: tuple[list[str], list[str] | None, list[int], Any] | None = None
             for chunk in iter_chunks(inp, columns):
                 texts = [_as_text(v) for v in chunk[text_column]]
                 districts = [(_as_text(v) or None) for v in chunk[district_column]] if district_column else None
-                ok = [i for i, t in enumerate(texts) if t.strip()]
-                preds = run([texts[i] for i in ok], [districts[i] for i in ok] if districts else None) if ok else []
-                by_row = dict(zip(ok, preds))
                 ids = [_as_text(v) for v in chunk[id_column]] if id_column else None
-                lines = []
-                for i in range(len(texts)):
-                    row_id = ids[i] if ids is not None else None
-                    if i in by_row:
-                        counts["predicted"] += 1
-                        warning = None
-                        if UNDECODABLE in texts[i]:  # the reader replaced bytes that are not UTF-8
-                            warning = "text had bytes that are not UTF-8; they were replaced before triage"
-                            counts["undecodable"] += 1
-                        lines.append(output_line(by_row[i], row_id, warning))
-                    else:
-                        rec: dict[str, Any] = {} if row_id is None else {"id": row_id}
-                        rec["error"] = "empty complaint text"
-                        counts["empty"] += 1
-                        lines.append(json.dumps(rec, ensure_ascii=False))
-                if lines:
-                    fh.write("\n".join(lines) + "\n")
-                counts["rows"] += len(texts)
-                bar.update(len(texts))
+                ok = [i for i, t in enumerate(texts) if t.strip()]
+                job = run.submit([texts[i] for i in ok], [districts[i] for i in ok] if districts else None) if ok else []
+                if pending is not None:  # the workers are already on this chunk while the last one is written
+                    _write_chunk(fh, *pending, run, counts)
+                    bar.update(len(pending[0]))
+                pending = (texts, ids, ok, job)
+            if pending is not None:
+                _write_chunk(fh, *pending, run, counts)
+                bar.update(len(pending[0]))
         tmp.replace(out)
     except OSError as exc:
         _remove_quietly(tmp)
@@ -190,6 +178,30 @@ def _progress_bar(total: int | None, progress: bool) -> Any:
     from tqdm import tqdm
 
     return tqdm(total=total, unit="rows", file=sys.stderr, mininterval=1.0)
+
+
+def _write_chunk(fh: Any, texts: list[str], ids: list[str] | None, ok: list[int], job: Any, run: Any,
+                 counts: dict[str, int]) -> None:
+    """Write one chunk's lines, in input order: its predictions (``job``, waited for here) or its errors."""
+    by_row = dict(zip(ok, run.result(job) if ok else []))
+    lines = []
+    for i in range(len(texts)):
+        row_id = ids[i] if ids is not None else None
+        if i in by_row:
+            counts["predicted"] += 1
+            warning = None
+            if UNDECODABLE in texts[i]:  # the reader replaced bytes that are not UTF-8
+                warning = "text had bytes that are not UTF-8; they were replaced before triage"
+                counts["undecodable"] += 1
+            lines.append(output_line(by_row[i], row_id, warning))
+        else:
+            rec: dict[str, Any] = {} if row_id is None else {"id": row_id}
+            rec["error"] = "empty complaint text"
+            counts["empty"] += 1
+            lines.append(json.dumps(rec, ensure_ascii=False))
+    if lines:
+        fh.write("\n".join(lines) + "\n")
+    counts["rows"] += len(texts)
 
 
 def _remove_quietly(path: Path) -> None:

@@ -428,13 +428,14 @@ class Router:
         a, b, c, d = learned.calibration_
         evidence = self.rule_evidence(table)
         out: dict[str, float] = {}
+        kinds, resolved, log, exp = self.table.kinds, self._resolved, math.log, math.exp
         for kind in set(kind_p) | set(evidence):
-            if kind == DISTRICT_OFFICE or kind not in self.table.kinds or not self.resolve(kind, district):
+            if kind == DISTRICT_OFFICE or kind not in kinds or not resolved(kind, district):
                 continue
             p = min(max(kind_p.get(kind, 0.0), 1e-6), 1 - 1e-6)
             strong, weak = evidence.get(kind, (0.0, 0.0))
-            z = a * math.log(p / (1 - p)) + b * strong + c * weak + d
-            out[kind] = 1.0 / (1.0 + math.exp(-max(min(z, 30.0), -30.0)))
+            z = a * log(p / (1 - p)) + b * strong + c * weak + d
+            out[kind] = 1.0 / (1.0 + exp(-max(min(z, 30.0), -30.0)))
         return out
 
     @property
@@ -443,6 +444,20 @@ class Router:
 
     def resolve(self, kind: str, district: str | None) -> list[str]:
         """Concrete agencies for a kind in a district, best first (never empty for a routable kind)."""
+        return list(self._resolved(kind, district))
+
+    def _resolved(self, kind: str, district: str | None) -> tuple[str, ...]:
+        """``resolve``, remembered per (kind, district) while the table and the directory are the same objects:
+        a complaint asks it for every kind, several times."""
+        memo: tuple[Any, Any, dict[tuple[str, str | None], tuple[str, ...]]] | None = self.__dict__.get("_resolve_memo")
+        if memo is None or memo[0] is not self.table or memo[1] is not self.directory or len(memo[2]) > 20_000:
+            memo = self.__dict__["_resolve_memo"] = (self.table, self.directory, {})
+        found = memo[2].get((kind, district))
+        if found is None:
+            found = memo[2][(kind, district)] = tuple(self._resolve(kind, district))
+        return found
+
+    def _resolve(self, kind: str, district: str | None) -> list[str]:
         spec = self.table.kinds[kind]
         if spec.agency:
             return [spec.agency]
@@ -478,7 +493,8 @@ class Router:
 
     def usable(self, kind_p: dict[str, float], district: str | None) -> dict[str, float]:
         """The learned model's kinds that the table knows and can resolve in this district."""
-        return {k: p for k, p in kind_p.items() if k in self.table.kinds and self.resolve(k, district)}
+        kinds, resolved = self.table.kinds, self._resolved
+        return {k: p for k, p in kind_p.items() if k in kinds and resolved(k, district)}
 
     def key_kind(self, key: str) -> str:
         """The kind of a table key: a kind, or ``@<agency>`` for a rule that names an agency."""
@@ -578,11 +594,11 @@ class Router:
             reasons.append("no district given")
         elif district is not None and not self.directory.in_bangkok(district) and not self.directory.local(t.outside_bangkok, district):
             reasons.append(f"district {district!r} is not in the directory")
-        words = [w for w in tokenize(norm) if _has_letter(w)] if norm else []
-        if len(words) < t.min_words:
-            reasons.append(f"vague: {len(words)} word(s)")
+        n_words = sum(map(_has_letter, tokenize(norm))) if norm else 0
+        if n_words < t.min_words:
+            reasons.append(f"vague: {n_words} word(s)")
         top_topic = max(prediction.get("topic_scores", {}).values(), default=None)
-        if top_topic is not None and top_topic < t.review_below and len(words) < 2 * t.min_words:
+        if top_topic is not None and top_topic < t.review_below and n_words < 2 * t.min_words:
             reasons.append(f"vague: no topic is likely (best {top_topic:.2f})")
         if "second opinion" in decision or "close call" in decision:
             reasons.append(f"the kind is uncertain ({decision})" if calibrated else f"table and learned model disagree ({decision})")
@@ -626,7 +642,7 @@ class Router:
         if key.startswith("@"):
             return [key[1:]]
         named = [k[1:] for k in table if k.startswith("@") and self.key_kind(k) == key]
-        return named + [n for n in self.resolve(key, district) if n not in named]
+        return named + [n for n in self._resolved(key, district) if n not in named]
 
     def candidate_scores(self, score_of: dict[str, float], table: dict[str, tuple[float, str]],
                          rank_p: dict[str, float] | None) -> dict[str, float]:
