@@ -428,9 +428,9 @@ class Router:
         a, b, c, d = learned.calibration_
         evidence = self.rule_evidence(table)
         out: dict[str, float] = {}
-        kinds, resolved, log, exp = self.table.kinds, self._resolved, math.log, math.exp
+        resolved, log, exp = self._by_district(district), math.log, math.exp
         for kind in set(kind_p) | set(evidence):
-            if kind == DISTRICT_OFFICE or kind not in kinds or not resolved(kind, district):
+            if kind == DISTRICT_OFFICE or not resolved.get(kind):
                 continue
             p = min(max(kind_p.get(kind, 0.0), 1e-6), 1 - 1e-6)
             strong, weak = evidence.get(kind, (0.0, 0.0))
@@ -447,14 +447,17 @@ class Router:
         return list(self._resolved(kind, district))
 
     def _resolved(self, kind: str, district: str | None) -> tuple[str, ...]:
-        """``resolve``, remembered per (kind, district) while the table and the directory are the same objects:
-        a complaint asks it for every kind, several times."""
-        memo: tuple[Any, Any, dict[tuple[str, str | None], tuple[str, ...]]] | None = self.__dict__.get("_resolve_memo")
-        if memo is None or memo[0] is not self.table or memo[1] is not self.directory or len(memo[2]) > 20_000:
+        return self._by_district(district)[kind]
+
+    def _by_district(self, district: str | None) -> dict[str, tuple[str, ...]]:
+        """``resolve`` of every kind in a district, remembered per district while the table and the directory
+        are the same objects (a complaint asks it for every kind, several times)."""
+        memo: tuple[Any, Any, dict[str | None, dict[str, tuple[str, ...]]]] | None = self.__dict__.get("_resolve_memo")
+        if memo is None or memo[0] is not self.table or memo[1] is not self.directory or len(memo[2]) > 2_000:
             memo = self.__dict__["_resolve_memo"] = (self.table, self.directory, {})
-        found = memo[2].get((kind, district))
+        found = memo[2].get(district)
         if found is None:
-            found = memo[2][(kind, district)] = tuple(self._resolve(kind, district))
+            found = memo[2][district] = {kind: tuple(self._resolve(kind, district)) for kind in self.table.kinds}
         return found
 
     def _resolve(self, kind: str, district: str | None) -> list[str]:
@@ -493,8 +496,8 @@ class Router:
 
     def usable(self, kind_p: dict[str, float], district: str | None) -> dict[str, float]:
         """The learned model's kinds that the table knows and can resolve in this district."""
-        kinds, resolved = self.table.kinds, self._resolved
-        return {k: p for k, p in kind_p.items() if k in kinds and resolved(k, district)}
+        resolved = self._by_district(district)
+        return {k: p for k, p in kind_p.items() if resolved.get(k)}
 
     def key_kind(self, key: str) -> str:
         """The kind of a table key: a kind, or ``@<agency>`` for a rule that names an agency."""
