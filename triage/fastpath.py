@@ -76,8 +76,9 @@ def normalize_rows_l2(X: sparse.csr_matrix) -> sparse.csr_matrix:
     and stored in the data's type; a row whose sum is 0 is left as it is.
 
     The order of additions is the C loop's: rows of similar length are laid side by side as columns of
-    a (position, row) array padded with zeros after each row's end, and summed down the positions
-    (numpy adds such an array's rows one after the other; adding 0.0 leaves a sum as it is)."""
+    a (position, row) array padded with zeros after each row's end, and summed down the positions by
+    a running sum (``cumsum``: each sum is the previous one plus the next square; adding 0.0 leaves a
+    sum as it is)."""
     data, indptr = X.data, np.asarray(X.indptr, dtype=np.int64)
     if not len(data):
         return X
@@ -94,7 +95,7 @@ def normalize_rows_l2(X: sparse.csr_matrix) -> sparse.csr_matrix:
         at = np.arange(longest)[:, None]
         inside = at < lengths[rows][None, :]
         block = np.where(inside, sq[np.where(inside, indptr[rows][None, :] + at, 0)], 0.0)
-        sums[rows] = np.add.reduce(block, axis=0)
+        sums[rows] = np.cumsum(block, axis=0)[-1]  # running sums: one after the other (a reduce may pair them up)
         lo = hi
     norms = np.sqrt(sums)
     norms[norms == 0.0] = 1.0  # x / 1.0 is x: the row stays as it is
