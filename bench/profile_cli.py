@@ -26,6 +26,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from cli_batch import REPO, complaint_rows  # noqa: E402  (bench/cli_batch.py: the same rows)
 
+IDLE = ("TMonitor.run",)
+"""Waiting threads py-spy still samples (tqdm's monitor thread): left out of every part and of the total."""
+
 PARTS: list[tuple[str, tuple[str, ...]]] = [
     ("imports", ("_find_and_load",)),
     ("tokenising (nlpo3)", ("_tokens (triage/text.py", "_dictionary (triage/text.py")),
@@ -64,7 +67,11 @@ def main() -> int:
     ap.add_argument("--jobs", default="1", help="passed on as --jobs (1: one process, the cleanest profile)")
     ap.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     ap.add_argument("--raw", default=None, help="also keep py-spy's raw (collapsed) stacks in this file")
+    ap.add_argument("--parts-of", default=None, help="only print the parts of an earlier run's --raw file")
     a = ap.parse_args()
+    if a.parts_of:
+        print_parts(Path(a.parts_of).read_text(encoding="utf-8"), a.rate, a.rows)
+        return 0
     frame = complaint_rows(Path(a.data), a.rows)
     exe = Path(sys.executable).parent / "py-spy"
     with tempfile.TemporaryDirectory(prefix="triage-cli-profile-") as tmp:
@@ -80,18 +87,27 @@ def main() -> int:
         if res.returncode != 0:
             print(res.stderr, file=sys.stderr)
             return res.returncode
-        parts: collections.Counter[str] = collections.Counter()
-        for line in raw.read_text(encoding="utf-8").splitlines():
-            stack, _, count = line.rpartition(" ")
+        text = raw.read_text(encoding="utf-8")
+    print(f"{len(frame)} complaints, --jobs {a.jobs}; load average {load0:.2f} -> {os.getloadavg()[0]:.2f}")
+    print_parts(text, a.rate, len(frame))
+    return 0
+
+
+def print_parts(raw: str, rate: int, rows: int) -> None:
+    parts: collections.Counter[str] = collections.Counter()
+    idle = 0
+    for line in raw.splitlines():
+        stack, _, count = line.rpartition(" ")
+        if any(m in stack for m in IDLE):
+            idle += int(count)
+        else:
             parts[part_of(stack)] += int(count)
     total = sum(parts.values())
-    print(f"{len(frame)} complaints, --jobs {a.jobs}, {total} samples at {a.rate}/s; "
-          f"load average {load0:.2f} -> {os.getloadavg()[0]:.2f}")
+    print(f"{total} samples at {rate}/s ({idle} of waiting threads left out)")
     print(f"{'part':40s} {'share':>6s} {'seconds':>8s} {'ms a complaint':>15s}")
     for name, n in sorted(parts.items(), key=lambda kv: -kv[1]):
-        print(f"{name:40s} {100 * n / total:5.1f}% {n / a.rate:8.2f} {1000 * n / a.rate / len(frame):15.3f}")
-    print(f"{'total':40s} {100.0:5.1f}% {total / a.rate:8.2f} {1000 * total / a.rate / len(frame):15.3f}")
-    return 0
+        print(f"{name:40s} {100 * n / total:5.1f}% {n / rate:8.2f} {1000 * n / rate / rows:15.3f}")
+    print(f"{'total':40s} {100.0:5.1f}% {total / rate:8.2f} {1000 * total / rate / rows:15.3f}")
 
 
 if __name__ == "__main__":
