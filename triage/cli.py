@@ -90,9 +90,13 @@ def _as_text(value: Any) -> str:
     return str(value)
 
 
+_ENCODE = json.JSONEncoder(ensure_ascii=False, check_circular=False).encode
+"""``json.dumps(record, ensure_ascii=False)`` (the same text) with one encoder and no check for cycles a record cannot have."""
+
+
 def predict_lines(model: Any, texts: list[str], districts: list[str | None] | None, router: Any = None) -> list[str]:
     """``predict``'s records as JSON object texts (in the worker processes: encoding is a share of the work)."""
-    return [json.dumps(pred, ensure_ascii=False) for pred in predict(model, texts, districts, router)]
+    return [_ENCODE(pred) for pred in predict(model, texts, districts, router)]
 
 
 def output_line(pred_json: str, row_id: str | None, warning: str | None) -> str:
