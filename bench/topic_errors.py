@@ -25,7 +25,8 @@ import pandas as pd
 from sklearn.metrics import f1_score
 
 from triage.data import load_config, load_dataset
-from triage.model import TOPIC_LEARNERS, TopicHead, analyze_words, fit_featurizer
+from triage.learners import TOPIC_LEARNERS
+from triage.model import TopicHead, analyze_words, fit_featurizer
 from triage.text import normalize_many
 from triage.training import _binarize, letters_key, recency_weights
 

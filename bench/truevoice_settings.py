@@ -23,7 +23,8 @@ import numpy as np
 
 from triage import evaluate
 from triage.data import load_config, load_dataset
-from triage.model import TOPIC_LEARNERS, TopicHead, analyze_words, fit_featurizer
+from triage.learners import TOPIC_LEARNERS
+from triage.model import TopicHead, analyze_words, fit_featurizer
 from triage.text import normalize_many
 from triage.training import _binarize, _split
 

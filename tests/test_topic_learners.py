@@ -10,7 +10,8 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
 
 from triage import fastpath
-from triage.model import TOPIC_LEARNERS, AveragedLinear, TopicHead, fit_featurizer
+from triage.learners import TOPIC_LEARNERS, AveragedLinear
+from triage.model import TopicHead, fit_featurizer
 from triage.text import normalize_many
 
 ROAD = ["ถนนเป็นหลุมเป็นบ่อ รถตกหลุม", "ถนนชำรุดมาก ผิวถนนแตก", "ถนนทรุด ขอให้ซ่อมถนน"]

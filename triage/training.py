@@ -37,9 +37,9 @@ from triage.data import (
     time_split,
 )
 from triage.errors import DataError, ModelError
+from triage.learners import TOPIC_LEARNERS
 from triage.model import (
     HIGH_MISS_COST,
-    TOPIC_LEARNERS,
     URGENCY_LEVELS,
     Lexicon,
     TopicHead,
