@@ -26,6 +26,14 @@ import pandas as pd
 REPO = Path(__file__).resolve().parent.parent
 
 
+def complaint_rows(data: Path, rows: int) -> pd.DataFrame:
+    """``rows`` distinct real complaints with their districts, of the last two Traffy months (always the same ones)."""
+    months = sorted(Path(data, "traffy").glob("*.parquet"))[-2:]
+    frame = pd.concat([pd.read_parquet(m, columns=["comment", "district"]) for m in months])
+    frame = frame.dropna(subset=["comment"]).drop_duplicates("comment")
+    return frame.sample(min(rows, len(frame)), random_state=0)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=str(REPO / "models" / "current"))
@@ -34,10 +42,7 @@ def main() -> int:
     ap.add_argument("--runs", type=int, default=2)
     ap.add_argument("--jobs", default=None, help="passed on as --jobs (default: the CLI's, one per core)")
     a = ap.parse_args()
-    months = sorted(Path(a.data, "traffy").glob("*.parquet"))[-2:]
-    frame = pd.concat([pd.read_parquet(m, columns=["comment", "district"]) for m in months])
-    frame = frame.dropna(subset=["comment"]).drop_duplicates("comment")
-    frame = frame.sample(min(a.rows, len(frame)), random_state=0)
+    frame = complaint_rows(Path(a.data), a.rows)
     with tempfile.TemporaryDirectory(prefix="triage-cli-bench-") as tmp:
         inp, out = Path(tmp) / "in.parquet", Path(tmp) / "out.jsonl"
         frame.to_parquet(inp)

@@ -107,3 +107,24 @@ def test_an_output_line_is_what_json_dumps_gives_for_the_whole_record(row_id, wa
     assert output_line(json.dumps(pred, ensure_ascii=False), row_id, warning) == json.dumps(rec, ensure_ascii=False)
     assert output_line("{}", row_id, warning) == json.dumps(
         {k: v for k, v in rec.items() if k in ("id", "warning")}, ensure_ascii=False)
+
+
+def test_a_missing_district_in_a_parquet_string_column_is_missing_not_a_district(small_model_dir, tmp_path):
+    """pandas reads such a cell as ``pd.NA``; it used to be routed as a district named "<NA>"."""
+    frame = pd.DataFrame({"comment": ["ไฟฟ้าส่องสว่างดับทั้งซอย", "ไฟฟ้าส่องสว่างดับทั้งซอย เขตบางรัก", "ขยะเต็มถนน"],
+                          "district": pd.array([None, None, "จตุจักร"], dtype="string"),
+                          "ticket_id": pd.array(["a", None, "c"], dtype="string")})
+    inp = tmp_path / "in.parquet"
+    frame.to_parquet(inp)
+    assert str(pd.read_parquet(inp)["district"].dtype) == "string"  # the file carries pandas' string type
+    out = tmp_path / "out.jsonl"
+    res = run_predict(small_model_dir, inp, out, "--district-column", "district", "--id-column", "ticket_id", "--quiet")
+    assert res.returncode == 0, res.stderr
+    text = out.read_text(encoding="utf-8")
+    assert "<NA>" not in text
+    recs = [json.loads(line) for line in text.splitlines()]
+    assert [r.get("id") for r in recs] == ["a", "", "c"]
+    assert recs[0]["agency_explanation"]["district"] is None
+    assert recs[1]["agency_explanation"]["district"] == "บางรัก"  # read from the text, as for an empty cell
+    assert recs[1]["agency_explanation"]["district_source"] == "text"
+    assert recs[2]["agency_explanation"]["district"] == "จตุจักร"

@@ -71,3 +71,57 @@ def test_mask_personal_variants(text, secret):
 )
 def test_mask_personal_keeps_ordinary_text(text):
     assert mask_personal(text) == text
+
+
+# normalize before its shortcuts (issue 9, fifth round), step for step: the reference the faster one must equal
+def _reference_normalize(text: str) -> str:
+    import unicodedata
+
+    from pythainlp.util import reorder_vowels
+
+    from triage import text as T
+
+    norepeat, tones, dangling = T._thai_marks()
+    text = unicodedata.normalize("NFC", text)
+    text = T._ZERO_WIDTH.sub("", text)
+    text = T._CONTROL.sub(" ", text)
+    text = text.translate(T._THAI_DIGITS)
+    text = T._LAUGH.sub("555", text)
+    text = T._REPEAT.sub(r"\1", text)
+    text = reorder_vowels(text)
+    text = norepeat.sub(r"\1", text)
+    text = tones.sub(lambda m: m.group(0)[-1], text)
+    text = dangling.sub(lambda m: " " if m.group(0).startswith(" ") else "", text)
+    text = T._URL.sub(" urltoken ", text)
+    text = T._EMAIL.sub(" emailtoken ", text)
+    text = T._NATIONAL_ID.sub(" idtoken ", text)
+    text = T._PHONE.sub(" phonetoken ", text)
+    return T._SPACES.sub(" ", text).strip().lower()
+
+
+NORMALISATION_CASES = AWKWARD + ["๕๕๕๕๕ ค่ะะะะ", "a@b.co x@y", "๐๘๑-๒๓๔-๕๖๗๘", "๑-๒๓๔๕-๖๗๘๙๐-๑๒-๓", "1-2345-67890-12-3",
+                                 "เเก", "ก่ำ", "ํ่า", "นํ้า", "กๅ", "ฤๅษี", "ก้ิ", "กา่", "WWW.X.COM hTTp://A", "٣٤٥ ０８１２３４５６７８",
+                                 "โทร 0 8 1 2 3 4 5 6 7 8", "x\x00\x07y\u200b", "ก ุ่ม", "5555 55555"]
+
+
+def test_the_faster_normalisation_is_the_reference_one_on_real_complaints(traffy_slice):
+    import pandas as pd
+
+    from triage import text as T
+
+    texts = []
+    for path in sorted((traffy_slice / "traffy").glob("*.parquet")):
+        texts += pd.read_parquet(path, columns=["comment"])["comment"].dropna().tolist()
+    assert len(texts) > 3000
+    for text in texts + NORMALISATION_CASES:
+        assert T.normalize.__wrapped__(text) == _reference_normalize(text), text[:80]
+
+
+@pytest.mark.unit
+def test_reorder_vowels_is_pythainlps():
+    from pythainlp.util import reorder_vowels as theirs
+
+    from triage.text import reorder_vowels
+
+    for text in NORMALISATION_CASES + ["ไม้ยมก ้ั ่ิ ๊ี ๋ึ ์ื ุ่ ู้ ะ่ า้ ำ๊ ๅ๋"]:
+        assert reorder_vowels(text) == theirs(text)

@@ -32,20 +32,23 @@ import re
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from scipy import sparse
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import Pipeline
-from sklearn.preprocessing import FunctionTransformer
 
-from triage.data import DatasetConfig, read_table
 from triage.errors import DataError
+from triage.lightload import LazyModule
 from triage.routing import DISTRICT_OFFICE, Router
 from triage.text import normalize_many, word_analyzer
+
+if TYPE_CHECKING:
+    import pandas as pd
+    from sklearn.pipeline import Pipeline
+
+    from triage.data import DatasetConfig
+else:  # a saved model names this module: unpickling it for prediction needs neither (triage.lightload)
+    pd = LazyModule("pandas")
 
 FORWARD_COLUMNS = ["timestamp", "comment", "district", "forwarded_to"]
 MIX_RATES = (0.02, 0.05, 0.08)
@@ -296,6 +299,11 @@ def fit_agency_model(norm_texts: list[str], kinds: list[str], weights: np.ndarra
     ``drop_words`` (``source_words``) are left out of the vocabulary."""
     if len(set(kinds)) < 2:
         raise DataError(f"the agency model needs at least two kinds of agency, got {sorted(set(kinds))}")
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
     analyzer = WordsWithout(drop_words) if drop_words else word_analyzer
     pipe = Pipeline([
         ("intake", FunctionTransformer(strip_intake_many)),
@@ -310,6 +318,11 @@ def fit_ranker(forwards: pd.DataFrame, C: float = 16.0, corrections: pd.DataFram
                assigned: pd.DataFrame | None = None) -> Pipeline | None:
     """The kind among forwarded complaints (forwards, reviewers' corrections and tickets of the
     assigned month assigned to another kind than the district office); None with fewer than two kinds."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
     rows = _routable(forwards)[["norm", "kind"]]
     for more in (corrections, assigned):
         if more is not None and len(more):
@@ -327,6 +340,8 @@ def fit_ranker(forwards: pd.DataFrame, C: float = 16.0, corrections: pd.DataFram
 
 def load_forwards(config: DatasetConfig, settings: AgencySettings, router: Router) -> pd.DataFrame:
     """The forwards with their normalised text and the kind of the agency they went to."""
+    from triage.data import read_table
+
     raw = read_table(config.resolve(settings.forwards))
     missing = [c for c in FORWARD_COLUMNS if c not in raw.columns]
     if missing:
@@ -344,6 +359,8 @@ def ordinary_ids(config: DatasetConfig, settings: AgencySettings) -> set[str] | 
 
     None when the dataset has no ``state`` column (then every ticket counts as ordinary).
     """
+    from triage.data import read_table
+
     raw = read_table(config.resolve(config.data))
     if "state" not in raw.columns or not config.id_column:
         return None
@@ -519,6 +536,8 @@ def fit_calibration(router: Router, model: Any, learned: AgencyModel, fw: pd.Dat
         head = fw_recs if fw_recs is not None else model.predict(texts[:n_fw_part])
     all_recs = head + (model.predict(texts[n_fw_part:]) if len(texts) > n_fw_part else [])
     X, y, w = _calibration_rows(router, _Precomputed.of(learned, norms), norms, districts, all_recs, truth, np.concatenate(parts))
+    from sklearn.linear_model import LogisticRegression
+
     lr = LogisticRegression(C=1.0).fit(X, y, sample_weight=w)
     a, b, c = (float(v) for v in lr.coef_[0])
     return a, b, c, float(lr.intercept_[0])
@@ -642,6 +661,8 @@ def assigned_primary(value: Any, router: Router) -> str:
 def load_assigned(path: str, router: Router) -> pd.DataFrame:
     """The assigned month in time order: comment, norm, district, ``truth`` (the set of kinds
     assigned) and ``kind`` (``assigned_primary``)."""
+    from triage.data import read_table
+
     raw = read_table(path)
     missing = [c for c in ("timestamp", "comment", "district", "organization") if c not in raw.columns]
     if missing:

@@ -16,8 +16,6 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-
 from triage.errors import DataError, StorageError, TriageError, exit_code
 from triage.prediction import predict
 
@@ -41,13 +39,16 @@ def count_rows(path: Path) -> int | None:
     return None
 
 
-def iter_chunks(path: Path, columns: list[str], chunk_rows: int = CHUNK_ROWS) -> Iterator[pd.DataFrame]:
-    """Read an input file in chunks of rows, in file order, so 100k rows are never held twice."""
+def iter_chunks(path: Path, columns: list[str], chunk_rows: int = CHUNK_ROWS) -> Iterator[dict[str, list[Any]]]:
+    """Read an input file in chunks of rows, in file order, so 100k rows are never held twice: each chunk
+    is a dict of column -> values (the values pandas gives; Parquet text columns are read straight from
+    Arrow, without importing pandas)."""
     if not path.exists():
         raise DataError(f"input file {path} does not exist")
     kind = _suffix(path)
     try:
         if kind == "parquet":
+            import pyarrow as pa
             import pyarrow.parquet as pq
 
             pf = pq.ParquetFile(path)
@@ -55,8 +56,14 @@ def iter_chunks(path: Path, columns: list[str], chunk_rows: int = CHUNK_ROWS) ->
             if missing:
                 raise DataError(f"input {path} has no column {missing[0]!r}; columns: {', '.join(pf.schema_arrow.names)}")
             for batch in pf.iter_batches(batch_size=chunk_rows, columns=columns):
-                yield batch.to_pandas()
+                if all(pa.types.is_string(t) or pa.types.is_large_string(t) for t in batch.schema.types):
+                    yield {c: batch.column(c).to_pylist() for c in columns}  # str or None, as pandas gives them
+                else:  # numbers, times ...: as pandas converts them (an integer column with nulls as floats)
+                    frame = batch.to_pandas()
+                    yield {c: frame[c].tolist() for c in columns}
             return
+        import pandas as pd
+
         if kind in ("csv", "tsv"):
             reader = pd.read_csv(path, chunksize=chunk_rows, dtype=str, keep_default_na=False,
                                  sep="\t" if kind == "tsv" else ",", encoding="utf-8", encoding_errors="replace")
@@ -68,20 +75,28 @@ def iter_chunks(path: Path, columns: list[str], chunk_rows: int = CHUNK_ROWS) ->
                 if missing:
                     raise DataError(f"input {path} has no column {missing[0]!r}; "
                                     f"columns: {', '.join(map(str, chunk.columns))}")
-                yield chunk[columns]
+                yield {c: chunk[c].tolist() for c in columns}
     except (ValueError, OSError, UnicodeDecodeError) as exc:
         raise DataError(f"cannot read {path}: {type(exc).__name__}: {exc}") from exc
 
 
 def _as_text(value: Any) -> str:
+    """A cell as text; a missing one (None, NaN, and pandas' NA and NaT) as ""."""
     if value is None or (isinstance(value, float) and value != value):
         return ""
+    pandas = sys.modules.get("pandas")  # its missing markers exist only once it is imported
+    if pandas is not None and (value is pandas.NA or value is pandas.NaT):
+        return ""  # (was "<NA>": a Parquet string column's missing district was routed as a district named <NA>)
     return str(value)
+
+
+_ENCODE = json.JSONEncoder(ensure_ascii=False, check_circular=False).encode
+"""``json.dumps(record, ensure_ascii=False)`` (the same text) with one encoder and no check for cycles a record cannot have."""
 
 
 def predict_lines(model: Any, texts: list[str], districts: list[str | None] | None, router: Any = None) -> list[str]:
     """``predict``'s records as JSON object texts (in the worker processes: encoding is a share of the work)."""
-    return [json.dumps(pred, ensure_ascii=False) for pred in predict(model, texts, districts, router)]
+    return [_ENCODE(pred) for pred in predict(model, texts, districts, router)]
 
 
 def output_line(pred_json: str, row_id: str | None, warning: str | None) -> str:
@@ -110,8 +125,6 @@ def predict_file(model: Any, inp: Path, out: Path, text_column: str, district_co
     lines up with the input. The output is written to a temporary file and renamed at the end.
     ``jobs`` worker processes share each chunk (None: one per core; see ``triage.parallel``).
     """
-    from tqdm import tqdm
-
     from triage.parallel import ParallelPredict
 
     columns = [c for c in (text_column, district_column, id_column) if c]
@@ -123,35 +136,22 @@ def predict_file(model: Any, inp: Path, out: Path, text_column: str, district_co
     total = count_rows(inp)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "w", encoding="utf-8") as fh, tqdm(total=total, unit="rows", disable=not progress,
-                                                             file=sys.stderr, mininterval=1.0) as bar, \
+        with open(tmp, "w", encoding="utf-8") as fh, _progress_bar(total, progress) as bar, \
                 ParallelPredict(predict_lines, model, router, jobs) as run:
+            pending: tuple[list[str], list[str] | None, list[int], Any] | None = None
             for chunk in iter_chunks(inp, columns):
                 texts = [_as_text(v) for v in chunk[text_column]]
                 districts = [(_as_text(v) or None) for v in chunk[district_column]] if district_column else None
-                ok = [i for i, t in enumerate(texts) if t.strip()]
-                preds = run([texts[i] for i in ok], [districts[i] for i in ok] if districts else None) if ok else []
-                by_row = dict(zip(ok, preds))
                 ids = [_as_text(v) for v in chunk[id_column]] if id_column else None
-                lines = []
-                for i in range(len(texts)):
-                    row_id = ids[i] if ids is not None else None
-                    if i in by_row:
-                        counts["predicted"] += 1
-                        warning = None
-                        if UNDECODABLE in texts[i]:  # the reader replaced bytes that are not UTF-8
-                            warning = "text had bytes that are not UTF-8; they were replaced before triage"
-                            counts["undecodable"] += 1
-                        lines.append(output_line(by_row[i], row_id, warning))
-                    else:
-                        rec: dict[str, Any] = {} if row_id is None else {"id": row_id}
-                        rec["error"] = "empty complaint text"
-                        counts["empty"] += 1
-                        lines.append(json.dumps(rec, ensure_ascii=False))
-                if lines:
-                    fh.write("\n".join(lines) + "\n")
-                counts["rows"] += len(texts)
-                bar.update(len(texts))
+                ok = [i for i, t in enumerate(texts) if t.strip()]
+                job = run.submit([texts[i] for i in ok], [districts[i] for i in ok] if districts else None) if ok else []
+                if pending is not None:  # the workers are already on this chunk while the last one is written
+                    _write_chunk(fh, *pending, run, counts)
+                    bar.update(len(pending[0]))
+                pending = (texts, ids, ok, job)
+            if pending is not None:
+                _write_chunk(fh, *pending, run, counts)
+                bar.update(len(pending[0]))
         tmp.replace(out)
     except OSError as exc:
         _remove_quietly(tmp)
@@ -160,6 +160,52 @@ def predict_file(model: Any, inp: Path, out: Path, text_column: str, district_co
         _remove_quietly(tmp)
         raise
     return counts
+
+
+class _NoBar:
+    """What ``--quiet`` shows: nothing."""
+
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pass
+
+    def update(self, n: int) -> None:
+        pass
+
+
+def _progress_bar(total: int | None, progress: bool) -> Any:
+    """tqdm's bar on stderr, or (``--quiet``) nothing, without importing tqdm."""
+    if not progress:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="rows", file=sys.stderr, mininterval=1.0)
+
+
+def _write_chunk(fh: Any, texts: list[str], ids: list[str] | None, ok: list[int], job: Any, run: Any,
+                 counts: dict[str, int]) -> None:
+    """Write one chunk's lines, in input order: its predictions (``job``, waited for here) or its errors."""
+    by_row = dict(zip(ok, run.result(job) if ok else []))
+    lines = []
+    for i in range(len(texts)):
+        row_id = ids[i] if ids is not None else None
+        if i in by_row:
+            counts["predicted"] += 1
+            warning = None
+            if UNDECODABLE in texts[i]:  # the reader replaced bytes that are not UTF-8
+                warning = "text had bytes that are not UTF-8; they were replaced before triage"
+                counts["undecodable"] += 1
+            lines.append(output_line(by_row[i], row_id, warning))
+        else:
+            rec: dict[str, Any] = {} if row_id is None else {"id": row_id}
+            rec["error"] = "empty complaint text"
+            counts["empty"] += 1
+            lines.append(json.dumps(rec, ensure_ascii=False))
+    if lines:
+        fh.write("\n".join(lines) + "\n")
+    counts["rows"] += len(texts)
 
 
 def _remove_quietly(path: Path) -> None:
@@ -171,7 +217,7 @@ def _remove_quietly(path: Path) -> None:
 def cmd_predict(args: argparse.Namespace) -> int:
     from triage import registry
 
-    model, meta = registry.load(args.model)
+    model, meta = registry.load(args.model, light=True)  # prediction only: without importing scikit-learn
     router = None
     if not args.no_routing:
         from triage.routing import Router

@@ -12,36 +12,95 @@ the fitted parameters are applied directly:
   classes) of ``X @ coef.T + intercept``.
 - ``ColumnPicker``: a fixed subset of CSR columns without scipy's per-call index mapping.
 
-Anything else (character n-grams, an unknown pipeline step) goes through scikit-learn itself,
-inside ``sklearn.config_context(assume_finite=True, skip_parameter_validation=True)``.
+Anything else (an unknown pipeline step) goes through scikit-learn itself, inside
+``sklearn.config_context(assume_finite=True, skip_parameter_validation=True)``.
 ``tests/test_fastpath.py`` checks the outputs against scikit-learn's on real complaints.
+
+This module does not import scikit-learn: it recognises fitted objects by class (``_is``) whether
+they are scikit-learn's own or the stand-ins of ``triage.lightload`` (a model loaded for
+prediction only), and imports scikit-learn only for what it hands over to it.
 """
 
 from __future__ import annotations
 
 import itertools
 import re
+import sys
 import weakref
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import sklearn
 from scipy import sparse
-from scipy.special import expit
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import FeatureUnion, Pipeline
-from sklearn.preprocessing import FunctionTransformer
-from sklearn.utils.sparsefuncs_fast import inplace_csr_row_normalize_l2
 
+from triage.lightload import light_name
 from triage.text import word_analyzer
+
+if TYPE_CHECKING:
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import Pipeline
 
 
 def quiet_sklearn() -> Any:
     """The context for scikit-learn calls on the hot path: no finiteness or parameter checks."""
+    import sklearn
+
     return sklearn.config_context(assume_finite=True, skip_parameter_validation=True)
+
+
+_SKLEARN_HOME = {"TfidfVectorizer": "sklearn.feature_extraction.text", "LogisticRegression": "sklearn.linear_model",
+                 "Pipeline": "sklearn.pipeline", "FeatureUnion": "sklearn.pipeline",
+                 "FunctionTransformer": "sklearn.preprocessing"}
+
+
+def _is(obj: Any, name: str) -> bool:
+    """``isinstance(obj, <scikit-learn's class name>)``, true also for ``triage.lightload``'s stand-in for it,
+    without importing scikit-learn (an object of one of its classes exists only once it is imported)."""
+    light = light_name(obj)
+    if light is not None:
+        return light == name
+    cls = getattr(sys.modules.get(_SKLEARN_HOME[name]), name, None)
+    return cls is not None and isinstance(obj, cls)
+
+
+def has_fitted(obj: Any, name: str) -> bool:
+    """``hasattr(obj, name)`` for a fitted attribute scikit-learn sets on the instance (``coef_``, ``y_``,
+    ``vocabulary_``): looked up in the instance's state first, so a stand-in is not made real to say no."""
+    return name in getattr(obj, "__dict__", ()) or (light_name(obj) is None and hasattr(obj, name))
+
+
+def normalize_rows_l2(X: sparse.csr_matrix) -> sparse.csr_matrix:
+    """scikit-learn's ``inplace_csr_row_normalize_l2`` bit for bit, in numpy: per row, the squares (in the
+    data's type) summed in double in the row's order, each value divided by the square root in double
+    and stored in the data's type; a row whose sum is 0 is left as it is.
+
+    The order of additions is the C loop's: rows of similar length are laid side by side as columns of
+    a (position, row) array padded with zeros after each row's end, and summed down the positions by
+    a running sum (``cumsum``: each sum is the previous one plus the next square; adding 0.0 leaves a
+    sum as it is)."""
+    data, indptr = X.data, np.asarray(X.indptr, dtype=np.int64)
+    if not len(data):
+        return X
+    lengths = np.diff(indptr)
+    sq = (data * data).astype(np.float64)
+    order = np.argsort(lengths, kind="stable")
+    by_length = lengths[order]
+    sums = np.zeros(len(lengths))
+    lo = int(np.searchsorted(by_length, 1))  # empty rows sum to 0
+    while lo < len(order):
+        hi = int(np.searchsorted(by_length, 2 * int(by_length[lo]), side="right"))  # up to twice as long
+        rows = order[lo:hi]
+        longest = int(by_length[hi - 1])
+        at = np.arange(longest)[:, None]
+        inside = at < lengths[rows][None, :]
+        block = np.where(inside, sq[np.where(inside, indptr[rows][None, :] + at, 0)], 0.0)
+        sums[rows] = np.cumsum(block, axis=0)[-1]  # running sums: one after the other (a reduce may pair them up)
+        lo = hi
+    norms = np.sqrt(sums)
+    norms[norms == 0.0] = 1.0  # x / 1.0 is x: the row stays as it is
+    X.data = (data.astype(np.float64) / np.repeat(norms, lengths)).astype(data.dtype)
+    return X
 
 
 def _attributes_of_csr() -> set[str]:
@@ -107,7 +166,7 @@ def _weigh(X: sparse.csr_matrix, vec: FastTfidf | FastCharTfidf) -> sparse.csr_m
     if vec.idf is not None:
         X.data *= vec.idf[X.indices]
     if vec.norm == "l2":
-        inplace_csr_row_normalize_l2(X)
+        normalize_rows_l2(X)
     return X
 
 
@@ -125,8 +184,8 @@ class FastTfidf:
 
     @staticmethod
     def handles(vec: Any) -> bool:
-        return (isinstance(vec, TfidfVectorizer) and vec.analyzer is word_analyzer and vec.norm in ("l2", None)
-                and hasattr(vec, "vocabulary_"))
+        return (_is(vec, "TfidfVectorizer") and vec.analyzer is word_analyzer and vec.norm in ("l2", None)
+                and has_fitted(vec, "vocabulary_"))
 
     def transform(self, texts: Iterable[str], analyses: Analyses) -> sparse.csr_matrix:
         get = self.vocabulary.get
@@ -210,9 +269,9 @@ class FastCharTfidf:
 
     @staticmethod
     def handles(vec: Any) -> bool:
-        return (isinstance(vec, TfidfVectorizer) and vec.analyzer == "char_wb" and vec.preprocessor is None
+        return (_is(vec, "TfidfVectorizer") and vec.analyzer == "char_wb" and vec.preprocessor is None
                 and vec.strip_accents is None and vec.input == "content" and vec.norm in ("l2", None)
-                and hasattr(vec, "vocabulary_") and vec.ngram_range[0] >= 2 and len(vec.vocabulary_) > 0)
+                and has_fitted(vec, "vocabulary_") and vec.ngram_range[0] >= 2 and len(vec.vocabulary_) > 0)
 
     def _codes(self, texts: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Every text's padded words, one separator between words and texts: (alphabet codes, row of each)."""
@@ -313,17 +372,17 @@ def stacked_linear(ovr: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """
     def build() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         ests = ovr.estimators_
-        n_features = next((np.ravel(e.coef_).shape[0] for e in ests if hasattr(e, "coef_")), 0)
+        n_features = next((np.ravel(e.coef_).shape[0] for e in ests if has_fitted(e, "coef_")), 0)
         W = np.zeros((n_features, len(ests)), dtype=float)
         b = np.empty(len(ests), dtype=float)
         learned = np.zeros(len(ests), dtype=bool)
         for k, est in enumerate(ests):
-            if hasattr(est, "coef_"):
+            if has_fitted(est, "coef_"):
                 W[:, k] = np.ravel(est.coef_)
                 b[k] = float(np.ravel(est.intercept_)[0])
                 learned[k] = True
             else:
-                b[k] = -5.0 if not np.any(getattr(est, "y_", 0)) else 5.0
+                b[k] = -5.0 if not np.any(est.y_ if has_fitted(est, "y_") else 0) else 5.0
         return W, b, learned
 
     return cached(ovr, ovr.estimators_, build)
@@ -384,16 +443,16 @@ def transform(step: Any, texts: list[str], analyses: Analyses) -> Any:
     chars = _fast_chars(step)  # a featurizer's character block (``features = "both"``)
     if chars is not None:
         return chars.transform(texts)
-    if isinstance(step, FeatureUnion):
+    if _is(step, "FeatureUnion"):
         blocks = [transform(t, texts, analyses) for _, t in step.transformer_list if t not in ("drop", None)]
         blocks = [b if sparse.issparse(b) else sparse.csr_matrix(b) for b in blocks]
         return blocks[0].tocsr() if len(blocks) == 1 else sparse.hstack(blocks).tocsr()
-    if isinstance(step, Pipeline):
+    if _is(step, "Pipeline"):
         for _, s in step.steps:
             if s not in ("passthrough", None):
                 texts = transform(s, texts, analyses)
         return texts
-    if isinstance(step, FunctionTransformer) and step.func is not None and not step.validate:
+    if _is(step, "FunctionTransformer") and step.func is not None and not step.validate:
         return analyses.apply(step.func, texts, step.kw_args)
     with quiet_sklearn():
         return step.transform(texts)
@@ -401,12 +460,14 @@ def transform(step: Any, texts: list[str], analyses: Analyses) -> Any:
 
 def linear_proba(clf: Any, X: Any) -> np.ndarray:
     """``clf.predict_proba(X)`` for a fitted LogisticRegression, from its coefficients (other models: asked)."""
-    if not isinstance(clf, LogisticRegression) or not hasattr(clf, "coef_"):
+    if not _is(clf, "LogisticRegression") or not has_fitted(clf, "coef_"):
         with quiet_sklearn():
             return np.asarray(clf.predict_proba(X))
     # in the fitted dtype (float32 after fitting on float32 TF-IDF), as scikit-learn computes it
     scores = np.asarray(X @ clf.coef_.T) + clf.intercept_
     if len(clf.classes_) <= 2:
+        from scipy.special import expit  # only here: importing scipy.special costs about 0.2 s
+
         p = expit(scores.reshape(-1))
         return np.stack([1 - p, p], axis=1)
     scores -= scores.max(axis=1).reshape(-1, 1)
@@ -452,10 +513,11 @@ class BatchKinds:
         self._model = model
         norms = list(norms)
         self._proba = _rows(agency_proba(model, norms, analyses), list(model.kinds), norms)
-        ranker = getattr(model, "ranker_", None)
+        ranker: Any = getattr(model, "ranker_", None)
         self._rank: dict[str, dict[str, float]] | None = None
-        if isinstance(ranker, Pipeline) and norms:
-            self._rank = _rows(pipeline_proba(ranker, norms, analyses)[1], [str(k) for k in ranker.classes_], norms)
+        if _is(ranker, "Pipeline") and norms:  # its classes_ are its last step's (Pipeline.classes_)
+            self._rank = _rows(pipeline_proba(ranker, norms, analyses)[1], [str(k) for k in ranker.steps[-1][1].classes_],
+                               norms)
 
     def kind_proba(self, norm: str) -> dict[str, float]:
         found = self._proba.get(norm)
@@ -482,7 +544,7 @@ def agency_proba(model: Any, norms: list[str], analyses: Analyses) -> np.ndarray
     ``kind_proba_many`` does, from the same features.
     """
     pipe = getattr(model, "pipeline", None)
-    if not isinstance(pipe, Pipeline):
+    if not _is(pipe, "Pipeline"):
         with quiet_sklearn():
             return np.asarray(model.kind_proba_many(norms))
     X, P = pipeline_proba(pipe, norms, analyses)

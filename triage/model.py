@@ -30,23 +30,32 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import sklearn
 from scipy import sparse
-from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold
-from sklearn.multiclass import OneVsRestClassifier
-from sklearn.pipeline import FeatureUnion
-from sklearn.svm import LinearSVC
 
 from triage import fastpath
 from triage.errors import ModelError
 from triage.prediction import Prediction, Token
+from triage.prefilter import Prefiltered
 from triage.text import normalize_many, tokenize, word_analyzer
+
+if TYPE_CHECKING:  # imported where a model is fitted: prediction does not need scikit-learn (triage.lightload)
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.multiclass import OneVsRestClassifier
+    from sklearn.pipeline import FeatureUnion
+
+
+def __getattr__(name: str) -> Any:
+    """``AveragedLinear`` lives in ``triage.averaged_linear`` (it imports scikit-learn); read here on first use."""
+    if name == "AveragedLinear":
+        from triage.averaged_linear import AveragedLinear
+
+        return AveragedLinear
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 LEXICON_PATH = Path(__file__).parent / "resources" / "urgency_lexicon.toml"
 HIGH_MISS_COST = 8.0
@@ -79,6 +88,9 @@ def make_featurizer(kind: str = "word", char_ngram: tuple[int, int] = (2, 4), mi
     (texts a feature must be in) and ``sublinear_tf`` are dataset settings (a config's ``[model]``);
     the fast inference path reads any of them from the fitted vectorizers.
     """
+    from sklearn.feature_extraction.text import TfidfVectorizer
+    from sklearn.pipeline import FeatureUnion
+
     parts: list[tuple[str, TfidfVectorizer]] = []
     if kind in ("char", "both"):
         parts.append(("char", TfidfVectorizer(analyzer="char_wb", ngram_range=char_ngram, min_df=min_df,
@@ -178,47 +190,21 @@ def _best_f1_threshold(y: np.ndarray, p: np.ndarray, default: float) -> float:
 TOPIC_LEARNERS = ("svm", "logreg", "avg", "mhuber")
 
 
-class AveragedLinear(ClassifierMixin, BaseEstimator):
-    """A LinearSVC and an L2 logistic regression fitted on the same rows, kept as one linear model.
-
-    ``coef_ = svm.coef_ + weight * logreg.coef_`` (and the intercepts alike): the average of two
-    learners' decision scores is itself linear, so prediction (``fastpath.stacked_linear``) and the
-    explanations read it like any other estimator's ``coef_``. Calibration maps the summed score.
-    """
-
-    def __init__(self, C: float = 0.5, logreg_C: float = 4.0, weight: float = 0.25,
-                 class_weight: str | None = None, random_state: int | None = None) -> None:
-        self.C, self.logreg_C, self.weight = C, logreg_C, weight
-        self.class_weight, self.random_state = class_weight, random_state
-
-    def fit(self, X: Any, y: np.ndarray, sample_weight: np.ndarray | None = None) -> AveragedLinear:
-        svc = LinearSVC(C=self.C, class_weight=self.class_weight, random_state=self.random_state)
-        svc.fit(X, y, sample_weight=sample_weight)
-        lr = LogisticRegression(C=self.logreg_C, solver="liblinear", class_weight=self.class_weight,
-                                random_state=self.random_state).fit(X, y, sample_weight=sample_weight)
-        self.classes_ = svc.classes_
-        self.coef_ = svc.coef_ + self.weight * lr.coef_
-        self.intercept_ = svc.intercept_ + self.weight * lr.intercept_
-        return self
-
-    def decision_function(self, X: Any) -> np.ndarray:
-        """``X @ coef_.T + intercept_`` as scikit-learn's linear classifiers compute it (one column)."""
-        return np.asarray(X @ self.coef_.T + self.intercept_).ravel()
-
-    def predict(self, X: Any) -> np.ndarray:
-        return self.classes_[(self.decision_function(X) > 0).astype(int)]
-
-
 def topic_estimator(learner: str, C: float, class_weight: str | None, seed: int, logreg_C: float = 4.0,
                     weight: float = 0.25) -> Any:
     """One label's binary learner of the topic head: "svm" (LinearSVC, the default), "logreg" (L2
     logistic regression, C ``logreg_C``), "avg" (both, ``AveragedLinear``), "mhuber" (SGD with the
     modified Huber loss, alpha 1e-5 / C: LinearSVC's 1 / (C n) at n = 100,000 rows)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.svm import LinearSVC
+
     if learner == "svm":
         return LinearSVC(C=C, class_weight=class_weight, random_state=seed)
     if learner == "logreg":
         return LogisticRegression(C=logreg_C, solver="liblinear", class_weight=class_weight, random_state=seed)
     if learner == "avg":
+        from triage.averaged_linear import AveragedLinear
+
         return AveragedLinear(C, logreg_C, weight, class_weight, seed)
     if learner == "mhuber":
         from sklearn.linear_model import SGDClassifier
@@ -251,6 +237,9 @@ class TopicHead:
         the global numpy generator of whichever joblib worker ran it, so the topic probabilities (and
         the urgency head that reads them) changed with the order of the training stages (issue 12).
         """
+        import sklearn
+        from sklearn.multiclass import OneVsRestClassifier
+
         with warnings.catch_warnings(), sklearn.config_context(enable_metadata_routing=True):
             # a label absent from this period is expected (see decision)
             warnings.filterwarnings("ignore", message="Label not .* is present in all training examples")
@@ -284,6 +273,8 @@ class TopicHead:
 
     def calibrate(self, X: sparse.csr_matrix, Y: np.ndarray) -> None:
         """Fit Platt scaling and thresholds per label on a validation split (never the test split)."""
+        from sklearn.linear_model import LogisticRegression
+
         S = self.decision(X)
         pooled = LogisticRegression(C=1e4).fit(S.ravel().reshape(-1, 1), Y.ravel())
         base = [float(pooled.coef_[0, 0]), float(pooled.intercept_[0])]
@@ -314,6 +305,7 @@ class TopicHead:
         threshold come from those scores. Only these few binary fits are added. Returns the labels.
         """
         from joblib import Parallel, delayed
+        from sklearn.linear_model import LogisticRegression
 
         if self.clf_ is None or self.calibration_ is None or self.thresholds_ is None:
             raise ModelError("calibrate the topic head (fit, then calibrate) before adding new labels")
@@ -498,6 +490,11 @@ class Lexicon:
     def compiled(self) -> list[re.Pattern[str]]:
         return [re.compile("|".join(f"(?:{p})" for p in pats)) for pats in self.groups.values()]
 
+    @cached_property
+    def _searchers(self) -> list[Prefiltered]:
+        """``compiled``, each skipping the texts that lack all the words its matches need (``triage.prefilter``)."""
+        return [Prefiltered(p) for p in self.compiled]
+
     @property
     def names(self) -> list[str]:
         """Feature columns: the regex groups, then the hazard features."""
@@ -519,7 +516,7 @@ class Lexicon:
     def matches(self, text: str) -> list[tuple[str, str]]:
         """(cue, matched phrase) pairs found in a normalised text."""
         found = []
-        for name, pattern in zip(self.groups, self.compiled):
+        for name, pattern in zip(self.groups, self._searchers):
             m = pattern.search(text)
             if m:
                 found.append((name, m.group(0)))
@@ -565,6 +562,8 @@ class UrgencyHead:
         n-gram in fewer than 5 of them is left out: the same AUC of high by cross-validation (0.924)
         with 46k instead of 110k columns, and L-BFGS's time grows with the columns.
         """
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
         vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), min_df=5 if len(norm_texts) >= 500 else 1,
                               sublinear_tf=True, dtype=np.float32)
         try:
@@ -611,6 +610,8 @@ class UrgencyHead:
         return P[:, self.levels.index("high")] + getattr(self, "cue_bonus", HIGH_CUE_BONUS) * cue
 
     def _fit_clf(self, Z: sparse.csr_matrix, y: np.ndarray) -> LogisticRegression:
+        from sklearn.linear_model import LogisticRegression
+
         return LogisticRegression(C=self.C, class_weight="balanced", max_iter=2000).fit(Z, y)
 
     def _choose_threshold(self, y_high: np.ndarray, p_high: np.ndarray, share_rows: np.ndarray | None = None) -> float:
@@ -653,6 +654,8 @@ class UrgencyHead:
         return self.fit_with(Z, y, clfs, seed, share_rows)
 
     def _splits(self, y: np.ndarray, seed: int, folds: int = 5) -> list[tuple[np.ndarray, np.ndarray]]:
+        from sklearn.model_selection import StratifiedKFold
+
         return list(StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
 
     def fit_tasks(self, y: np.ndarray, seed: int = 0) -> list[np.ndarray | None]:
@@ -831,8 +834,15 @@ class TriageModel:
 
     @cached_property
     def _word_names(self) -> np.ndarray:
+        """The word features' names by column: ``get_feature_names_out()``, read off the vocabulary (whose
+        columns are 0..n-1) without sorting it."""
         vec = dict(self.featurizer.transformer_list).get("word")
-        return vec.get_feature_names_out() if vec is not None else np.array([])
+        if vec is None:
+            return np.array([])
+        vocab: dict[str, int] = vec.vocabulary_
+        names = np.empty(len(vocab), dtype=object)
+        names[np.fromiter(vocab.values(), dtype=np.int64, count=len(vocab))] = list(vocab)
+        return names
 
     def explain(self, X: sparse.csr_matrix, i: int, k: int) -> list[Token]:
         """The words (and word pairs) of row ``i`` of X that pushed label k most, with their contribution.
@@ -843,7 +853,7 @@ class TriageModel:
         if self.topic.clf_ is None:
             raise ModelError("the model is not fitted (topic.clf_ is missing): retrain it with train.py")
         est = self.topic.clf_.estimators_[k] if len(self.topic.clf_.estimators_) > k else None
-        if est is None or not hasattr(est, "coef_") or self._word_offset < 0:
+        if est is None or not fastpath.has_fitted(est, "coef_") or self._word_offset < 0:
             return []
         lo, hi = X.indptr[i], X.indptr[i + 1]
         idx, vals = X.indices[lo:hi], X.data[lo:hi]

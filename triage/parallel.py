@@ -32,6 +32,20 @@ def _predict_part(part: tuple[list[str], list[str | None] | None]) -> list[Any]:
     return predict(model, texts, districts, router)
 
 
+class _Done:
+    """A result computed at once, with the ``result()`` of a future."""
+
+    def __init__(self, value: list[Any]) -> None:
+        self.value = value
+
+    def result(self) -> list[Any]:
+        return self.value
+
+
+Pending = list[Any]
+"""What ``ParallelPredict.submit`` returns: the parts' futures (or one computed result), in input order."""
+
+
 def default_jobs() -> int:
     """The cores this process may use."""
     try:
@@ -67,11 +81,20 @@ class ParallelPredict:
             self._pool = None
 
     def __call__(self, texts: list[str], districts: Sequence[str | None] | None = None) -> list[Any]:
+        return self.result(self.submit(texts, districts))
+
+    def submit(self, texts: list[str], districts: Sequence[str | None] | None = None) -> Pending:
+        """Start predicting ``texts`` (in the workers; with none, now) and return at once: ``result`` waits.
+        The caller can meanwhile read the next chunk or write the last one, so the workers never wait for it."""
         dist = list(districts) if districts is not None else None
         parts = min(self.jobs, len(texts) // self.min_part)
         if self._pool is None or parts < 2:
-            return self.predict(self.model, texts, dist, self.router)
+            return [_Done(self.predict(self.model, texts, dist, self.router))]
         size = -(-len(texts) // parts)
-        work = [(texts[s : s + size], dist[s : s + size] if dist is not None else None)
+        return [self._pool.submit(_predict_part, (texts[s : s + size], dist[s : s + size] if dist is not None else None))
                 for s in range(0, len(texts), size)]
-        return [rec for part in self._pool.map(_predict_part, work) for rec in part]
+
+    @staticmethod
+    def result(pending: Pending) -> list[Any]:
+        """The records of a ``submit``, in input order."""
+        return [rec for part in pending for rec in part.result()]

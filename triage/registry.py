@@ -27,8 +27,6 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
-import joblib
-
 from triage.errors import ModelError
 
 ARTIFACT_FORMAT = 1
@@ -69,6 +67,8 @@ def save(model: Any, meta: dict[str, Any], models_dir: Path, version: str, extra
     final = models_dir / version
     if final.exists():
         raise ModelError(f"model version {version} already exists in {models_dir}")
+    import joblib
+
     tmp = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=models_dir))
     try:
         joblib.dump(model, tmp / MODEL_FILE, compress=3)
@@ -173,23 +173,37 @@ def _fast_copy(folder: Path, meta: dict[str, Any]) -> Path | None:
     return path
 
 
-def load(path: str | Path) -> tuple[Any, dict[str, Any]]:
-    """Load a model and its metadata, refusing a corrupt or mismatched artifact."""
+def load(path: str | Path, light: bool = False) -> tuple[Any, dict[str, Any]]:
+    """Load a model and its metadata, refusing a corrupt or mismatched artifact.
+
+    ``light``: for prediction only (the batch CLI), the fast copy is unpickled with stand-ins for
+    scikit-learn's classes (``triage.lightload``: scikit-learn is imported only if something needs it).
+    """
     folder = resolve(path)
     meta = read_metadata(folder)
     model_file = folder / MODEL_FILE
     if not model_file.exists() or _sha256(model_file) != meta.get("model_sha256"):
         raise ModelError(f"model file {model_file} is missing or corrupt (checksum differs from {METADATA_FILE})")
     saved = meta.get("libraries", {}).get("scikit-learn")
-    here = library_versions()["scikit-learn"]
+    try:
+        here = importlib_metadata.version("scikit-learn")
+    except importlib_metadata.PackageNotFoundError:
+        here = "absent"
     if saved and saved.split(".")[:2] != here.split(".")[:2]:
         raise ModelError(f"model was saved with scikit-learn {saved}, this is {here}: retrain it with train.py")
     try:
         fast = _fast_copy(folder, meta)
         if fast is not None:
             with fast.open("rb") as fh:
-                model = pickle.load(fh)
+                if light:
+                    from triage import lightload
+
+                    model = lightload.load(fh)
+                else:
+                    model = pickle.load(fh)
         else:
+            import joblib
+
             model = joblib.load(model_file)
     except Exception as exc:  # unpickling errors come in many types
         raise ModelError(f"model file {model_file} cannot be loaded: {type(exc).__name__}: {exc}") from exc

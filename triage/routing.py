@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from triage.errors import ConfigError
+from triage.prefilter import Prefiltered
 from triage.text import tokenize
 
 RESOURCES = Path(__file__).with_name("resources")
@@ -101,11 +102,11 @@ class Places:
 
     def __post_init__(self) -> None:
         d = self._alternation(self.districts)
-        self._district = re.compile(f"(?:สำนักงาน)?เขต\\s*:?\\s*({d})") if d else None
+        self._district = Prefiltered(re.compile(f"(?:สำนักงาน)?เขต\\s*:?\\s*({d})")) if d else None
         sub = self._alternation(self.subdistricts)
-        self._sub = re.compile(f"(?:แขวง|เเขวง)\\s*:?\\s*({sub})") if sub else None
+        self._sub = Prefiltered(re.compile(f"(?:แขวง|เเขวง)\\s*:?\\s*({sub})")) if sub else None
         pl = self._alternation(self.places)
-        self._place = re.compile(f"({pl})") if pl else None
+        self._place = Prefiltered(re.compile(f"({pl})")) if pl else None
 
     def district_in(self, norm: str) -> str | None:
         """The district a normalised text names, or None."""
@@ -258,18 +259,24 @@ class Rule:
     pattern: re.Pattern[str] | None
     unless: re.Pattern[str] | None
     note: str
+    _find: Prefiltered | None = field(default=None, init=False, repr=False, compare=False)
+    _unless: Prefiltered | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:  # the patterns, skipping texts that lack every word a match needs
+        object.__setattr__(self, "_find", Prefiltered(self.pattern) if self.pattern is not None else None)
+        object.__setattr__(self, "_unless", Prefiltered(self.unless) if self.unless is not None else None)
 
     def match(self, norm: str, topics: list[str]) -> str | None:
         """What matched (for the explanation), or None."""
         if self.topics and self.topics.isdisjoint(topics):
             return None
         hit = None
-        if self.pattern is not None:
-            m = self.pattern.search(norm)
+        if self._find is not None:
+            m = self._find.search(norm)
             if m is None:
                 return None
             hit = m.group(0)
-        if self.unless is not None and self.unless.search(norm):
+        if self._unless is not None and self._unless.search(norm):
             return None
         parts = ([f"topic {'/'.join(sorted(self.topics.intersection(topics)))}"] if self.topics else []) + \
                 ([f"phrase '{hit}'"] if hit else [])
@@ -421,13 +428,14 @@ class Router:
         a, b, c, d = learned.calibration_
         evidence = self.rule_evidence(table)
         out: dict[str, float] = {}
+        resolved, log, exp = self._by_district(district), math.log, math.exp
         for kind in set(kind_p) | set(evidence):
-            if kind == DISTRICT_OFFICE or kind not in self.table.kinds or not self.resolve(kind, district):
+            if kind == DISTRICT_OFFICE or not resolved.get(kind):
                 continue
             p = min(max(kind_p.get(kind, 0.0), 1e-6), 1 - 1e-6)
             strong, weak = evidence.get(kind, (0.0, 0.0))
-            z = a * math.log(p / (1 - p)) + b * strong + c * weak + d
-            out[kind] = 1.0 / (1.0 + math.exp(-max(min(z, 30.0), -30.0)))
+            z = a * log(p / (1 - p)) + b * strong + c * weak + d
+            out[kind] = 1.0 / (1.0 + exp(-max(min(z, 30.0), -30.0)))
         return out
 
     @property
@@ -436,6 +444,23 @@ class Router:
 
     def resolve(self, kind: str, district: str | None) -> list[str]:
         """Concrete agencies for a kind in a district, best first (never empty for a routable kind)."""
+        return list(self._resolved(kind, district))
+
+    def _resolved(self, kind: str, district: str | None) -> tuple[str, ...]:
+        return self._by_district(district)[kind]
+
+    def _by_district(self, district: str | None) -> dict[str, tuple[str, ...]]:
+        """``resolve`` of every kind in a district, remembered per district while the table and the directory
+        are the same objects (a complaint asks it for every kind, several times)."""
+        memo: tuple[Any, Any, dict[str | None, dict[str, tuple[str, ...]]]] | None = self.__dict__.get("_resolve_memo")
+        if memo is None or memo[0] is not self.table or memo[1] is not self.directory or len(memo[2]) > 2_000:
+            memo = self.__dict__["_resolve_memo"] = (self.table, self.directory, {})
+        found = memo[2].get(district)
+        if found is None:
+            found = memo[2][district] = {kind: tuple(self._resolve(kind, district)) for kind in self.table.kinds}
+        return found
+
+    def _resolve(self, kind: str, district: str | None) -> list[str]:
         spec = self.table.kinds[kind]
         if spec.agency:
             return [spec.agency]
@@ -471,7 +496,8 @@ class Router:
 
     def usable(self, kind_p: dict[str, float], district: str | None) -> dict[str, float]:
         """The learned model's kinds that the table knows and can resolve in this district."""
-        return {k: p for k, p in kind_p.items() if k in self.table.kinds and self.resolve(k, district)}
+        resolved = self._by_district(district)
+        return {k: p for k, p in kind_p.items() if resolved.get(k)}
 
     def key_kind(self, key: str) -> str:
         """The kind of a table key: a kind, or ``@<agency>`` for a rule that names an agency."""
@@ -571,11 +597,11 @@ class Router:
             reasons.append("no district given")
         elif district is not None and not self.directory.in_bangkok(district) and not self.directory.local(t.outside_bangkok, district):
             reasons.append(f"district {district!r} is not in the directory")
-        words = [w for w in tokenize(norm) if _has_letter(w)] if norm else []
-        if len(words) < t.min_words:
-            reasons.append(f"vague: {len(words)} word(s)")
+        n_words = sum(map(_has_letter, tokenize(norm))) if norm else 0
+        if n_words < t.min_words:
+            reasons.append(f"vague: {n_words} word(s)")
         top_topic = max(prediction.get("topic_scores", {}).values(), default=None)
-        if top_topic is not None and top_topic < t.review_below and len(words) < 2 * t.min_words:
+        if top_topic is not None and top_topic < t.review_below and n_words < 2 * t.min_words:
             reasons.append(f"vague: no topic is likely (best {top_topic:.2f})")
         if "second opinion" in decision or "close call" in decision:
             reasons.append(f"the kind is uncertain ({decision})" if calibrated else f"table and learned model disagree ({decision})")
@@ -619,7 +645,7 @@ class Router:
         if key.startswith("@"):
             return [key[1:]]
         named = [k[1:] for k in table if k.startswith("@") and self.key_kind(k) == key]
-        return named + [n for n in self.resolve(key, district) if n not in named]
+        return named + [n for n in self._resolved(key, district) if n not in named]
 
     def candidate_scores(self, score_of: dict[str, float], table: dict[str, tuple[float, str]],
                          rank_p: dict[str, float] | None) -> dict[str, float]:

@@ -16,6 +16,7 @@ import re
 import unicodedata
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 # pythainlp must never try the network nor write to the home directory.
 os.environ.setdefault("PYTHAINLP_OFFLINE", "1")
@@ -60,6 +61,27 @@ _LAUGH = re.compile(r"5{4,}")
 _REPEAT = re.compile(r"(\D)\1{2,}")
 _SPACES = re.compile(r"\s+")
 _THAI_DIGITS = str.maketrans("๐๑๒๓๔๕๖๗๘๙", "0123456789")
+_ANY_THAI_DIGIT = re.compile("[๐-๙]")
+_ANY_DIGIT = re.compile(r"\d")
+
+
+@lru_cache(maxsize=1)
+def _reorder_pairs() -> list[tuple[Any, str]]:
+    """pythainlp's ``reorder_vowels`` substitutions (``_REORDER_PAIRS``), compiled once and each skipping a text
+    without a letter it needs (``triage.prefilter``); its function looks each pattern up in ``re``'s cache."""
+    import importlib
+
+    from triage.prefilter import Prefiltered
+
+    pairs: list[tuple[str, str]] = importlib.import_module("pythainlp.util.normalize")._REORDER_PAIRS
+    return [(Prefiltered(re.compile(pattern), most=3), repl) for pattern, repl in pairs]
+
+
+def reorder_vowels(text: str) -> str:
+    """``pythainlp.util.reorder_vowels`` (the same substitutions in the same order), faster."""
+    for pattern, repl in _reorder_pairs():
+        text = pattern.sub(repl, text)
+    return text
 
 
 @lru_cache(maxsize=1)
@@ -81,8 +103,6 @@ def _thai_marks() -> tuple[re.Pattern[str], re.Pattern[str], re.Pattern[str]]:
 
 
 def _thai_normalize(text: str) -> str:
-    from pythainlp.util import reorder_vowels
-
     norepeat, tones, dangling = _thai_marks()
     text = reorder_vowels(text)
     text = norepeat.sub(r"\1", text)
@@ -104,14 +124,18 @@ def normalize(text: str) -> str:
     text = unicodedata.normalize("NFC", text)
     text = _ZERO_WIDTH.sub("", text)
     text = _CONTROL.sub(" ", text)
-    text = text.translate(_THAI_DIGITS)
-    text = _LAUGH.sub("555", text)
+    if _ANY_THAI_DIGIT.search(text):  # (translate is slow on Thai text even where it changes nothing)
+        text = text.translate(_THAI_DIGITS)
+    if "5555" in text:
+        text = _LAUGH.sub("555", text)
     text = _REPEAT.sub(r"\1", text)
     text = _thai_normalize(text)
     text = _URL.sub(" urltoken ", text)
-    text = _EMAIL.sub(" emailtoken ", text)
-    text = _NATIONAL_ID.sub(" idtoken ", text)
-    text = _PHONE.sub(" phonetoken ", text)
+    if "@" in text:
+        text = _EMAIL.sub(" emailtoken ", text)
+    if _ANY_DIGIT.search(text):  # both need digits
+        text = _NATIONAL_ID.sub(" idtoken ", text)
+        text = _PHONE.sub(" phonetoken ", text)
     text = _SPACES.sub(" ", text).strip()
     return text.lower()
 
@@ -166,8 +190,9 @@ def tokenize(text: str) -> list[str]:
     return list(_tokens(text))
 
 
-TOKEN_CACHE = 4096
-"""How many texts' words ``tokenize`` keeps (a few MB): one served batch or CLI chunk, tokenised once."""
+TOKEN_CACHE = 8192
+"""How many texts' words ``tokenize`` keeps (a few MB): one served batch or CLI chunk of 2,000 texts, tokenised once
+(with the agency model's forms of them without the intake boilerplate, up to 4,000 texts a chunk)."""
 
 
 @lru_cache(maxsize=TOKEN_CACHE)

@@ -1,0 +1,76 @@
+"""``triage.prefilter``: a pattern that skips texts lacking its required words finds exactly what the pattern finds."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from triage.model import Lexicon
+from triage.prefilter import Prefiltered, required_literals
+from triage.routing import Router
+from triage.text import normalize_many
+
+
+def _found(pattern: re.Pattern[str] | Prefiltered, text: str) -> tuple[tuple[int, int], tuple[str | None, ...]] | None:
+    m = pattern.search(text)
+    return (m.span(), (m.group(0), *m.groups())) if m else None
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("source, must_have", [  # (among others: the common first letter of ห้อย|หย่อน ...)
+    ("สายไฟ(ฟ้า)?(ห้อย|หย่อน)", [{"สายไฟ"}]),
+    ("ไฟไหม้|เพลิงไหม้|เผา.{0,10}(ขยะ|หญ้า)", [{"ไฟไหม้", "เพลิงไหม้", "เผา"}]),
+    ("(ต้นไม้|กิ่งไม้|กิ่ง|ต้น).{0,25}(ล้ม|หัก)", [{"กิ่ง", "ต้น"}, {"ล้ม", "หัก"}]),
+    ("a(b)+c", [{"a"}, {"b"}, {"c"}]),
+])
+def test_the_required_strings_of_a_pattern(source, must_have):
+    found = [set(strings) for strings in required_literals(re.compile(source))]
+    assert all(strings in found for strings in must_have), found
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("source", ["(?i)mea", "a?b?", "x*", ".{0,3}", "[ab]c?", "(?:a|)", "\\d+"])
+def test_no_strings_where_a_match_needs_none_or_case_is_ignored(source):
+    assert required_literals(re.compile(source)) == []
+    assert Prefiltered(re.compile(source)).required == ()
+
+
+AWKWARD = ["", "mea", "MEA", "xmeax", "a mea b", "สายไฟห้อย", "สายไฟฟ้าหย่อน", "สายไฟ", "เผาขยะ", "เผา 1234567890ขยะ",
+           "เผา12345678901ขยะ", "ต้นไม้ล้ม", "กิ่ง ล้ม", "abbbc", "ac", "abc?", "\n", "ก" * 3000]
+PATTERNS = ["\\bmea\\b", "(?i)mea", "สายไฟ(ฟ้า)?(ห้อย|หย่อน)", "เผา.{0,10}(ขยะ|หญ้า)", "(ต้นไม้|กิ่งไม้|กิ่ง|ต้น).{0,25}(ล้ม|หัก)",
+            "a(b)+c", "ab*c", "(?<!ก)ล้ม", "สถานีรถไฟ(?!ฟ้า)", "(?:a|)c", "\\?", "[กข]ิ่ง"]
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("source", PATTERNS)
+def test_a_prefiltered_pattern_finds_what_the_pattern_finds(source):
+    pattern = re.compile(source)
+    fast = Prefiltered(pattern)
+    for text in AWKWARD:
+        assert _found(fast, text) == _found(pattern, text), text
+
+
+def test_the_shipped_patterns_find_the_same_on_real_complaints(traffy_slice: Path):
+    """Every urgency cue group, routing rule phrase and exception, and district/place pattern, on 2,000 real texts."""
+    last = max((traffy_slice / "traffy").glob("*.parquet"))
+    texts = pd.read_parquet(last, columns=["comment"])["comment"].dropna().tolist()[:2000]
+    norms = normalize_many(texts) + AWKWARD
+    router = Router.load()
+    patterns = list(Lexicon.load().compiled)
+    patterns += [p for rule in router.table.rules for p in (rule.pattern, rule.unless) if p is not None]
+    assert router.places is not None
+    places = [getattr(router.places, name) for name in ("_district", "_sub", "_place")]
+    patterns += [p.pattern for p in places if p is not None]
+    filtered = sum(1 for p in patterns if Prefiltered(p).required)
+    assert len(patterns) > 35 and filtered >= len(patterns) - 2  # (nearly) all of them can skip texts
+    skipped = 0
+    for pattern in patterns:
+        fast = Prefiltered(pattern)
+        for norm in norms:
+            expected = _found(pattern, norm)
+            assert _found(fast, norm) == expected, (pattern.pattern[:60], norm[:60])
+            skipped += expected is None and not any(any(s in norm for s in strings) for strings in fast.required)
+    assert skipped > len(norms) * len(patterns) // 2  # most searches are skipped

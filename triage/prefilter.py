@@ -1,0 +1,101 @@
+"""Regular expressions that skip texts they cannot match: a literal every match must contain, looked for first.
+
+The urgency cues (``triage.model.Lexicon``) and the routing rules (``triage.routing.Rule``) search
+every complaint with about 35 patterns of Thai words joined by ``|`` and gaps such as
+``.{0,25}``; Python's ``re`` tries each alternative at almost every position, and most complaints
+match none of them. ``required_literals`` reads a pattern's parse tree (``re._parser``, the
+parser ``re.compile`` uses) for a set of strings at least one of which any match must contain:
+a run of literal characters that the match cannot skip, or, for an alternation, one such set per
+alternative joined. ``Prefiltered.search`` looks for those strings with ``str``'s substring search
+(``in``, in C) and runs the pattern only when one is there, so its answer is always the pattern's
+own: a text without any of them has no match.
+"""
+
+from __future__ import annotations
+
+import re
+from re import _constants as C  # type: ignore[attr-defined]
+from re import _parser as P  # type: ignore[attr-defined]
+from typing import Any
+
+_REPEATS = {C.MAX_REPEAT, C.MIN_REPEAT, getattr(C, "POSSESSIVE_REPEAT", C.MAX_REPEAT)}
+
+
+def _minimal(strings: frozenset[str]) -> frozenset[str]:
+    """Without the strings that contain another of the set (where the shorter one is absent, so are they)."""
+    return frozenset(x for x in strings if not any(y != x and y in x for y in strings))
+
+
+def _rank(strings: frozenset[str]) -> tuple[bool, int, int]:
+    """How good a set is as a filter (higher is better): no one-letter string (found in most texts), then
+    few strings (each is a substring search), then long ones."""
+    shortest = min(map(len, strings))
+    return shortest >= 2, -len(strings), shortest
+
+
+def _best(candidates: list[frozenset[str]]) -> frozenset[str] | None:
+    return max(candidates, key=_rank) if candidates else None
+
+
+def _necessary(seq: Any, flags: int) -> list[frozenset[str]]:
+    """Sets of strings such that every match of the parsed sequence ``seq`` contains one string of each set
+    (each set from a part of the sequence that every match must go through); [] if none is known."""
+    candidates: list[frozenset[str]] = []
+    run: list[str] = []
+    for op, av in seq:
+        if op == C.LITERAL and not flags & re.IGNORECASE:
+            run.append(chr(av))
+            continue
+        if run:
+            candidates.append(frozenset(["".join(run)]))
+            run = []
+        if op == C.SUBPATTERN:
+            _group, add_flags, del_flags, inner = av
+            candidates += _necessary(inner, (flags | add_flags) & ~del_flags)
+        elif op == C.BRANCH:
+            alternatives = [_best(_necessary(branch, flags)) for branch in av[1]]
+            if all(alternatives):
+                candidates.append(frozenset().union(*alternatives))  # type: ignore[arg-type]
+        elif op in _REPEATS and av[0] >= 1:
+            candidates += _necessary(av[2], flags)
+    if run:
+        candidates.append(frozenset(["".join(run)]))
+    return [_minimal(c) for c in candidates if c and all(c)]
+
+
+def required_literals(pattern: re.Pattern[str]) -> list[frozenset[str]]:
+    """Sets of strings such that every match of ``pattern`` contains at least one string of each set, the
+    most selective first ([]: none is known, e.g. for a pattern that can match the empty string or that
+    ignores case)."""
+    if not isinstance(pattern.pattern, str) or pattern.flags & re.IGNORECASE:
+        return []
+    found = _necessary(P.parse(pattern.pattern, pattern.flags), pattern.flags)
+    return sorted(set(found), key=lambda s: (_rank(s), sorted(s)), reverse=True)
+
+
+class Prefiltered:
+    """``pattern.search`` that answers None at once for a text holding none of the pattern's required literals."""
+
+    __slots__ = ("pattern", "required")
+
+    def __init__(self, pattern: re.Pattern[str], most: int = 1) -> None:
+        self.pattern = pattern
+        self.required = tuple(tuple(sorted(found, key=lambda x: (len(x), x))) for found in required_literals(pattern)[:most])
+        """At most ``most`` sets (each costs a few substring searches), the most selective first."""
+
+    def may_match(self, text: str) -> bool:
+        """False when ``text`` lacks every string of one of the required sets: then the pattern cannot match."""
+        for strings in self.required:
+            for s in strings:
+                if s in text:
+                    break
+            else:
+                return False
+        return True
+
+    def search(self, text: str) -> re.Match[str] | None:
+        return self.pattern.search(text) if self.may_match(text) else None
+
+    def sub(self, repl: Any, text: str) -> str:
+        """``pattern.sub(repl, text)``."""
+        return self.pattern.sub(repl, text) if self.may_match(text) else text
