@@ -79,9 +79,15 @@ def normalize_rows_l2(X: sparse.csr_matrix) -> sparse.csr_matrix:
     a (position, row) array padded with zeros after each row's end, and summed down the positions by
     a running sum (``cumsum``: each sum is the previous one plus the next square; adding 0.0 leaves a
     sum as it is)."""
-    data, indptr = X.data, np.asarray(X.indptr, dtype=np.int64)
+    data = X.data
     if not len(data):
         return X
+    if X.shape[0] == 1:  # one row (one request): its running sum, no blocks of rows
+        total = np.cumsum((data * data).astype(np.float64))[-1]
+        if total != 0.0:
+            X.data = (data.astype(np.float64) / np.sqrt(total)).astype(data.dtype)
+        return X
+    indptr = np.asarray(X.indptr, dtype=np.int64)
     lengths = np.diff(indptr)
     sq = (data * data).astype(np.float64)
     order = np.argsort(lengths, kind="stable")
@@ -188,6 +194,8 @@ class FastTfidf:
                 and has_fitted(vec, "vocabulary_"))
 
     def transform(self, texts: Iterable[str], analyses: Analyses) -> sparse.csr_matrix:
+        if isinstance(texts, list) and len(texts) == 1:
+            return self._transform_one(texts[0], analyses)
         get = self.vocabulary.get
         columns: list[int] = []
         counts: list[int] = []
@@ -208,6 +216,16 @@ class FastTfidf:
             cols, n = cols[known], n[known]
         X = csr(n, cols.astype(np.int32), ptr.astype(np.int32), (len(indptr) - 1, self.n_features))
         X.sort_indices()
+        return _weigh(X, self)
+
+    def _transform_one(self, text: str, analyses: Analyses) -> sparse.csr_matrix:
+        """``transform([text])``: the known features' (column, count) pairs sorted by column in Python (a row's
+        columns are distinct, so any sort gives scipy's ``sort_indices`` order), no per-batch arrays."""
+        found = analyses(text)
+        pairs = sorted(p for p in zip(map(self.vocabulary.get, found.keys(), _MISSING), found.values()) if p[0] >= 0)
+        cols = np.array([c for c, _ in pairs], dtype=np.int32)
+        X = csr(np.array([n for _, n in pairs], dtype=self.dtype), cols, np.array([0, len(pairs)], dtype=np.int32),
+                (1, self.n_features))
         return _weigh(X, self)
 
 
@@ -413,6 +431,8 @@ def hstack_blocks(dense: np.ndarray, blocks: Sequence[tuple[sparse.csr_matrix, A
     (per row: the dense block's nonzeros, then each block's entries, as scipy's hstack puts them), each
     scaled as scipy's ``X * a`` does (``X.data * a``), put in place in one pass, no sort."""
     n, d = dense.shape
+    if n == 1:
+        return _hstack_one(dense, blocks)
     rows_d, cols_d = np.nonzero(dense)
     counts = [np.bincount(rows_d, minlength=n)] + [np.diff(X.indptr) for X, _ in blocks]
     indptr = np.zeros(n + 1, dtype=np.int64)
@@ -433,6 +453,20 @@ def hstack_blocks(dense: np.ndarray, blocks: Sequence[tuple[sparse.csr_matrix, A
         start += counts[b]
         offset += d if b == 0 else blocks[b - 1][0].shape[1]
     return csr(data, indices, indptr.astype(np.int32), (n, offset))
+
+
+def _hstack_one(dense: np.ndarray, blocks: Sequence[tuple[sparse.csr_matrix, Any]]) -> sparse.csr_matrix:
+    """``hstack_blocks`` of one row: its parts one after the other (the dense block's nonzeros, then each block's)."""
+    cols_d = np.flatnonzero(dense[0])
+    datas = [dense[0, cols_d]] + [X.data * a for X, a in blocks]
+    indices = [cols_d]
+    offset = dense.shape[1]
+    for X, _ in blocks:
+        indices.append(X.indices.astype(np.int64) + offset)
+        offset += X.shape[1]
+    data = np.concatenate(datas).astype(np.result_type(*datas), copy=False)
+    index = np.concatenate(indices).astype(np.int32)
+    return csr(data, index, np.array([0, len(index)], dtype=np.int32), (1, offset))
 
 
 def transform(step: Any, texts: list[str], analyses: Analyses) -> Any:
