@@ -266,7 +266,7 @@ class TopicHead:
         if self.clf_ is None:
             raise ModelError("the model is not fitted (clf_ is missing): retrain it with train.py")
         W, b, learned = fastpath.stacked_linear(self.clf_)
-        scores = np.asarray(X @ W, dtype=float) if X.shape[0] else np.zeros((0, len(b)))
+        scores = np.asarray(fastpath.sparse_dot(X, W), dtype=float) if X.shape[0] else np.zeros((0, len(b)))
         scores += b
         scores[:, ~learned] = b[~learned]
         return scores
@@ -601,6 +601,9 @@ class UrgencyHead:
         pick = fastpath.cached(self, self.lexicon, picker, f"high{Z.shape[1]}")
         if pick is None:
             return np.zeros(Z.shape[0])
+        if Z.shape[0] == 1:  # one row: whether a picked column holds a value above 0 (no dense copy)
+            end = int(Z.indptr[1])
+            return np.array([float((Z.data[:end][pick.map[Z.indices[:end]] >= 0] > 0).any())])
         return (pick(Z.tocsr()).toarray().max(axis=1) > 0).astype(float)
 
     def high_score(self, P: np.ndarray, cue: np.ndarray) -> np.ndarray:
