@@ -539,30 +539,13 @@ def transform(step: Any, texts: list[str], analyses: Analyses) -> Any:
         return step.transform(texts)
 
 
-def sparse_dot(X: sparse.csr_matrix, W: np.ndarray) -> np.ndarray:
-    """``X @ W`` (CSR times a dense 2-d array, the result in their common type) as scipy's ``csr_matvecs``
-    computes it: per row, each entry's product added to the sum in the row's order. One row (a lone
-    request): the products side by side and summed one after the other by ``cumsum``, without scipy's
-    dispatch; more rows: scipy."""
-    if X.shape[0] != 1 or W.ndim != 2 or X.shape[1] != W.shape[0]:
-        return np.asarray(X @ W)
-    dtype = np.result_type(X.dtype, W.dtype)
-    end = int(X.indptr[1])
-    if end == 0:
-        return np.zeros((1, W.shape[1]), dtype=dtype)
-    terms = X.data[:end, None].astype(dtype) * W[X.indices[:end]]
-    out = np.cumsum(terms, axis=0, dtype=dtype)[-1:]
-    out += 0.0  # scipy's sums start from 0.0: never -0.0
-    return out
-
-
 def linear_proba(clf: Any, X: Any) -> np.ndarray:
     """``clf.predict_proba(X)`` for a fitted LogisticRegression, from its coefficients (other models: asked)."""
     if not _is(clf, "LogisticRegression") or not has_fitted(clf, "coef_"):
         with quiet_sklearn():
             return np.asarray(clf.predict_proba(X))
     # in the fitted dtype (float32 after fitting on float32 TF-IDF), as scikit-learn computes it
-    scores = (sparse_dot(X, clf.coef_.T) if sparse.isspmatrix_csr(X) else np.asarray(X @ clf.coef_.T)) + clf.intercept_
+    scores = np.asarray(X @ clf.coef_.T) + clf.intercept_
     if len(clf.classes_) <= 2:
         from scipy.special import expit  # only here: importing scipy.special costs about 0.2 s
 

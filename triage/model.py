@@ -266,7 +266,7 @@ class TopicHead:
         if self.clf_ is None:
             raise ModelError("the model is not fitted (clf_ is missing): retrain it with train.py")
         W, b, learned = fastpath.stacked_linear(self.clf_)
-        scores = np.asarray(fastpath.sparse_dot(X, W), dtype=float) if X.shape[0] else np.zeros((0, len(b)))
+        scores = np.asarray(X @ W, dtype=float) if X.shape[0] else np.zeros((0, len(b)))
         scores += b
         scores[:, ~learned] = b[~learned]
         return scores
