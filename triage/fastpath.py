@@ -23,7 +23,6 @@ prediction only), and imports scikit-learn only for what it hands over to it.
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import re
 import sys
@@ -220,14 +219,16 @@ class FastTfidf:
         return _weigh(X, self)
 
     def _transform_one(self, text: str, analyses: Analyses) -> sparse.csr_matrix:
-        """``transform([text])``: the known features' (column, count) pairs sorted by column in Python (a row's
-        columns are distinct, so any sort gives scipy's ``sort_indices`` order), no per-batch arrays."""
+        """``transform([text])``: the known features' columns sorted by numpy's ``argsort`` (a row's columns
+        are distinct, so any sort gives scipy's ``sort_indices`` order), no per-batch arrays."""
         found = analyses(text)
-        pairs = sorted(zip(map(self.vocabulary.get, found.keys(), _MISSING), found.values()))
-        pairs = pairs[bisect.bisect_left(pairs, (0,)) :]  # the unknown features (column -1) sort first
-        cols = np.array([c for c, _ in pairs], dtype=np.int32)
-        X = csr(np.array([n for _, n in pairs], dtype=self.dtype), cols, np.array([0, len(pairs)], dtype=np.int32),
-                (1, self.n_features))
+        n = len(found)
+        cols = np.fromiter(map(self.vocabulary.get, found.keys(), _MISSING), dtype=np.int64, count=n)
+        counts = np.fromiter(found.values(), dtype=self.dtype, count=n)
+        known = cols >= 0
+        cols, counts = cols[known], counts[known]
+        order = cols.argsort()
+        X = csr(counts[order], cols[order].astype(np.int32), np.array([0, len(cols)], dtype=np.int32), (1, self.n_features))
         return _weigh(X, self)
 
 
