@@ -54,9 +54,23 @@ _SKLEARN_HOME = {"TfidfVectorizer": "sklearn.feature_extraction.text", "Logistic
                  "FunctionTransformer": "sklearn.preprocessing"}
 
 
+_IS: dict[tuple[type, str], bool] = {}
+"""``_is``'s answers by (class of the object, name): a request asks it about twenty times of the same few classes.
+An answer depends on the class only (a stand-in made real is of another class); a class that is not a
+subclass of a scikit-learn class when asked never becomes one (its module imported scikit-learn's first)."""
+
+
 def _is(obj: Any, name: str) -> bool:
     """``isinstance(obj, <scikit-learn's class name>)``, true also for ``triage.lightload``'s stand-in for it,
     without importing scikit-learn (an object of one of its classes exists only once it is imported)."""
+    key = (type(obj), name)
+    found = _IS.get(key)
+    if found is None:
+        found = _IS[key] = _is_of(obj, name)
+    return found
+
+
+def _is_of(obj: Any, name: str) -> bool:
     light = light_name(obj)
     if light is not None:
         return light == name
@@ -604,8 +618,9 @@ class BatchKinds:
         ranker: Any = getattr(model, "ranker_", None)
         self._rank: dict[str, dict[str, float]] | None = None
         if _is(ranker, "Pipeline") and norms:  # its classes_ are its last step's (Pipeline.classes_)
-            self._rank = _rows(pipeline_proba(ranker, norms, analyses)[1], [str(k) for k in ranker.steps[-1][1].classes_],
-                               norms)
+            classes = ranker.steps[-1][1].classes_
+            names = cached(ranker, classes, lambda: [str(k) for k in classes], "names")
+            self._rank = _rows(pipeline_proba(ranker, norms, analyses)[1], names, norms)
 
     def kind_proba(self, norm: str) -> dict[str, float]:
         found = self._proba.get(norm)
