@@ -236,9 +236,8 @@ class FastTfidf:
         """``transform([text])``: the known features' columns sorted by numpy's ``argsort`` (a row's columns
         are distinct, so any sort gives scipy's ``sort_indices`` order), no per-batch arrays."""
         found = analyses(text)
-        n = len(found)
-        cols = np.fromiter(map(self.vocabulary.get, found.keys(), _MISSING), dtype=np.int64, count=n)
-        counts = np.fromiter(found.values(), dtype=self.dtype, count=n)
+        cols = np.array(list(map(self.vocabulary.get, found.keys(), _MISSING)), dtype=np.int64)
+        counts = np.asarray(list(found.values()), dtype=self.dtype)  # as the batch path converts them
         known = cols >= 0
         cols, counts = cols[known], counts[known]
         order = cols.argsort()
