@@ -495,6 +495,11 @@ class Lexicon:
         """``compiled``, each skipping the texts that lack all the words its matches need (``triage.prefilter``)."""
         return [Prefiltered(p) for p in self.compiled]
 
+    @cached_property
+    def _column_of(self) -> dict[str, int]:
+        """Each feature's column (``names``), made once (``features`` built it on every call)."""
+        return {name: j for j, name in enumerate(self.names)}
+
     @property
     def names(self) -> list[str]:
         """Feature columns: the regex groups, then the hazard features."""
@@ -527,7 +532,7 @@ class Lexicon:
     def features(self, texts: list[str], found: list[list[tuple[str, str]]] | None = None) -> np.ndarray:
         """(n, cues) 0/1: which cues occur in each text (from ``matches`` when given)."""
         found = found if found is not None else [self.matches(t) for t in texts]
-        column = {name: j for j, name in enumerate(self.names)}
+        column = self._column_of
         out = np.zeros((len(texts), len(column)), dtype=np.float32)
         for i, pairs in enumerate(found):
             for name, _phrase in pairs:
