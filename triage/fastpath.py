@@ -245,6 +245,11 @@ class FastTfidf:
         return _weigh(X, self)
 
 
+TABLE_LIMIT = 3_000_000
+"""``FastCharTfidf`` looks n-grams up in a table of this many entries at most (12 MB; 2.5 million for the
+3-grams of a 134-letter alphabet), longer ones by binary search in the sorted vocabulary."""
+
+
 class FastCharTfidf:
     """A fitted ``char_wb`` ``TfidfVectorizer`` (the urgency head's character block): the same matrix as
     ``vec.transform``, bit for bit, with the n-grams counted in numpy for the whole batch at once.
@@ -275,12 +280,17 @@ class FastCharTfidf:
         code = {c: i + 1 for i, c in enumerate(alphabet)}
         self.keys: dict[int, np.ndarray] = {}
         self.cols: dict[int, np.ndarray] = {}
+        self.tables: dict[int, np.ndarray] = {}
         for n in range(self.min_n, self.max_n + 1):
             grams = [(g, j) for g, j in vocab.items() if len(g) == n]
             keys = np.array([self._key([code[c] for c in g]) for g, _ in grams], dtype=np.int64)
             order = np.argsort(keys, kind="stable")
             self.keys[n] = keys[order]
             self.cols[n] = np.array([j for _, j in grams], dtype=np.int64)[order]
+            if self.base ** n <= TABLE_LIMIT:  # short n-grams: a table from every possible number to its column
+                table = np.full(self.base ** n, -1, dtype=np.int32)
+                table[self.keys[n]] = self.cols[n]
+                self.tables[n] = table
         self.idf = np.asarray(vec.idf_) if vec.use_idf else None
         self.sublinear = bool(vec.sublinear_tf)
         self.norm = vec.norm
@@ -343,6 +353,12 @@ class FastCharTfidf:
             if not len(where) or not len(keys):
                 continue
             k = key[where]
+            table = self.tables.get(n)
+            if table is not None:
+                col = table[k]
+                hit = col >= 0
+                found.append(rows[where[hit]] * self.n_features + col[hit])
+                continue
             at = np.minimum(np.searchsorted(keys, k), len(keys) - 1)
             hit = keys[at] == k
             found.append(rows[where[hit]] * self.n_features + self.cols[n][at[hit]])
