@@ -394,6 +394,11 @@ class FastCharTfidf:
             if n < self.min_n or keys is None or not len(keys):
                 continue
             k = key[zeros[n : n + m] == zeros[:m]]  # windows with no foreign character
+            table = self.tables.get(n)
+            if table is not None:  # short n-grams: their columns by table, as the batch path
+                col = table[k]
+                found.append(col[col >= 0])
+                continue
             at = np.searchsorted(keys, k)
             at[at == len(keys)] = len(keys) - 1
             hit = keys[at] == k
