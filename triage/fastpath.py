@@ -54,9 +54,23 @@ _SKLEARN_HOME = {"TfidfVectorizer": "sklearn.feature_extraction.text", "Logistic
                  "FunctionTransformer": "sklearn.preprocessing"}
 
 
+_IS: dict[tuple[type, str], bool] = {}
+"""``_is``'s answers by (class of the object, name): a request asks it about twenty times of the same few classes.
+An answer depends on the class only (a stand-in made real is of another class); a class that is not a
+subclass of a scikit-learn class when asked never becomes one (its module imported scikit-learn's first)."""
+
+
 def _is(obj: Any, name: str) -> bool:
     """``isinstance(obj, <scikit-learn's class name>)``, true also for ``triage.lightload``'s stand-in for it,
     without importing scikit-learn (an object of one of its classes exists only once it is imported)."""
+    key = (type(obj), name)
+    found = _IS.get(key)
+    if found is None:
+        found = _IS[key] = _is_of(obj, name)
+    return found
+
+
+def _is_of(obj: Any, name: str) -> bool:
     light = light_name(obj)
     if light is not None:
         return light == name
@@ -79,9 +93,15 @@ def normalize_rows_l2(X: sparse.csr_matrix) -> sparse.csr_matrix:
     a (position, row) array padded with zeros after each row's end, and summed down the positions by
     a running sum (``cumsum``: each sum is the previous one plus the next square; adding 0.0 leaves a
     sum as it is)."""
-    data, indptr = X.data, np.asarray(X.indptr, dtype=np.int64)
+    data = X.data
     if not len(data):
         return X
+    if X.shape[0] == 1:  # one row (one request): its running sum, no blocks of rows
+        total = np.cumsum((data * data).astype(np.float64))[-1]
+        if total != 0.0:
+            X.data = (data.astype(np.float64) / np.sqrt(total)).astype(data.dtype)
+        return X
+    indptr = np.asarray(X.indptr, dtype=np.int64)
     lengths = np.diff(indptr)
     sq = (data * data).astype(np.float64)
     order = np.argsort(lengths, kind="stable")
@@ -188,6 +208,8 @@ class FastTfidf:
                 and has_fitted(vec, "vocabulary_"))
 
     def transform(self, texts: Iterable[str], analyses: Analyses) -> sparse.csr_matrix:
+        if isinstance(texts, list) and len(texts) == 1:
+            return self._transform_one(texts[0], analyses)
         get = self.vocabulary.get
         columns: list[int] = []
         counts: list[int] = []
@@ -208,6 +230,18 @@ class FastTfidf:
             cols, n = cols[known], n[known]
         X = csr(n, cols.astype(np.int32), ptr.astype(np.int32), (len(indptr) - 1, self.n_features))
         X.sort_indices()
+        return _weigh(X, self)
+
+    def _transform_one(self, text: str, analyses: Analyses) -> sparse.csr_matrix:
+        """``transform([text])``: the known features' columns sorted by numpy's ``argsort`` (a row's columns
+        are distinct, so any sort gives scipy's ``sort_indices`` order), no per-batch arrays."""
+        found = analyses(text)
+        cols = np.array(list(map(self.vocabulary.get, found.keys(), _MISSING)), dtype=np.int64)
+        counts = np.asarray(list(found.values()), dtype=self.dtype)  # as the batch path converts them
+        known = cols >= 0
+        cols, counts = cols[known], counts[known]
+        order = cols.argsort()
+        X = csr(counts[order], cols[order].astype(np.int32), np.array([0, len(cols)], dtype=np.int32), (1, self.n_features))
         return _weigh(X, self)
 
 
@@ -301,6 +335,8 @@ class FastCharTfidf:
 
     def transform(self, texts: Iterable[str]) -> sparse.csr_matrix:
         texts = list(texts)
+        if len(texts) == 1:
+            return self._transform_one(texts[0])
         codes, rows = self._codes(texts) if texts else (np.zeros(0, np.int64), np.zeros(0, np.int64))
         zeros = np.concatenate([[0], np.cumsum(codes == 0)])
         found: list[np.ndarray] = []
@@ -334,6 +370,54 @@ class FastCharTfidf:
         cell_rows, cols = np.divmod(cells, self.n_features)
         indptr = np.concatenate([[0], np.cumsum(np.bincount(cell_rows, minlength=len(texts)))])
         X = csr(counts.astype(self.dtype), cols.astype(np.int32), indptr.astype(np.int32), (len(texts), self.n_features))
+        return _weigh(X, self)
+
+    def _transform_one(self, text: str) -> sparse.csr_matrix:
+        """``transform([text])`` with no row numbers: the same windows, columns and counts, fewer numpy calls."""
+        doc = text.lower() if self.lowercase else text
+        points = np.frombuffer("\x00".join(f" {w} " for w in self.white.sub(" ", doc).split()).encode("utf-32-le"),
+                               dtype=np.uint32)
+        top = len(self.table) - 1
+        codes = self.table[np.minimum(points, top)]
+        if len(points) and points.max() > top:  # characters above the alphabet's last one
+            codes[points > top] = 0
+        zeros = np.zeros(len(codes) + 1, dtype=np.int64)
+        np.cumsum(codes == 0, out=zeros[1:])
+        found: list[np.ndarray] = []
+        key = codes
+        for n in range(2, self.max_n + 1):
+            m = len(codes) - n + 1
+            if m <= 0:
+                break
+            key = key[:m] * self.base + codes[n - 1 :]
+            keys = self.keys.get(n)
+            if n < self.min_n or keys is None or not len(keys):
+                continue
+            k = key[zeros[n : n + m] == zeros[:m]]  # windows with no foreign character
+            table = self.tables.get(n)
+            if table is not None:  # short n-grams: their columns by table, as the batch path
+                col = table[k]
+                found.append(col[col >= 0])
+                continue
+            at = np.searchsorted(keys, k)
+            at[at == len(keys)] = len(keys) - 1
+            hit = keys[at] == k
+            found.append(self.cols[n][at[hit]])
+        cols = np.concatenate(found) if found else np.zeros(0, np.int64)
+        cols.sort()
+        if len(cols):
+            first = np.empty(len(cols), dtype=bool)
+            first[0] = True
+            np.not_equal(cols[1:], cols[:-1], out=first[1:])
+            starts = np.flatnonzero(first)
+            counts = np.empty(len(starts), dtype=np.int64)
+            counts[:-1] = starts[1:] - starts[:-1]  # how many times each column occurs
+            counts[-1] = len(cols) - starts[-1]
+            cols = cols[starts]
+        else:
+            counts = cols
+        X = csr(counts.astype(self.dtype), cols.astype(np.int32), np.array([0, len(cols)], dtype=np.int32),
+                (1, self.n_features))
         return _weigh(X, self)
 
 
@@ -429,6 +513,8 @@ def hstack_blocks(dense: np.ndarray, blocks: Sequence[tuple[sparse.csr_matrix, A
     (per row: the dense block's nonzeros, then each block's entries, as scipy's hstack puts them), each
     scaled as scipy's ``X * a`` does (``X.data * a``), put in place in one pass, no sort."""
     n, d = dense.shape
+    if n == 1:
+        return _hstack_one(dense, blocks)
     rows_d, cols_d = np.nonzero(dense)
     counts = [np.bincount(rows_d, minlength=n)] + [np.diff(X.indptr) for X, _ in blocks]
     indptr = np.zeros(n + 1, dtype=np.int64)
@@ -449,6 +535,20 @@ def hstack_blocks(dense: np.ndarray, blocks: Sequence[tuple[sparse.csr_matrix, A
         start += counts[b]
         offset += d if b == 0 else blocks[b - 1][0].shape[1]
     return csr(data, indices, indptr.astype(np.int32), (n, offset))
+
+
+def _hstack_one(dense: np.ndarray, blocks: Sequence[tuple[sparse.csr_matrix, Any]]) -> sparse.csr_matrix:
+    """``hstack_blocks`` of one row: its parts one after the other (the dense block's nonzeros, then each block's)."""
+    cols_d = np.flatnonzero(dense[0])
+    datas = [dense[0, cols_d]] + [X.data * a for X, a in blocks]
+    indices = [cols_d]
+    offset = dense.shape[1]
+    for X, _ in blocks:
+        indices.append(X.indices.astype(np.int64) + offset)
+        offset += X.shape[1]
+    data = np.concatenate(datas).astype(np.result_type(*datas), copy=False)
+    index = np.concatenate(indices).astype(np.int32)
+    return csr(data, index, np.array([0, len(index)], dtype=np.int32), (1, offset))
 
 
 def transform(step: Any, texts: list[str], analyses: Analyses) -> Any:
@@ -510,6 +610,12 @@ class ColumnPicker:
         self.map[self.cols] = np.arange(len(self.cols))
 
     def __call__(self, X: sparse.csr_matrix) -> sparse.csr_matrix:
+        if X.shape[0] == 1:
+            end = int(X.indptr[1])
+            new = self.map[X.indices[:end]]
+            keep = new >= 0
+            kept = new[keep].astype(np.int32)
+            return csr(X.data[:end][keep], kept, np.array([0, len(kept)], dtype=np.int32), (1, len(self.cols)))
         new = self.map[X.indices]
         keep = new >= 0
         kept_before = np.concatenate([[0], np.cumsum(keep)])  # kept entries before each position
@@ -532,8 +638,9 @@ class BatchKinds:
         ranker: Any = getattr(model, "ranker_", None)
         self._rank: dict[str, dict[str, float]] | None = None
         if _is(ranker, "Pipeline") and norms:  # its classes_ are its last step's (Pipeline.classes_)
-            self._rank = _rows(pipeline_proba(ranker, norms, analyses)[1], [str(k) for k in ranker.steps[-1][1].classes_],
-                               norms)
+            classes = ranker.steps[-1][1].classes_
+            names = cached(ranker, classes, lambda: [str(k) for k in classes], "names")
+            self._rank = _rows(pipeline_proba(ranker, norms, analyses)[1], names, norms)
 
     def kind_proba(self, norm: str) -> dict[str, float]:
         found = self._proba.get(norm)

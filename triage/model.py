@@ -47,6 +47,7 @@ if TYPE_CHECKING:  # imported where a model is fitted: prediction does not need 
     from sklearn.multiclass import OneVsRestClassifier
     from sklearn.pipeline import FeatureUnion
 
+
 LEXICON_PATH = Path(__file__).parent / "resources" / "urgency_lexicon.toml"
 HIGH_MISS_COST = 8.0
 """How many false ``high`` alarms one missed ``high`` is worth when choosing its threshold."""
@@ -460,6 +461,11 @@ class Lexicon:
         """``compiled``, each skipping the texts that lack all the words its matches need (``triage.prefilter``)."""
         return [Prefiltered(p) for p in self.compiled]
 
+    @cached_property
+    def _column_of(self) -> dict[str, int]:
+        """Each feature's column (``names``), made once (``features`` built it on every call)."""
+        return {name: j for j, name in enumerate(self.names)}
+
     @property
     def names(self) -> list[str]:
         """Feature columns: the regex groups, then the hazard features."""
@@ -492,7 +498,7 @@ class Lexicon:
     def features(self, texts: list[str], found: list[list[tuple[str, str]]] | None = None) -> np.ndarray:
         """(n, cues) 0/1: which cues occur in each text (from ``matches`` when given)."""
         found = found if found is not None else [self.matches(t) for t in texts]
-        column = {name: j for j, name in enumerate(self.names)}
+        column = self._column_of
         out = np.zeros((len(texts), len(column)), dtype=np.float32)
         for i, pairs in enumerate(found):
             for name, _phrase in pairs:
@@ -566,6 +572,9 @@ class UrgencyHead:
         pick = fastpath.cached(self, self.lexicon, picker, f"high{Z.shape[1]}")
         if pick is None:
             return np.zeros(Z.shape[0])
+        if Z.shape[0] == 1:  # one row: whether a picked column holds a value above 0 (no dense copy)
+            end = int(Z.indptr[1])
+            return np.array([float((Z.data[:end][pick.map[Z.indices[:end]] >= 0] > 0).any())])
         return (pick(Z.tocsr()).toarray().max(axis=1) > 0).astype(float)
 
     def high_score(self, P: np.ndarray, cue: np.ndarray) -> np.ndarray:
