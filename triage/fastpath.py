@@ -176,7 +176,24 @@ _MISSING = itertools.repeat(-1)
 """The second argument of ``dict.get`` in ``FastTfidf.transform``'s ``map``: -1 for an unknown feature."""
 
 
-def _weigh(X: sparse.csr_matrix, vec: FastTfidf | FastCharTfidf) -> sparse.csr_matrix:
+class _Weighting:
+    """What turns a fitted TfidfVectorizer's counts into its values (``_weigh``), read off the vectorizer."""
+
+    idf: np.ndarray | None
+    sublinear: bool
+    norm: Any
+    dtype: Any
+    binary: bool
+
+    def _take_weighting(self, vec: Any) -> None:
+        self.idf = np.asarray(vec.idf_) if vec.use_idf else None
+        self.sublinear = bool(vec.sublinear_tf)
+        self.norm = vec.norm
+        self.dtype = vec.dtype
+        self.binary = bool(vec.binary)
+
+
+def _weigh(X: sparse.csr_matrix, vec: _Weighting) -> sparse.csr_matrix:
     """Counts to TF-IDF in place, as scikit-learn's TfidfVectorizer does: binary, sublinear tf, idf, l2."""
     if vec.binary:
         X.data[:] = 1
@@ -190,17 +207,13 @@ def _weigh(X: sparse.csr_matrix, vec: FastTfidf | FastCharTfidf) -> sparse.csr_m
     return X
 
 
-class FastTfidf:
+class FastTfidf(_Weighting):
     """A fitted word ``TfidfVectorizer`` applied to analysed texts (same numbers as ``vec.transform``)."""
 
     def __init__(self, vec: TfidfVectorizer) -> None:
         self.vocabulary: dict[str, int] = vec.vocabulary_
         self.n_features = len(self.vocabulary)
-        self.idf = np.asarray(vec.idf_) if vec.use_idf else None
-        self.sublinear = bool(vec.sublinear_tf)
-        self.norm = vec.norm
-        self.dtype = vec.dtype
-        self.binary = bool(vec.binary)
+        self._take_weighting(vec)
 
     @staticmethod
     def handles(vec: Any) -> bool:
@@ -250,7 +263,7 @@ TABLE_LIMIT = 3_000_000
 3-grams of a 134-letter alphabet), longer ones by binary search in the sorted vocabulary."""
 
 
-class FastCharTfidf:
+class FastCharTfidf(_Weighting):
     """A fitted ``char_wb`` ``TfidfVectorizer`` (the urgency head's character block): the same matrix as
     ``vec.transform``, bit for bit, with the n-grams counted in numpy for the whole batch at once.
 
@@ -291,11 +304,7 @@ class FastCharTfidf:
                 table = np.full(self.base ** n, -1, dtype=np.int32)
                 table[self.keys[n]] = self.cols[n]
                 self.tables[n] = table
-        self.idf = np.asarray(vec.idf_) if vec.use_idf else None
-        self.sublinear = bool(vec.sublinear_tf)
-        self.norm = vec.norm
-        self.dtype = vec.dtype
-        self.binary = bool(vec.binary)
+        self._take_weighting(vec)
 
     @classmethod
     def of(cls, vec: Any) -> FastCharTfidf | None:
