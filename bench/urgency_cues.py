@@ -33,6 +33,15 @@ from triage.training import (
 )
 
 
+def labelled_bench_args(doc: str | None) -> argparse.ArgumentParser:
+    """The options every urgency bench on these tickets takes: --model, --data, --config."""
+    ap = argparse.ArgumentParser(description=(doc or "").split("\n\n")[0])
+    ap.add_argument("--model", default="models/current")
+    ap.add_argument("--data", default="../shared/data")
+    ap.add_argument("--config", default="configs/traffy.toml")
+    return ap
+
+
 def labelled_before_frozen(config_path: str, data: str) -> tuple[Any, pd.DataFrame, str]:
     """The config and the urgency-labelled tickets before ``[split] urgency_frozen_from`` (the frozen
     month is never loaded), with their normalised text in ``norm``, and that month."""
@@ -45,10 +54,7 @@ def labelled_before_frozen(config_path: str, data: str) -> tuple[Any, pd.DataFra
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="models/current")
-    ap.add_argument("--data", default="../shared/data")
-    ap.add_argument("--config", default="configs/traffy.toml")
+    ap = labelled_bench_args(__doc__)
     args = ap.parse_args()
     started = time.perf_counter()
     config, rows, frozen_from = labelled_before_frozen(args.config, args.data)

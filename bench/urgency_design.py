@@ -10,7 +10,6 @@ are flagged (a ranking measure, independent of the threshold). Topic probabiliti
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -26,14 +25,11 @@ from triage.model import Lexicon, UrgencyHead, analyze_words
 from triage.training import URGENCY_LEVELS, _urgency_design
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from urgency_cues import labelled_before_frozen  # noqa: E402  (bench/urgency_cues.py: the same tickets)
+from urgency_cues import labelled_before_frozen, labelled_bench_args  # noqa: E402  (bench/urgency_cues.py: the same tickets)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="models/current")
-    ap.add_argument("--data", default="../shared/data")
-    ap.add_argument("--config", default="configs/traffy.toml")
+    ap = labelled_bench_args(__doc__)
     ap.add_argument("--weights", type=float, nargs="+", default=[0.0, 1.0, 3.0, 4.0])
     args = ap.parse_args()
     threadpool_limits(1, "blas")

@@ -20,7 +20,6 @@ columns counted on the training rows); topic probabilities from ``--model``. Var
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from collections.abc import Callable
@@ -40,7 +39,7 @@ from triage.model import URGENCY_CHAR_WEIGHT, Lexicon, analyze_words
 from triage.training import _sampling_design, share_rows
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from urgency_cues import labelled_before_frozen  # noqa: E402  (bench/urgency_cues.py: the same tickets)
+from urgency_cues import labelled_before_frozen, labelled_bench_args  # noqa: E402  (bench/urgency_cues.py: the same tickets)
 
 VARIANTS = ("shipped", "no-cue-labels", "binary", "C0.25", "C1", "high-x2", "char-2-4", "char-wb-2-5")
 
@@ -61,10 +60,7 @@ def _fit_score(Z: sparse.csr_matrix, y: np.ndarray, tr: np.ndarray, te: np.ndarr
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="models/current")
-    ap.add_argument("--data", default="../shared/data")
-    ap.add_argument("--config", default="configs/traffy.toml")
+    ap = labelled_bench_args(__doc__)
     ap.add_argument("--valid-month", default="2022-11")
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     args = ap.parse_args()

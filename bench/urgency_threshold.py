@@ -21,7 +21,6 @@ they are scored apart, so the lines compare with the rounds before them.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -37,7 +36,7 @@ from triage.model import Lexicon, UrgencyHead, analyze_words
 from triage.training import URGENCY_LEVELS, _sampling_design, _urgency_design, _urgency_reports, share_rows
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from urgency_cues import labelled_before_frozen  # noqa: E402  (bench/urgency_cues.py: the same tickets)
+from urgency_cues import labelled_before_frozen, labelled_bench_args  # noqa: E402  (bench/urgency_cues.py: the same tickets)
 
 
 def _rules(shares: list[float]) -> list[tuple[str, float | None]]:
@@ -76,10 +75,7 @@ def _line(name: str, reports: dict[str, Any]) -> str:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default="models/current")
-    ap.add_argument("--data", default="../shared/data")
-    ap.add_argument("--config", default="configs/traffy.toml")
+    ap = labelled_bench_args(__doc__)
     ap.add_argument("--valid-month", default="2022-11")
     ap.add_argument("--C", type=float, nargs="+", default=[0.5])
     ap.add_argument("--shares", type=float, nargs="+", default=[0.16, 0.17, 0.18, 0.19])
