@@ -2,6 +2,7 @@
 
     python bench/topic_errors.py --data ../shared/data                 # per-label analysis + variants on validation
     python bench/topic_errors.py --data ../shared/data --test V1 V2     # the chosen variants on the test months
+    python bench/topic_errors.py --data ../shared/data --chars 0.5:2,4:5:20000   # words + characters (any mode)
 
 The recipe of train.py, rebuilt from its own pieces (``TopicHead``, ``recency_weights``): fitted on the
 tickets before 2022-10, calibrated and thresholded on 2022-10, refitted on both, scored on
@@ -249,7 +250,8 @@ def main() -> None:
     ap.add_argument("--deciders", nargs="+", default=["platt", "common", "stack:10"])
     ap.add_argument("--pseudo-fit", default="", help="with --pseudo: fit tags, e.g. dedup or avg (see --fits), CN (LinearSVC C), "
                     "rareN[:negM][:rcC] (labels with fewer than N training positives refitted on words + characters "
-                    "2-4 (block weight 1, counted on 20,000 texts), on M sampled negatives, at C)")
+                    "2-4 (block weight 1, counted on 20,000 texts; ccW/LO,HI/MIN_DF/SAMPLE for another block), "
+                    "on M sampled negatives, at C)")
     ap.add_argument("--min-df", type=int, default=2, help="the word TF-IDF's min_df (train.py: 2)")
     ap.add_argument("--chars", default="", help="a word + character union: W:LO,HI:MIN_DF:SAMPLE[:MAX_FEATURES] "
                     "(char_wb n-grams counted on SAMPLE training texts, block scaled by W), e.g. 1:2,4:5:20000")
