@@ -21,8 +21,11 @@ stratum. Scores:
   score, the embedding logistic's logit], both out of fold INSIDE each training fold (inner 5 folds),
   the stacker fitted on those inner out-of-fold scores only, then applied to the outer fold.
 
-Prints AUC(high) and recall of high when the top 16% / 18% / 20% are flagged. ``--roc`` also prints
-the arithmetic of the goal for the shipped score (bench/RESULTS.md, section "urgency ROC").
+Prints AUC(high) and recall of high when the top 16% / 18% / 20% are flagged, and a paired bootstrap
+of the cross-validated differences to the shipped head (``--bootstrap-only`` reprints it from the
+scores a full run saved in ``--cache``). ``--joint W ...`` instead appends each embedding (standardised,
+divided by sqrt(384) so a row has norm about 1, times W) to the head's own design as one more block
+and fits the head's learner on it (no stacker). The arithmetic of the goal: ``bench/urgency_roc.py``.
 """
 
 from __future__ import annotations
@@ -286,11 +289,34 @@ def paired_bootstrap(scores: dict[str, np.ndarray], high: np.ndarray, base: str 
               f"[{lo[1]:+.3f}, {hi[1]:+.3f}]  recall@20% {mid[2]:+.3f} [{lo[2]:+.3f}, {hi[2]:+.3f}]", flush=True)
 
 
+def joint(norm: list[str], W: sparse.csr_matrix, dense: sparse.csr_matrix, y: np.ndarray,
+          embeddings: dict[str, np.ndarray], weights: list[float], folds: list[tuple[np.ndarray, np.ndarray]],
+          scored: np.ndarray, early: np.ndarray, later: np.ndarray, started: float) -> None:
+    """The head's design with each embedding appended as a block (x weight), CV and the later month."""
+    high = y == "high"
+    Zcv = head_design(norm, W, dense, np.ones(len(y), dtype=bool))
+    Zearly = head_design(norm, W, dense, early)
+    for name, E in embeddings.items():
+        block = (E - E.mean(axis=0)) / (E.std(axis=0) + 1e-9) / np.sqrt(E.shape[1])
+        for w in weights:
+            add = sparse.csr_matrix((block * w).astype(np.float32))
+            Z, Ze = sparse.hstack([Zcv, add], format="csr"), sparse.hstack([Zearly, add], format="csr")
+            parts = Parallel(n_jobs=2)(delayed(_ship)(Z, y, tr, te) for tr, te in folds)
+            oof = np.zeros(len(y))
+            for (_tr, te), p in zip(folds, parts):
+                oof[te] = p
+            s = _ship(Ze, y, np.flatnonzero(early), np.flatnonzero(later))
+            print(f"[{time.perf_counter() - started:5.0f}s] joint {name} x {w:g}: CV {report('', oof[scored], high[scored])}"
+                  f" | later month {report('', s, high[later])}", flush=True)
+
+
 def main() -> None:
     ap = labelled_bench_args(__doc__)
     ap.add_argument("--cache", default="/work/cache-urgency5")
     ap.add_argument("--valid-month", default="2022-11")
     ap.add_argument("--embed-only", action="store_true")
+    ap.add_argument("--joint", type=float, nargs="+", default=[],
+                    help="only the joint designs: the head's design plus each embedding block x these weights")
     ap.add_argument("--bootstrap-only", action="store_true",
                     help="only the paired bootstrap, from the out-of-fold scores a full run saved in --cache")
     ap.add_argument("--variants", nargs="+", default=["e5", "static", "static-words", "ctx-words"],
@@ -346,6 +372,9 @@ def main() -> None:
     model, _meta = registry.load(args.model)
     W, dense = head_blocks(model, norm)
     folds = list(StratifiedKFold(5, shuffle=True, random_state=0).split(np.zeros(len(y)), y))
+    if args.joint:
+        joint(norm, W, dense, y, embeddings, args.joint, folds, scored, early, later, started)
+        return
     print(f"{len(y)} labelled tickets ({int(high.sum())} high), scored on the {int(scored.sum())} outside the cue "
           f"stratum ({int(high[scored].sum())} high); {args.valid_month}: {int(later.sum())} scored "
           f"({int(high[later].sum())} high)", flush=True)
