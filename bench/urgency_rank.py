@@ -24,6 +24,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from joblib import Parallel, delayed
@@ -59,6 +60,28 @@ def _fit_score(Z: sparse.csr_matrix, y: np.ndarray, tr: np.ndarray, te: np.ndarr
         return clf.predict_proba(Z[te])[:, cls.index(True if binary else "high")]
 
 
+def head_blocks(model: Any, norm: list[str]) -> tuple[sparse.csr_matrix, sparse.csr_matrix]:
+    """The urgency head's word block (all columns) and its dense block [cues x 2, topic probabilities,
+    length] for the normalised texts, topic probabilities from ``model``."""
+    X = model.featurize(norm, analyze_words(norm))
+    W = model.word_block(X).tocsr()
+    dense = sparse.csr_matrix(np.hstack([Lexicon.load().features(norm) * 2.0, model.topic.proba(X).astype(np.float32),
+                                         np.array([[min(len(t), 1000) / 1000, len(t) < 20] for t in norm],
+                                                  dtype=np.float32)]))
+    return W, dense
+
+
+def head_design(norm: list[str], W: sparse.csr_matrix, dense: sparse.csr_matrix, fit: np.ndarray,
+                analyzer: str = "char_wb", ngram: tuple[int, int] = (2, 4)) -> sparse.csr_matrix:
+    """The head's design [dense | words x 0.5 | characters x URGENCY_CHAR_WEIGHT], the word columns
+    and the character vocabulary counted on the rows ``fit``."""
+    df = np.asarray((W[np.flatnonzero(fit)] > 0).sum(axis=0)).ravel()
+    vec = TfidfVectorizer(analyzer=analyzer, ngram_range=ngram, min_df=5, sublinear_tf=True, dtype=np.float32)
+    vec.fit([t for t, keep in zip(norm, fit) if keep])
+    return sparse.hstack([dense, W[:, np.flatnonzero(df >= 2)] * 0.5,
+                          vec.transform(norm) * np.float32(URGENCY_CHAR_WEIGHT)], format="csr")
+
+
 def main() -> None:
     ap = labelled_bench_args(__doc__)
     ap.add_argument("--valid-month", default="2022-11")
@@ -73,11 +96,7 @@ def main() -> None:
     counted = share_rows(_sampling_design(config, rows), len(rows))
     scored = np.ones(len(y), dtype=bool) if counted is None else counted
     model, _meta = registry.load(args.model)
-    X = model.featurize(norm, analyze_words(norm))
-    W = model.word_block(X).tocsr()
-    dense = sparse.csr_matrix(np.hstack([Lexicon.load().features(norm) * 2.0, model.topic.proba(X).astype(np.float32),
-                                         np.array([[min(len(t), 1000) / 1000, len(t) < 20] for t in norm],
-                                                  dtype=np.float32)]))
+    W, dense = head_blocks(model, norm)
     early = (rows["time"].astype(str) < args.valid_month).to_numpy()
     later = ~early & scored
     folds = list(StratifiedKFold(5, shuffle=True, random_state=0).split(np.zeros(len(y)), y))
@@ -86,11 +105,7 @@ def main() -> None:
           f"({int(high[later].sum())} high)", flush=True)
 
     def design(fit: np.ndarray, analyzer: str = "char_wb", ngram: tuple[int, int] = (2, 4)) -> sparse.csr_matrix:
-        df = np.asarray((W[np.flatnonzero(fit)] > 0).sum(axis=0)).ravel()
-        vec = TfidfVectorizer(analyzer=analyzer, ngram_range=ngram, min_df=5, sublinear_tf=True, dtype=np.float32)
-        vec.fit([t for t, keep in zip(norm, fit) if keep])
-        return sparse.hstack([dense, W[:, np.flatnonzero(df >= 2)] * 0.5,
-                              vec.transform(norm) * np.float32(URGENCY_CHAR_WEIGHT)], format="csr")
+        return head_design(norm, W, dense, fit, analyzer, ngram)
 
     n = len(y)
     balanced = {c: n / (3 * max(int((y == c).sum()), 1)) for c in ("high", "medium", "low")}
