@@ -290,16 +290,24 @@ class FastCharTfidf(_Weighting):
         self.base = len(alphabet) + 1
         self.table = np.zeros(max(ord(c) for c in alphabet) + 1, dtype=np.int64)  # code point -> code
         self.table[[ord(c) for c in alphabet]] = np.arange(1, self.base)
-        code = {c: i + 1 for i, c in enumerate(alphabet)}
         self.keys: dict[int, np.ndarray] = {}
         self.cols: dict[int, np.ndarray] = {}
         self.tables: dict[int, np.ndarray] = {}
+        # every n-gram's number (``_key`` of its codes), for all n-grams at once: their codes side by side
+        lengths = np.fromiter(map(len, vocab), dtype=np.int64, count=len(vocab))
+        columns = np.fromiter(vocab.values(), dtype=np.int64, count=len(vocab))
+        codes = self.table[np.frombuffer("".join(vocab).encode("utf-32-le"), dtype=np.uint32)]
+        starts = np.zeros(len(vocab), dtype=np.int64)
+        np.cumsum(lengths[:-1], out=starts[1:])
         for n in range(self.min_n, self.max_n + 1):
-            grams = [(g, j) for g, j in vocab.items() if len(g) == n]
-            keys = np.array([self._key([code[c] for c in g]) for g, _ in grams], dtype=np.int64)
+            of_n = np.flatnonzero(lengths == n)
+            at = starts[of_n]
+            keys = np.zeros(len(of_n), dtype=np.int64)
+            for i in range(n):  # key * base + code, character by character, as ``_key``
+                keys = keys * self.base + codes[at + i]
             order = np.argsort(keys, kind="stable")
             self.keys[n] = keys[order]
-            self.cols[n] = np.array([j for _, j in grams], dtype=np.int64)[order]
+            self.cols[n] = columns[of_n][order]
             if self.base ** n <= TABLE_LIMIT:  # short n-grams: a table from every possible number to its column
                 table = np.full(self.base ** n, -1, dtype=np.int32)
                 table[self.keys[n]] = self.cols[n]
@@ -482,16 +490,17 @@ def stacked_linear(ovr: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     def build() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         ests = ovr.estimators_
         n_features = next((np.ravel(e.coef_).shape[0] for e in ests if has_fitted(e, "coef_")), 0)
-        W = np.zeros((n_features, len(ests)), dtype=float)
+        rows = np.zeros((len(ests), n_features), dtype=float)  # a label's coef per row, then one transposing copy
         b = np.empty(len(ests), dtype=float)
         learned = np.zeros(len(ests), dtype=bool)
         for k, est in enumerate(ests):
             if has_fitted(est, "coef_"):
-                W[:, k] = np.ravel(est.coef_)
+                rows[k] = np.ravel(est.coef_)
                 b[k] = float(np.ravel(est.intercept_)[0])
                 learned[k] = True
             else:
                 b[k] = -5.0 if not np.any(est.y_ if has_fitted(est, "y_") else 0) else 5.0
+        W = np.ascontiguousarray(rows.T)  # (features, labels) in C order, as X @ W reads it; half the time of filling columns
         return W, b, learned
 
     return cached(ovr, ovr.estimators_, build)
