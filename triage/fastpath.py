@@ -671,7 +671,9 @@ class BatchKinds:
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
-        return getattr(self._model, name)
+        value = getattr(self._model, name)
+        self.__dict__[name] = value  # asked several times a complaint; a batch's answers come from one model
+        return value
 
 
 def _rows(P: np.ndarray, labels: list[str], norms: list[str]) -> dict[str, dict[str, float]]:
