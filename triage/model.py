@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 import tomllib
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -332,6 +332,25 @@ def fold(word: str) -> str:
     return word.translate(_FOLD)
 
 
+_FOLDED: dict[str, str] = {}
+"""``fold`` of the words seen (a text's words are mostly common ones: a lookup is a third of ``str.translate``'s time)."""
+FOLD_CACHE = 200_000
+
+
+def fold_all(words: Sequence[str]) -> list[str]:
+    """``[fold(w) for w in words]``, each distinct word folded once (up to FOLD_CACHE words are kept)."""
+    get = _FOLDED.get
+    out = []
+    for word in words:
+        folded = get(word)
+        if folded is None:
+            if len(_FOLDED) >= FOLD_CACHE:
+                _FOLDED.clear()
+            folded = _FOLDED[word] = word.translate(_FOLD)
+        out.append(folded)
+    return out
+
+
 @dataclass
 class HazardCues:
     """Danger as an object plus a state, found on word tokens (``[hazard]`` of the lexicon).
@@ -377,37 +396,63 @@ class HazardCues:
         return (frozenset(t[:k] for t in self._terms for k in range(1, len(t) + 1)),
                 tuple(sorted({len(t) for t in self._terms})))
 
+    @cached_property
+    def _word_memo(self) -> dict[str, tuple[list[tuple[str, str]] | None, list[tuple[str, str]]]]:
+        """``_word_spans`` of the folded words seen (a text's words are mostly common ones)."""
+        return {}
+
+    def _word_spans(self, word: str) -> tuple[list[tuple[str, str]] | None, list[tuple[str, str]]]:
+        """What one folded word gives ``_spans`` on its own: the (kind, name) of the terms it is (None when no
+        term starts with it, so no join with the next words can be one either), and, for a word that is
+        not a term, the terms of the two terms glued into it (ล้มทับ = ล้ม + ทับ: the first split whose
+        first part, of a term's length, and the rest are both terms)."""
+        terms = self._terms
+        prefixes, lengths = self._prefixes
+        own = terms.get(word, []) if word in prefixes else None
+        glued: list[tuple[str, str]] = []
+        if word not in terms:
+            for k in lengths:
+                if k >= len(word) - 1:
+                    break
+                if k >= 2 and word[:k] in terms and word[k:] in terms:
+                    glued = terms[word[:k]] + terms[word[k:]]
+                    break
+        return own, glued
+
     def _spans(self, tokens: list[str]) -> list[tuple[int, int, str, str, str]]:
         """(start, end, kind, name, surface) for every term written as 1-3 consecutive tokens, or as
         two terms glued into one token (ล้มทับ = ล้ม + ทับ).
 
         Shortcuts that change nothing found: tokens joined further only while they are the start of
         some term, and a glued word split only where its first part could be a term (its length)."""
-        folded = [t.translate(_FOLD) for t in tokens]
+        folded = fold_all(tokens)
         terms = self._terms
-        prefixes, lengths = self._prefixes
+        prefixes = self._prefixes[0]
+        memo = self._word_memo
+        if len(memo) >= FOLD_CACHE:
+            memo.clear()
         out = []
         n = len(folded)
         for i in range(n):
             word = folded[i]
-            joined = word
-            for j in (1, 2, 3):
-                if i + j > n:
-                    break
-                if j > 1:
+            found = memo.get(word)
+            if found is None:
+                found = memo[word] = self._word_spans(word)
+            own, glued = found
+            if own is not None:  # a term starts with this word: the terms it is, then those of longer joins
+                for kind, name in own:
+                    out.append((i, i + 1, kind, name, tokens[i]))
+                joined = word
+                for j in (2, 3):
+                    if i + j > n:
+                        break
                     joined += folded[i + j - 1]
-                if joined not in prefixes:  # no term starts so: none is this or a longer join
-                    break
-                for kind, name in terms.get(joined, []):
-                    out.append((i, i + j, kind, name, "".join(tokens[i : i + j])))
-            if word not in terms:
-                for k in lengths:
-                    if k >= len(word) - 1:
+                    if joined not in prefixes:  # no term starts so: none is this or a longer join
                         break
-                    if k >= 2 and word[:k] in terms and word[k:] in terms:
-                        for kind, name in terms[word[:k]] + terms[word[k:]]:
-                            out.append((i, i + 1, kind, name, tokens[i]))
-                        break
+                    for kind, name in terms.get(joined, []):
+                        out.append((i, i + j, kind, name, "".join(tokens[i : i + j])))
+            for kind, name in glued:
+                out.append((i, i + 1, kind, name, tokens[i]))
         return out
 
     def find(self, tokens: list[str]) -> list[tuple[str, str]]:
