@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from triage.model import Lexicon
-from triage.prefilter import Prefiltered, required_literals
+from triage.prefilter import NORMALISED, LiteralScan, Prefiltered, required_literals
 from triage.routing import Router
 from triage.text import normalize_many
 
@@ -53,6 +53,24 @@ def test_a_prefiltered_pattern_finds_what_the_pattern_finds(source):
         assert _found(fast, text) == _found(pattern, text), text
 
 
+@pytest.mark.unit
+def test_patterns_sharing_one_literal_scan_find_what_each_pattern_finds():
+    """With a ``LiteralScan`` (one Aho-Corasick pass for the required strings of every pattern that shares it:
+    overlapping strings, a string inside another, one pattern's string in another's) the answers are the same."""
+    pytest.importorskip("ahocorasick")
+    scan = LiteralScan()
+    patterns = [re.compile(source) for source in PATTERNS]
+    shared = [Prefiltered(p, scan=scan) for p in patterns]
+    assert all(fast.numbers is not None for fast in shared) and len(scan.numbers) >= 8
+    texts = AWKWARD + ["สายไฟห้อยต้นไม้ล้ม", "ต้นต้นไม้หัก", "ไฟไหม้เผาหญ้า", "aabcc mea"]
+    for text in texts + texts:  # the second time from the kept answers
+        for pattern, fast in zip(patterns, shared):
+            assert _found(fast, text) == _found(pattern, text), (pattern.pattern, text)
+            assert fast.may_match(text) == Prefiltered(pattern).may_match(text), (pattern.pattern, text)
+    late = Prefiltered(re.compile("หย่อน|ห้อย"), scan=scan)  # a pattern added later: the automaton is remade
+    assert [late.may_match(t) for t in texts] == [("หย่อน" in t or "ห้อย" in t) for t in texts]
+
+
 def test_the_shipped_patterns_find_the_same_on_real_complaints(traffy_slice: Path):
     """Every urgency cue group, routing rule phrase and exception, and district/place pattern, on 2,000 real texts."""
     last = max((traffy_slice / "traffy").glob("*.parquet"))
@@ -69,8 +87,10 @@ def test_the_shipped_patterns_find_the_same_on_real_complaints(traffy_slice: Pat
     skipped = 0
     for pattern in patterns:
         fast = Prefiltered(pattern)
+        shared = Prefiltered(pattern, scan=NORMALISED)  # as the shipped code makes them: one scan for all
         for norm in norms:
             expected = _found(pattern, norm)
             assert _found(fast, norm) == expected, (pattern.pattern[:60], norm[:60])
+            assert _found(shared, norm) == expected, (pattern.pattern[:60], norm[:60])
             skipped += expected is None and not any(any(s in norm for s in strings) for strings in fast.required)
     assert skipped > len(norms) * len(patterns) // 2  # most searches are skipped

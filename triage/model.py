@@ -38,7 +38,7 @@ from scipy import sparse
 from triage import fastpath
 from triage.errors import ModelError
 from triage.prediction import Prediction, Token
-from triage.prefilter import Prefiltered
+from triage.prefilter import NORMALISED, Prefiltered
 from triage.text import normalize_many, tokenize, word_analyzer
 
 if TYPE_CHECKING:  # imported where a model is fitted: prediction does not need scikit-learn (triage.lightload)
@@ -504,7 +504,7 @@ class Lexicon:
     @cached_property
     def _searchers(self) -> list[Prefiltered]:
         """``compiled``, each skipping the texts that lack all the words its matches need (``triage.prefilter``)."""
-        return [Prefiltered(p) for p in self.compiled]
+        return [Prefiltered(p, scan=NORMALISED) for p in self.compiled]
 
     @cached_property
     def _column_of(self) -> dict[str, int]:

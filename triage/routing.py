@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from triage.errors import ConfigError
-from triage.prefilter import Prefiltered
+from triage.prefilter import NORMALISED, Prefiltered
 from triage.text import tokenize
 
 RESOURCES = Path(__file__).with_name("resources")
@@ -108,11 +108,11 @@ class Places:
 
     def __post_init__(self) -> None:
         d = self._alternation(self.districts)
-        self._district = Prefiltered(re.compile(f"(?:สำนักงาน)?เขต\\s*:?\\s*({d})")) if d else None
+        self._district = Prefiltered(re.compile(f"(?:สำนักงาน)?เขต\\s*:?\\s*({d})"), scan=NORMALISED) if d else None
         sub = self._alternation(self.subdistricts)
-        self._sub = Prefiltered(re.compile(f"(?:แขวง|เเขวง)\\s*:?\\s*({sub})")) if sub else None
+        self._sub = Prefiltered(re.compile(f"(?:แขวง|เเขวง)\\s*:?\\s*({sub})"), scan=NORMALISED) if sub else None
         pl = self._alternation(self.places)
-        self._place = Prefiltered(re.compile(f"({pl})")) if pl else None
+        self._place = Prefiltered(re.compile(f"({pl})"), scan=NORMALISED) if pl else None
 
     def district_in(self, norm: str) -> str | None:
         """The district a normalised text names, or None."""
@@ -269,8 +269,8 @@ class Rule:
     _unless: Prefiltered | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:  # the patterns, skipping texts that lack every word a match needs
-        object.__setattr__(self, "_find", Prefiltered(self.pattern) if self.pattern is not None else None)
-        object.__setattr__(self, "_unless", Prefiltered(self.unless) if self.unless is not None else None)
+        object.__setattr__(self, "_find", Prefiltered(self.pattern, scan=NORMALISED) if self.pattern is not None else None)
+        object.__setattr__(self, "_unless", Prefiltered(self.unless, scan=NORMALISED) if self.unless is not None else None)
 
     def match(self, norm: str, topics: list[str]) -> str | None:
         """What matched (for the explanation), or None."""
