@@ -677,7 +677,8 @@ class BatchKinds:
 
 
 def _rows(P: np.ndarray, labels: list[str], norms: list[str]) -> dict[str, dict[str, float]]:
-    return {norm: {k: float(v) for k, v in zip(labels, row)} for norm, row in zip(norms, P)}
+    """Each text's probabilities by label, as Python floats (``tolist``: the values ``float`` gives, made in C)."""
+    return {norm: dict(zip(labels, row)) for norm, row in zip(norms, np.asarray(P, dtype=float).tolist())}
 
 
 def agency_proba(model: Any, norms: list[str], analyses: Analyses) -> np.ndarray:
