@@ -293,6 +293,7 @@ class FastCharTfidf(_Weighting):
         self.keys: dict[int, np.ndarray] = {}
         self.cols: dict[int, np.ndarray] = {}
         self.tables: dict[int, np.ndarray] = {}
+        self.begins: dict[int, np.ndarray] = {}
         # every n-gram's number (``_key`` of its codes), for all n-grams at once: their codes side by side
         lengths = np.fromiter(map(len, vocab), dtype=np.int64, count=len(vocab))
         columns = np.fromiter(vocab.values(), dtype=np.int64, count=len(vocab))
@@ -312,6 +313,10 @@ class FastCharTfidf(_Weighting):
                 table = np.full(self.base ** n, -1, dtype=np.int32)
                 table[self.keys[n]] = self.cols[n]
                 self.tables[n] = table
+            elif self.base ** (n - 1) <= TABLE_LIMIT:  # longer ones: which (n-1)-grams begin one of them
+                begins = np.zeros(self.base ** (n - 1), dtype=bool)
+                begins[self.keys[n] // self.base] = True
+                self.begins[n] = begins
         self._take_weighting(vec)
 
     @classmethod
@@ -340,7 +345,9 @@ class FastCharTfidf(_Weighting):
         parts = []
         for text in texts:
             doc = text.lower() if self.lowercase else text
-            parts.append("\x00".join(f" {w} " for w in white.sub(" ", doc).split()))
+            words = white.sub(" ", doc).split()
+            # "\x00".join(f" {w} " for w in words), in one join
+            parts.append(" " + " \x00 ".join(words) + " " if words else "")
         lengths = np.fromiter((len(p) + 1 for p in parts), dtype=np.int64, count=len(parts))
         points = np.frombuffer("\x00".join(parts).encode("utf-32-le"), dtype=np.uint32)
         top = len(self.table) - 1
@@ -362,6 +369,7 @@ class FastCharTfidf(_Weighting):
             m = len(codes) - n + 1
             if m <= 0:
                 break
+            prefix = key  # each window's (n-1)-gram number
             key = key[:m] * self.base + codes[n - 1 :] if n > 1 else codes.copy()
             if n < self.min_n:
                 continue
@@ -369,13 +377,17 @@ class FastCharTfidf(_Weighting):
             keys = self.keys[n]
             if not len(where) or not len(keys):
                 continue
-            k = key[where]
             table = self.tables.get(n)
             if table is not None:
+                k = key[where]
                 col = table[k]
                 hit = col >= 0
                 found.append(rows[where[hit]] * self.n_features + col[hit])
                 continue
+            begins = self.begins.get(n)
+            if begins is not None:  # only windows whose first n-1 characters begin some n-gram can be one
+                where = where[begins[prefix[where]]]
+            k = key[where]
             at = np.minimum(np.searchsorted(keys, k), len(keys) - 1)
             hit = keys[at] == k
             found.append(rows[where[hit]] * self.n_features + self.cols[n][at[hit]])

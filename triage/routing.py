@@ -621,7 +621,13 @@ class Router:
             reasons.append("no district given")
         elif district is not None and not self.directory.in_bangkok(district) and not self.directory.local(t.outside_bangkok, district):
             reasons.append(f"district {district!r} is not in the directory")
-        n_words = sum(map(_has_letter, tokenize(norm))) if norm else 0
+        # the words with a letter, counted up to what the two tests below can tell apart (exact below that)
+        n_words, enough = 0, max(t.min_words, 2 * t.min_words)
+        for word in tokenize(norm) if norm else ():
+            if _has_letter(word):
+                n_words += 1
+                if n_words >= enough:
+                    break
         if n_words < t.min_words:
             reasons.append(f"vague: {n_words} word(s)")
         top_topic = max(prediction.get("topic_scores", {}).values(), default=None)
