@@ -38,7 +38,7 @@ from scipy import sparse
 from triage import fastpath
 from triage.errors import ModelError
 from triage.prediction import Prediction, Token
-from triage.prefilter import NORMALISED, Prefiltered
+from triage.prefilter import NORMALISED, FirstOf
 from triage.text import normalize_many, tokenize, word_analyzer
 
 if TYPE_CHECKING:  # imported where a model is fitted: prediction does not need scikit-learn (triage.lightload)
@@ -502,9 +502,10 @@ class Lexicon:
         return [re.compile("|".join(f"(?:{p})" for p in pats)) for pats in self.groups.values()]
 
     @cached_property
-    def _searchers(self) -> list[Prefiltered]:
-        """``compiled``, each skipping the texts that lack all the words its matches need (``triage.prefilter``)."""
-        return [Prefiltered(p, scan=NORMALISED) for p in self.compiled]
+    def _searchers(self) -> list[FirstOf]:
+        """``compiled``'s searches (the match's span and text), each skipping the texts that lack the words its
+        matches need, alternative by alternative (``triage.prefilter``)."""
+        return [FirstOf(list(pats), scan=NORMALISED) for pats in self.groups.values()]
 
     @cached_property
     def _column_of(self) -> dict[str, int]:

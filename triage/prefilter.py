@@ -172,3 +172,35 @@ class Prefiltered:
     def sub(self, repl: Any, text: str) -> str:
         """``pattern.sub(repl, text)``."""
         return self.pattern.sub(repl, text) if self.may_match(text) else text
+
+
+class FirstOf:
+    """``re.compile("|".join(f"(?:{p})" for p in sources)).search``, each alternative prefiltered on its own.
+
+    An alternation of long patterns (an urgency cue group: ``ถนน.{0,20}ถล่ม``, ``ฝาท่อ.{0,20}หาย``, ...)
+    needs only one string of the union of its alternatives' strings, often a common word such as
+    ถนน, so ``Prefiltered`` lets most complaints through to a slow search. Here the whole pattern's test
+    comes first (one look at the shared scan), then each alternative whose own strings (up to three sets)
+    are all there is searched, and the match that starts first wins, the earliest alternative among
+    those starting at the same place: what the alternation finds (leftmost, then the first
+    alternative that matches there; an alternative's own leftmost match is the one it gives at that
+    place). The match's span and ``group(0)`` are the alternation's; its groups are numbered in its
+    alternative only. (``tests/test_prefilter.py`` compares them on real complaints.)
+    """
+
+    __slots__ = ("whole", "parts")
+
+    def __init__(self, sources: list[str], flags: int = 0, scan: LiteralScan | None = None) -> None:
+        self.whole = Prefiltered(re.compile("|".join(f"(?:{p})" for p in sources), flags), scan=scan)
+        self.parts = [Prefiltered(re.compile(f"(?:{p})", flags), most=3, scan=scan) for p in sources]
+
+    def search(self, text: str) -> re.Match[str] | None:
+        if not self.whole.may_match(text):
+            return None
+        best = None
+        for part in self.parts:
+            if part.may_match(text):
+                m = part.pattern.search(text)
+                if m is not None and (best is None or m.start() < best.start()):
+                    best = m
+        return best
