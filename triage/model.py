@@ -838,12 +838,13 @@ class TriageModel:
         orders = np.argsort(-P, axis=1).tolist()  # rows of Python numbers: no numpy scalar per label
         P_rows, D_rows = P.tolist(), D.tolist()
         U_rows = U.tolist() if U is not None else None
+        explanations = self.explain_rows(X, [order[0] for order in orders]) if len(texts) > 1 else None
         for i in range(len(texts)):
             order, p, d = orders[i], P_rows[i], D_rows[i]
             rec: Prediction = {
                 "topics": [labels[k] for k in order if d[k]],
                 "topic_scores": {labels[k]: round(p[k], 4) for k in order},
-                "explanation": self.explain(X, i, order[0]),
+                "explanation": explanations[i] if explanations is not None else self.explain(X, i, order[0]),
             }
             if U_rows is not None and self.urgency is not None:
                 rec["urgency"] = levels[i]
@@ -863,6 +864,50 @@ class TriageModel:
         names = np.empty(len(vocab), dtype=object)
         names[np.fromiter(vocab.values(), dtype=np.int64, count=len(vocab))] = list(vocab)
         return names
+
+    def explain_rows(self, X: sparse.csr_matrix, tops: list[int]) -> list[list[Token]]:
+        """``[explain(X, i, tops[i]) for i in rows]``, the same lists: each label's contributions for all the rows
+        it explains in one product (the same elementwise products in the same types), then per row the same
+        ``argsort`` of the same contributions (so ties come out in the same order)."""
+        if self.topic.clf_ is None:
+            raise ModelError("the model is not fitted (topic.clf_ is missing): retrain it with train.py")
+        out: list[list[Token]] = [[] for _ in tops]
+        if self._word_offset < 0 or not tops:
+            return out
+        ests = self.topic.clf_.estimators_
+        indptr = np.asarray(X.indptr, dtype=np.int64)
+        by_label: dict[int, list[int]] = {}
+        for i, k in enumerate(tops):
+            by_label.setdefault(k, []).append(i)
+        offset, names, top_n = self._word_offset, self._word_names, self.explain_top
+        for k, rows in by_label.items():
+            est = ests[k] if len(ests) > k else None
+            if est is None or not fastpath.has_fitted(est, "coef_"):
+                continue
+            row_arr = np.asarray(rows, dtype=np.int64)
+            starts, lengths = indptr[row_arr], indptr[row_arr + 1] - indptr[row_arr]
+            # every entry of these rows, row after row: position = row start + place in the row
+            first = np.repeat(np.cumsum(lengths) - lengths, lengths)
+            at = np.repeat(starts, lengths) + (np.arange(int(lengths.sum())) - first)
+            idx, vals = X.indices[at], X.data[at]
+            words = idx >= offset
+            contrib = vals[words] * np.ravel(est.coef_)[idx[words]]
+            idx = idx[words]
+            keep = contrib > 0
+            idx, contrib = idx[keep], contrib[keep]
+            # where each row's part of what is left ends: the entries kept up to the row's last one
+            kept = np.zeros(len(at), dtype=np.int64)
+            kept[np.flatnonzero(words)[keep]] = 1
+            ends = np.concatenate([[0], np.cumsum(kept)])[np.cumsum(lengths)].tolist()
+            lo = 0
+            for i, hi in zip(rows, ends):
+                if hi > lo:
+                    c = contrib[lo:hi]
+                    top = np.argsort(-c)[:top_n]
+                    row_idx = idx[lo:hi]
+                    out[i] = [{"token": str(names[row_idx[j] - offset]), "weight": round(float(c[j]), 4)} for j in top]
+                lo = hi
+        return out
 
     def explain(self, X: sparse.csr_matrix, i: int, k: int) -> list[Token]:
         """The words (and word pairs) of row ``i`` of X that pushed label k most, with their contribution.
