@@ -133,3 +133,12 @@ def test_a_missing_district_in_a_parquet_string_column_is_missing_not_a_district
     assert recs[1]["agency_explanation"]["district"] == "บางรัก"  # read from the text, as for an empty cell
     assert recs[1]["agency_explanation"]["district_source"] == "text"
     assert recs[2]["agency_explanation"]["district"] == "จตุจักร"
+
+
+@pytest.mark.unit
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_the_batch_command_can_ask_malloc_to_keep_freed_memory():
+    """``keep_freed_memory`` (called by ``python -m triage predict``): glibc takes both settings."""
+    from triage.cli import keep_freed_memory
+
+    assert keep_freed_memory() is True
