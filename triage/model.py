@@ -398,8 +398,15 @@ class HazardCues:
 
     @cached_property
     def _word_memo(self) -> dict[str, tuple[list[tuple[str, str]] | None, list[tuple[str, str]]]]:
-        """``_word_spans`` of the folded words seen (a text's words are mostly common ones)."""
+        """``_word_spans`` of the folded words seen (a text's words are mostly common ones); never pickled."""
         return {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What is pickled with a model: the instance's attributes as before, without ``_word_memo`` (the words of
+        every text seen, e.g. all training texts, which would grow the saved model)."""
+        state = dict(self.__dict__)
+        state.pop("_word_memo", None)
+        return state
 
     def _word_spans(self, word: str) -> tuple[list[tuple[str, str]] | None, list[tuple[str, str]]]:
         """What one folded word gives ``_spans`` on its own: the (kind, name) of the terms it is (None when no

@@ -113,7 +113,7 @@ class LiteralScan:
             automaton = self._automaton
             if automaton is None:
                 automaton = _ahocorasick.Automaton()
-                for s, n in self.numbers.items():
+                for s, n in list(self.numbers.items()):  # (a copy: another thread may register a pattern)
                     automaton.add_word(s, n)
                 automaton.make_automaton()
                 self._automaton = automaton
