@@ -98,15 +98,20 @@ def test_an_output_under_proc_is_exit_4_with_one_line(small_model_dir, tmp_path)
 
 @pytest.mark.unit
 @pytest.mark.parametrize("row_id, warning", [(None, None), ("T-1 ก", None), (None, "ข้อความ"), ("7", "w \" \\ \n")])
-def test_an_output_line_is_what_json_dumps_gives_for_the_whole_record(row_id, warning):
+def test_an_output_line_is_what_orjson_gives_for_the_whole_record(row_id, warning):
+    """The CLI writes compact JSON by orjson (since issue 9's seventh round; json.dumps' spacing before):
+    a line is the whole record's ``orjson.dumps``, and parses to the same values as ``json.dumps`` of it."""
+    import orjson
+
     from triage.cli import output_line
 
     pred = {"topics": ["ถนน", "ไฟฟ้า"], "topic_scores": {"ถนน": 0.91, "ไฟฟ้า": 0.5}, "urgency": "high",
             "agency_explanation": {"table": [{"why": "phrase 'สายไฟ \u2028'"}]}, "explanation": []}
     rec = {**({"id": row_id} if row_id is not None else {}), **pred, **({"warning": warning} if warning else {})}
-    assert output_line(json.dumps(pred, ensure_ascii=False), row_id, warning) == json.dumps(rec, ensure_ascii=False)
-    assert output_line("{}", row_id, warning) == json.dumps(
-        {k: v for k, v in rec.items() if k in ("id", "warning")}, ensure_ascii=False)
+    line = output_line(orjson.dumps(pred), row_id, warning)
+    assert line == orjson.dumps(rec)
+    assert json.loads(line) == json.loads(json.dumps(rec, ensure_ascii=False)) == rec
+    assert output_line(b"{}", row_id, warning) == orjson.dumps({k: v for k, v in rec.items() if k in ("id", "warning")})
 
 
 def test_a_missing_district_in_a_parquet_string_column_is_missing_not_a_district(small_model_dir, tmp_path):
@@ -128,3 +133,12 @@ def test_a_missing_district_in_a_parquet_string_column_is_missing_not_a_district
     assert recs[1]["agency_explanation"]["district"] == "บางรัก"  # read from the text, as for an empty cell
     assert recs[1]["agency_explanation"]["district_source"] == "text"
     assert recs[2]["agency_explanation"]["district"] == "จตุจักร"
+
+
+@pytest.mark.unit
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt")
+def test_the_batch_command_can_ask_malloc_to_keep_freed_memory():
+    """``keep_freed_memory`` (called by ``python -m triage predict``): glibc takes both settings."""
+    from triage.cli import keep_freed_memory
+
+    assert keep_freed_memory() is True

@@ -86,3 +86,17 @@ def test_one_row_l2_normalisation_is_scikit_learns():
             theirs = X.copy()
             inplace_csr_row_normalize_l2(theirs)
             assert fastpath.normalize_rows_l2(X.copy()).data.tobytes() == theirs.data.tobytes()
+
+
+def test_the_batch_explanations_are_each_rows_explanation_for_every_label(small_model, texts):
+    """``explain_rows`` (a batch's explanations, one product per label) gives ``explain``'s list for every row and
+    every label it might be asked about, weights and order included."""
+    norm = normalize_many(texts)
+    X = fastpath.transform(small_model.featurizer, norm, fastpath.Analyses()).tocsr()
+    P = small_model.topic.proba(X)
+    tops = np.argsort(-P, axis=1)[:, 0].tolist()
+    assert small_model.explain_rows(X, tops) == [small_model.explain(X, i, k) for i, k in enumerate(tops)]
+    rows = list(range(0, len(texts), 7)) + [len(texts) - k for k in range(1, len(AWKWARD) + 1)]
+    for k in range(len(small_model.topic.labels)):
+        assert small_model.explain_rows(X[rows], [k] * len(rows)) == [small_model.explain(X, i, k) for i in rows], k
+    assert any(small_model.explain_rows(X, tops))

@@ -63,6 +63,19 @@ def test_features_have_one_column_per_cue_and_survive_pickling(lexicon):
     assert again.names == lexicon.names and again.matches(normalize("สายไฟขาด")) == lexicon.matches(normalize("สายไฟขาด"))
 
 
+def test_the_words_remembered_while_finding_hazards_are_not_saved_with_a_model(lexicon):
+    """``HazardCues`` remembers each folded word's spans while it works; a pickled lexicon (as in a saved model)
+    carries the same attributes as before it did, and finds the same."""
+    texts = [normalize(t) for t in ("สายไฟขาดห้อยลงมา", "รั้วเหล็กล้มทับทางเดิน", "ขยะเยอะมาก")]
+    found = [lexicon.matches(t) for t in texts]
+    assert lexicon.hazard is not None and lexicon.hazard._word_memo  # it did remember words
+    again = pickle.loads(pickle.dumps(lexicon))
+    assert again.hazard is not None and "_word_memo" not in vars(again.hazard)
+    assert set(vars(again.hazard)) <= {"objects", "states", "negators", "resolved", "after", "before",
+                                       "_terms", "_prefixes", "names"}
+    assert [again.matches(t) for t in texts] == found
+
+
 def test_reweighted_urgency_metrics_count_each_row_by_its_weight():
     y = np.array(["high", "high", "medium", "low"])
     pred = ["high", "medium", "high", "low"]

@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from triage.errors import DataError, StorageError, TriageError, exit_code
 from triage.prediction import predict
 
@@ -90,24 +92,27 @@ def _as_text(value: Any) -> str:
     return str(value)
 
 
-_ENCODE = json.JSONEncoder(ensure_ascii=False, check_circular=False).encode
-"""``json.dumps(record, ensure_ascii=False)`` (the same text) with one encoder and no check for cycles a record cannot have."""
+_OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
 
-def predict_lines(model: Any, texts: list[str], districts: list[str | None] | None, router: Any = None) -> list[str]:
-    """``predict``'s records as JSON object texts (in the worker processes: encoding is a share of the work)."""
-    return [_ENCODE(pred) for pred in predict(model, texts, districts, router)]
+def predict_lines(model: Any, texts: list[str], districts: list[str | None] | None, router: Any = None) -> list[bytes]:
+    """``predict``'s records as compact JSON object texts in UTF-8, by orjson (in the worker processes:
+    encoding is a share of the work; orjson is about seven times as fast as ``json.dumps``)."""
+    dumps = orjson.dumps
+    return [dumps(pred, option=_OPTIONS) for pred in predict(model, texts, districts, router)]
 
 
-def output_line(pred_json: str, row_id: str | None, warning: str | None) -> str:
-    """``json.dumps({"id": row_id, **pred, "warning": warning}, ensure_ascii=False)`` (without the keys
-    that are None) from the prediction's JSON text, so the prediction is not encoded twice."""
-    parts = [] if row_id is None else ['"id": ' + json.dumps(row_id, ensure_ascii=False)]
-    if pred_json != "{}":
+def output_line(pred_json: bytes, row_id: str | None, warning: str | None) -> bytes:
+    """``orjson.dumps({"id": row_id, **pred, "warning": warning})`` (without the keys that are None) from the
+    prediction's JSON text, so the prediction is not encoded twice."""
+    if row_id is None and warning is None:
+        return pred_json
+    parts = [] if row_id is None else [b'"id":' + orjson.dumps(row_id)]
+    if pred_json != b"{}":
         parts.append(pred_json[1:-1])
     if warning is not None:
-        parts.append('"warning": ' + json.dumps(warning, ensure_ascii=False))
-    return "{" + ", ".join(parts) + "}"
+        parts.append(b'"warning":' + orjson.dumps(warning))
+    return b"{" + b",".join(parts) + b"}"
 
 
 WARM_UP_TEXT = "ไฟฟ้าดับทั้งซอย สายไฟช็อต"
@@ -136,7 +141,7 @@ def predict_file(model: Any, inp: Path, out: Path, text_column: str, district_co
     total = count_rows(inp)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "w", encoding="utf-8") as fh, _progress_bar(total, progress) as bar, \
+        with open(tmp, "wb") as fh, _progress_bar(total, progress) as bar, \
                 ParallelPredict(predict_lines, model, router, jobs) as run:
             pending: tuple[list[str], list[str] | None, list[int], Any] | None = None
             for chunk in iter_chunks(inp, columns):
@@ -202,9 +207,9 @@ def _write_chunk(fh: Any, texts: list[str], ids: list[str] | None, ok: list[int]
             rec: dict[str, Any] = {} if row_id is None else {"id": row_id}
             rec["error"] = "empty complaint text"
             counts["empty"] += 1
-            lines.append(json.dumps(rec, ensure_ascii=False))
+            lines.append(orjson.dumps(rec))
     if lines:
-        fh.write("\n".join(lines) + "\n")
+        fh.write(b"\n".join(lines) + b"\n")
     counts["rows"] += len(texts)
 
 
@@ -214,8 +219,27 @@ def _remove_quietly(path: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def keep_freed_memory() -> bool:
+    """Ask glibc's malloc to keep freed memory for the next allocations (this process and the workers forked
+    from it) instead of giving it back to the system at once: batch prediction makes large numpy arrays of
+    about the same sizes chunk after chunk, and memory freshly mapped costs a page fault per page (about
+    half of the command's 240,000). False where it cannot (not glibc)."""
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # malloc.h
+    # arrays up to 32 MB (the largest threshold glibc takes) from the heap, which keeps up to 512 MB it no longer uses
+    return bool(mallopt(m_mmap_threshold, 32 << 20)) and bool(mallopt(m_trim_threshold, 512 << 20))
+
+
 def cmd_predict(args: argparse.Namespace) -> int:
     from triage import registry
+
+    keep_freed_memory()
 
     model, meta = registry.load(args.model, light=True)  # prediction only: without importing scikit-learn
     router = None

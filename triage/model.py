@@ -25,7 +25,7 @@ from __future__ import annotations
 import re
 import tomllib
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -38,7 +38,7 @@ from scipy import sparse
 from triage import fastpath
 from triage.errors import ModelError
 from triage.prediction import Prediction, Token
-from triage.prefilter import Prefiltered
+from triage.prefilter import NORMALISED, FirstOf
 from triage.text import normalize_many, tokenize, word_analyzer
 
 if TYPE_CHECKING:  # imported where a model is fitted: prediction does not need scikit-learn (triage.lightload)
@@ -332,6 +332,25 @@ def fold(word: str) -> str:
     return word.translate(_FOLD)
 
 
+_FOLDED: dict[str, str] = {}
+"""``fold`` of the words seen (a text's words are mostly common ones: a lookup is a third of ``str.translate``'s time)."""
+FOLD_CACHE = 200_000
+
+
+def fold_all(words: Sequence[str]) -> list[str]:
+    """``[fold(w) for w in words]``, each distinct word folded once (up to FOLD_CACHE words are kept)."""
+    get = _FOLDED.get
+    out = []
+    for word in words:
+        folded = get(word)
+        if folded is None:
+            if len(_FOLDED) >= FOLD_CACHE:
+                _FOLDED.clear()
+            folded = _FOLDED[word] = word.translate(_FOLD)
+        out.append(folded)
+    return out
+
+
 @dataclass
 class HazardCues:
     """Danger as an object plus a state, found on word tokens (``[hazard]`` of the lexicon).
@@ -377,37 +396,70 @@ class HazardCues:
         return (frozenset(t[:k] for t in self._terms for k in range(1, len(t) + 1)),
                 tuple(sorted({len(t) for t in self._terms})))
 
+    @cached_property
+    def _word_memo(self) -> dict[str, tuple[list[tuple[str, str]] | None, list[tuple[str, str]]]]:
+        """``_word_spans`` of the folded words seen (a text's words are mostly common ones); never pickled."""
+        return {}
+
+    def __getstate__(self) -> dict[str, Any]:
+        """What is pickled with a model: the instance's attributes as before, without ``_word_memo`` (the words of
+        every text seen, e.g. all training texts, which would grow the saved model)."""
+        state = dict(self.__dict__)
+        state.pop("_word_memo", None)
+        return state
+
+    def _word_spans(self, word: str) -> tuple[list[tuple[str, str]] | None, list[tuple[str, str]]]:
+        """What one folded word gives ``_spans`` on its own: the (kind, name) of the terms it is (None when no
+        term starts with it, so no join with the next words can be one either), and, for a word that is
+        not a term, the terms of the two terms glued into it (ล้มทับ = ล้ม + ทับ: the first split whose
+        first part, of a term's length, and the rest are both terms)."""
+        terms = self._terms
+        prefixes, lengths = self._prefixes
+        own = terms.get(word, []) if word in prefixes else None
+        glued: list[tuple[str, str]] = []
+        if word not in terms:
+            for k in lengths:
+                if k >= len(word) - 1:
+                    break
+                if k >= 2 and word[:k] in terms and word[k:] in terms:
+                    glued = terms[word[:k]] + terms[word[k:]]
+                    break
+        return own, glued
+
     def _spans(self, tokens: list[str]) -> list[tuple[int, int, str, str, str]]:
         """(start, end, kind, name, surface) for every term written as 1-3 consecutive tokens, or as
         two terms glued into one token (ล้มทับ = ล้ม + ทับ).
 
         Shortcuts that change nothing found: tokens joined further only while they are the start of
         some term, and a glued word split only where its first part could be a term (its length)."""
-        folded = [t.translate(_FOLD) for t in tokens]
+        folded = fold_all(tokens)
         terms = self._terms
-        prefixes, lengths = self._prefixes
+        prefixes = self._prefixes[0]
+        memo = self._word_memo
+        if len(memo) >= FOLD_CACHE:
+            memo.clear()
         out = []
         n = len(folded)
         for i in range(n):
             word = folded[i]
-            joined = word
-            for j in (1, 2, 3):
-                if i + j > n:
-                    break
-                if j > 1:
+            found = memo.get(word)
+            if found is None:
+                found = memo[word] = self._word_spans(word)
+            own, glued = found
+            if own is not None:  # a term starts with this word: the terms it is, then those of longer joins
+                for kind, name in own:
+                    out.append((i, i + 1, kind, name, tokens[i]))
+                joined = word
+                for j in (2, 3):
+                    if i + j > n:
+                        break
                     joined += folded[i + j - 1]
-                if joined not in prefixes:  # no term starts so: none is this or a longer join
-                    break
-                for kind, name in terms.get(joined, []):
-                    out.append((i, i + j, kind, name, "".join(tokens[i : i + j])))
-            if word not in terms:
-                for k in lengths:
-                    if k >= len(word) - 1:
+                    if joined not in prefixes:  # no term starts so: none is this or a longer join
                         break
-                    if k >= 2 and word[:k] in terms and word[k:] in terms:
-                        for kind, name in terms[word[:k]] + terms[word[k:]]:
-                            out.append((i, i + 1, kind, name, tokens[i]))
-                        break
+                    for kind, name in terms.get(joined, []):
+                        out.append((i, i + j, kind, name, "".join(tokens[i : i + j])))
+            for kind, name in glued:
+                out.append((i, i + 1, kind, name, tokens[i]))
         return out
 
     def find(self, tokens: list[str]) -> list[tuple[str, str]]:
@@ -457,9 +509,10 @@ class Lexicon:
         return [re.compile("|".join(f"(?:{p})" for p in pats)) for pats in self.groups.values()]
 
     @cached_property
-    def _searchers(self) -> list[Prefiltered]:
-        """``compiled``, each skipping the texts that lack all the words its matches need (``triage.prefilter``)."""
-        return [Prefiltered(p) for p in self.compiled]
+    def _searchers(self) -> list[FirstOf]:
+        """``compiled``'s searches (the match's span and text), each skipping the texts that lack the words its
+        matches need, alternative by alternative (``triage.prefilter``)."""
+        return [FirstOf(list(pats), scan=NORMALISED) for pats in self.groups.values()]
 
     @cached_property
     def _column_of(self) -> dict[str, int]:
@@ -792,12 +845,13 @@ class TriageModel:
         orders = np.argsort(-P, axis=1).tolist()  # rows of Python numbers: no numpy scalar per label
         P_rows, D_rows = P.tolist(), D.tolist()
         U_rows = U.tolist() if U is not None else None
+        explanations = self.explain_rows(X, [order[0] for order in orders]) if len(texts) > 1 else None
         for i in range(len(texts)):
             order, p, d = orders[i], P_rows[i], D_rows[i]
             rec: Prediction = {
                 "topics": [labels[k] for k in order if d[k]],
                 "topic_scores": {labels[k]: round(p[k], 4) for k in order},
-                "explanation": self.explain(X, i, order[0]),
+                "explanation": explanations[i] if explanations is not None else self.explain(X, i, order[0]),
             }
             if U_rows is not None and self.urgency is not None:
                 rec["urgency"] = levels[i]
@@ -817,6 +871,50 @@ class TriageModel:
         names = np.empty(len(vocab), dtype=object)
         names[np.fromiter(vocab.values(), dtype=np.int64, count=len(vocab))] = list(vocab)
         return names
+
+    def explain_rows(self, X: sparse.csr_matrix, tops: list[int]) -> list[list[Token]]:
+        """``[explain(X, i, tops[i]) for i in rows]``, the same lists: each label's contributions for all the rows
+        it explains in one product (the same elementwise products in the same types), then per row the same
+        ``argsort`` of the same contributions (so ties come out in the same order)."""
+        if self.topic.clf_ is None:
+            raise ModelError("the model is not fitted (topic.clf_ is missing): retrain it with train.py")
+        out: list[list[Token]] = [[] for _ in tops]
+        if self._word_offset < 0 or not tops:
+            return out
+        ests = self.topic.clf_.estimators_
+        indptr = np.asarray(X.indptr, dtype=np.int64)
+        by_label: dict[int, list[int]] = {}
+        for i, k in enumerate(tops):
+            by_label.setdefault(k, []).append(i)
+        offset, names, top_n = self._word_offset, self._word_names, self.explain_top
+        for k, rows in by_label.items():
+            est = ests[k] if len(ests) > k else None
+            if est is None or not fastpath.has_fitted(est, "coef_"):
+                continue
+            row_arr = np.asarray(rows, dtype=np.int64)
+            starts, lengths = indptr[row_arr], indptr[row_arr + 1] - indptr[row_arr]
+            # every entry of these rows, row after row: position = row start + place in the row
+            first = np.repeat(np.cumsum(lengths) - lengths, lengths)
+            at = np.repeat(starts, lengths) + (np.arange(int(lengths.sum())) - first)
+            idx, vals = X.indices[at], X.data[at]
+            words = idx >= offset
+            contrib = vals[words] * np.ravel(est.coef_)[idx[words]]
+            idx = idx[words]
+            keep = contrib > 0
+            idx, contrib = idx[keep], contrib[keep]
+            # where each row's part of what is left ends: the entries kept up to the row's last one
+            kept = np.zeros(len(at), dtype=np.int64)
+            kept[np.flatnonzero(words)[keep]] = 1
+            ends = np.concatenate([[0], np.cumsum(kept)])[np.cumsum(lengths)].tolist()
+            lo = 0
+            for i, hi in zip(rows, ends):
+                if hi > lo:
+                    c = contrib[lo:hi]
+                    top = np.argsort(-c)[:top_n]
+                    row_idx = idx[lo:hi]
+                    out[i] = [{"token": str(names[row_idx[j] - offset]), "weight": round(float(c[j]), 4)} for j in top]
+                lo = hi
+        return out
 
     def explain(self, X: sparse.csr_matrix, i: int, k: int) -> list[Token]:
         """The words (and word pairs) of row ``i`` of X that pushed label k most, with their contribution.

@@ -73,18 +73,91 @@ def required_literals(pattern: re.Pattern[str]) -> list[frozenset[str]]:
     return sorted(set(found), key=lambda s: (_rank(s), sorted(s)), reverse=True)
 
 
+class LiteralScan:
+    """The required strings of several ``Prefiltered`` patterns that search the same texts, found in one pass.
+
+    One Aho-Corasick automaton (pyahocorasick, in C) holds every string; ``found(text)`` is the set of
+    those (their numbers) that occur in the text, every occurrence counted, overlapping ones too, so
+    "a string of the set is in the text" is exactly ``s in text`` for one of them. The answer for the
+    last ``KEEP`` texts is kept: the urgency cues and the routing rules and places ask about the same
+    normalised complaint some 40 times (``NORMALISED``). Without pyahocorasick each pattern looks
+    for its own strings with ``in``, as before.
+    """
+
+    KEEP = 8192
+
+    def __init__(self) -> None:
+        self.numbers: dict[str, int] = {}
+        self._automaton: Any = None
+        self._found: dict[str, frozenset[int]] = {}
+
+    def register(self, strings: tuple[str, ...]) -> frozenset[int] | None:
+        """The numbers of ``strings`` (added to the automaton, rebuilt at its next use); None without pyahocorasick."""
+        if _ahocorasick is None:
+            return None
+        out = []
+        for s in strings:
+            n = self.numbers.get(s)
+            if n is None:
+                n = self.numbers[s] = len(self.numbers)
+                self._automaton = None
+                self._found = {}
+            out.append(n)
+        return frozenset(out)
+
+    def found(self, text: str) -> frozenset[int]:
+        """The numbers of the registered strings that occur in ``text``."""
+        known = self._found
+        hit = known.get(text)
+        if hit is None:
+            automaton = self._automaton
+            if automaton is None:
+                automaton = _ahocorasick.Automaton()
+                for s, n in list(self.numbers.items()):  # (a copy: another thread may register a pattern)
+                    automaton.add_word(s, n)
+                automaton.make_automaton()
+                self._automaton = automaton
+            hit = frozenset([n for _end, n in automaton.iter(text)])
+            if len(known) >= self.KEEP:
+                known.clear()
+            known[text] = hit
+        return hit
+
+
+try:
+    import ahocorasick as _ahocorasick
+except ImportError:  # pragma: no cover - a dependency; the patterns then look for their strings one by one
+    _ahocorasick = None
+
+NORMALISED = LiteralScan()
+"""The scan shared by the patterns that search normalised complaints: urgency cues, routing rules, places."""
+
+
 class Prefiltered:
     """``pattern.search`` that answers None at once for a text holding none of the pattern's required literals."""
 
-    __slots__ = ("pattern", "required")
+    __slots__ = ("pattern", "required", "scan", "numbers")
 
-    def __init__(self, pattern: re.Pattern[str], most: int = 1) -> None:
+    def __init__(self, pattern: re.Pattern[str], most: int = 1, scan: LiteralScan | None = None) -> None:
         self.pattern = pattern
         self.required = tuple(tuple(sorted(found, key=lambda x: (len(x), x))) for found in required_literals(pattern)[:most])
         """At most ``most`` sets (each costs a few substring searches), the most selective first."""
+        self.scan = scan
+        numbers = [scan.register(strings) for strings in self.required] if scan is not None else []
+        self.numbers: tuple[frozenset[int], ...] | None = (
+            tuple(n for n in numbers if n is not None) if scan is not None and all(n is not None for n in numbers) else None)
+        """Each required set as the numbers of its strings in ``scan`` (None: looked for with ``in``)."""
 
     def may_match(self, text: str) -> bool:
         """False when ``text`` lacks every string of one of the required sets: then the pattern cannot match."""
+        if self.numbers is not None and self.scan is not None:
+            if not self.numbers:
+                return True
+            found = self.scan.found(text)
+            for numbers in self.numbers:
+                if found.isdisjoint(numbers):
+                    return False
+            return True
         for strings in self.required:
             for s in strings:
                 if s in text:
@@ -99,3 +172,35 @@ class Prefiltered:
     def sub(self, repl: Any, text: str) -> str:
         """``pattern.sub(repl, text)``."""
         return self.pattern.sub(repl, text) if self.may_match(text) else text
+
+
+class FirstOf:
+    """``re.compile("|".join(f"(?:{p})" for p in sources)).search``, each alternative prefiltered on its own.
+
+    An alternation of long patterns (an urgency cue group: ``ถนน.{0,20}ถล่ม``, ``ฝาท่อ.{0,20}หาย``, ...)
+    needs only one string of the union of its alternatives' strings, often a common word such as
+    ถนน, so ``Prefiltered`` lets most complaints through to a slow search. Here the whole pattern's test
+    comes first (one look at the shared scan), then each alternative whose own strings (up to three sets)
+    are all there is searched, and the match that starts first wins, the earliest alternative among
+    those starting at the same place: what the alternation finds (leftmost, then the first
+    alternative that matches there; an alternative's own leftmost match is the one it gives at that
+    place). The match's span and ``group(0)`` are the alternation's; its groups are numbered in its
+    alternative only. (``tests/test_prefilter.py`` compares them on real complaints.)
+    """
+
+    __slots__ = ("whole", "parts")
+
+    def __init__(self, sources: list[str], flags: int = 0, scan: LiteralScan | None = None) -> None:
+        self.whole = Prefiltered(re.compile("|".join(f"(?:{p})" for p in sources), flags), scan=scan)
+        self.parts = [Prefiltered(re.compile(f"(?:{p})", flags), most=3, scan=scan) for p in sources]
+
+    def search(self, text: str) -> re.Match[str] | None:
+        if not self.whole.may_match(text):
+            return None
+        best = None
+        for part in self.parts:
+            if part.may_match(text):
+                m = part.pattern.search(text)
+                if m is not None and (best is None or m.start() < best.start()):
+                    best = m
+        return best

@@ -22,6 +22,7 @@ import pickle
 import platform
 import shutil
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
@@ -182,17 +183,36 @@ def load(path: str | Path, light: bool = False) -> tuple[Any, dict[str, Any]]:
     folder = resolve(path)
     meta = read_metadata(folder)
     model_file = folder / MODEL_FILE
-    if not model_file.exists() or _sha256(model_file) != meta.get("model_sha256"):
+    if not model_file.exists():
         raise ModelError(f"model file {model_file} is missing or corrupt (checksum differs from {METADATA_FILE})")
+    # model.joblib's checksum is computed on another thread (hashlib lets go of the GIL) while the fast
+    # copy's is checked and the fast copy unpickled; the model is given out only if it matched, and
+    # model.joblib itself is unpickled only after it matched
+    with ThreadPoolExecutor(1) as pool:
+        joblib_sum = pool.submit(_sha256, model_file)
+        model = _load_checked(folder, meta, model_file, light, lambda: joblib_sum.result() == meta.get("model_sha256"))
+    if getattr(model, "version", None) != meta.get("version"):
+        raise ModelError(f"model file {model_file} does not match its metadata version {meta.get('version')!r}")
+    return model, meta
+
+
+def _load_checked(folder: Path, meta: dict[str, Any], model_file: Path, light: bool, joblib_ok: Any) -> Any:
+    """``load``'s checks and unpickling, with ``joblib_ok()`` telling whether model.joblib's checksum matched
+    (the errors in the order of the checks: the checksum, the scikit-learn version, unpickling)."""
+    corrupt = ModelError(f"model file {model_file} is missing or corrupt (checksum differs from {METADATA_FILE})")
     saved = meta.get("libraries", {}).get("scikit-learn")
     try:
         here = importlib_metadata.version("scikit-learn")
     except importlib_metadata.PackageNotFoundError:
         here = "absent"
     if saved and saved.split(".")[:2] != here.split(".")[:2]:
+        if not joblib_ok():
+            raise corrupt
         raise ModelError(f"model was saved with scikit-learn {saved}, this is {here}: retrain it with train.py")
+    fast = _fast_copy(folder, meta)
+    if fast is None and not joblib_ok():
+        raise corrupt
     try:
-        fast = _fast_copy(folder, meta)
         if fast is not None:
             with fast.open("rb") as fh:
                 if light:
@@ -206,7 +226,9 @@ def load(path: str | Path, light: bool = False) -> tuple[Any, dict[str, Any]]:
 
             model = joblib.load(model_file)
     except Exception as exc:  # unpickling errors come in many types
+        if not joblib_ok():
+            raise corrupt from exc
         raise ModelError(f"model file {model_file} cannot be loaded: {type(exc).__name__}: {exc}") from exc
-    if getattr(model, "version", None) != meta.get("version"):
-        raise ModelError(f"model file {model_file} does not match its metadata version {meta.get('version')!r}")
-    return model, meta
+    if not joblib_ok():
+        raise corrupt
+    return model

@@ -27,15 +27,17 @@ on the kind, vague text, or a district the directory does not know. Both validat
 from __future__ import annotations
 
 import math
+import operator
 import re
 import tomllib
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol
 
 from triage.errors import ConfigError
-from triage.prefilter import Prefiltered
+from triage.prefilter import NORMALISED, Prefiltered
 from triage.text import tokenize
 
 RESOURCES = Path(__file__).with_name("resources")
@@ -44,6 +46,10 @@ TABLE_PATH = RESOURCES / "routing.toml"
 PLACES_PATH = RESOURCES / "places.toml"
 DISTRICT_OFFICE = "district_office"
 _DEFAULT = "default handler"
+_ALMOST_ONE = 1 - 1e-6
+_NO_EVIDENCE = (0.0, 0.0)
+_BY_SCORE = operator.itemgetter(1)
+"""``sorted(pairs, key=_BY_SCORE, reverse=True)`` is ``sorted(pairs, key=lambda kv: -kv[1])``: both stable, ties in their order."""
 _AGENCY_KEYS = {"kind", "parent", "districts", "also", "aliases", "from_knowledge"}
 
 
@@ -102,11 +108,11 @@ class Places:
 
     def __post_init__(self) -> None:
         d = self._alternation(self.districts)
-        self._district = Prefiltered(re.compile(f"(?:สำนักงาน)?เขต\\s*:?\\s*({d})")) if d else None
+        self._district = Prefiltered(re.compile(f"(?:สำนักงาน)?เขต\\s*:?\\s*({d})"), scan=NORMALISED) if d else None
         sub = self._alternation(self.subdistricts)
-        self._sub = Prefiltered(re.compile(f"(?:แขวง|เเขวง)\\s*:?\\s*({sub})")) if sub else None
+        self._sub = Prefiltered(re.compile(f"(?:แขวง|เเขวง)\\s*:?\\s*({sub})"), scan=NORMALISED) if sub else None
         pl = self._alternation(self.places)
-        self._place = Prefiltered(re.compile(f"({pl})")) if pl else None
+        self._place = Prefiltered(re.compile(f"({pl})"), scan=NORMALISED) if pl else None
 
     def district_in(self, norm: str) -> str | None:
         """The district a normalised text names, or None."""
@@ -263,8 +269,8 @@ class Rule:
     _unless: Prefiltered | None = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:  # the patterns, skipping texts that lack every word a match needs
-        object.__setattr__(self, "_find", Prefiltered(self.pattern) if self.pattern is not None else None)
-        object.__setattr__(self, "_unless", Prefiltered(self.unless) if self.unless is not None else None)
+        object.__setattr__(self, "_find", Prefiltered(self.pattern, scan=NORMALISED) if self.pattern is not None else None)
+        object.__setattr__(self, "_unless", Prefiltered(self.unless, scan=NORMALISED) if self.unless is not None else None)
 
     def match(self, norm: str, topics: list[str]) -> str | None:
         """What matched (for the explanation), or None."""
@@ -419,23 +425,35 @@ class Router:
         return out
 
     def move_scores(self, learned: Any, kind_p: dict[str, float], table: dict[str, tuple[float, str]],
-                    district: str | None) -> dict[str, float]:
+                    district: str | None, evidence: dict[str, tuple[float, float]] | None = None) -> dict[str, float]:
         """Calibrated probability, per kind other than the district office, that the complaint is that kind's.
 
         ``learned.calibration_`` = (a, b, c, d): sigmoid(a * logit(p) + b * strong rule + c * weak rule + d),
         fitted at training on validation forwards and ordinary tickets mixed at the real forward rate.
+        ``evidence``: ``rule_evidence(table)`` when the caller has it.
         """
         a, b, c, d = learned.calibration_
-        evidence = self.rule_evidence(table)
+        if evidence is None:
+            evidence = self.rule_evidence(table)
         out: dict[str, float] = {}
         resolved, log, exp = self._by_district(district), math.log, math.exp
+        p_of, evidence_of, is_resolved = kind_p.get, evidence.get, resolved.get
         for kind in set(kind_p) | set(evidence):
-            if kind == DISTRICT_OFFICE or not resolved.get(kind):
+            if kind == DISTRICT_OFFICE or not is_resolved(kind):
                 continue
-            p = min(max(kind_p.get(kind, 0.0), 1e-6), 1 - 1e-6)
-            strong, weak = evidence.get(kind, (0.0, 0.0))
+            # min(max(p, 1e-6), 1 - 1e-6) and max(min(z, 30.0), -30.0), the same values without the calls
+            p = p_of(kind, 0.0)
+            if p < 1e-6:
+                p = 1e-6
+            elif p > _ALMOST_ONE:
+                p = _ALMOST_ONE
+            strong, weak = evidence_of(kind, _NO_EVIDENCE)
             z = a * log(p / (1 - p)) + b * strong + c * weak + d
-            out[kind] = 1.0 / (1.0 + exp(-max(min(z, 30.0), -30.0)))
+            if z > 30.0:
+                z = 30.0
+            elif z < -30.0:
+                z = -30.0
+            out[kind] = 1.0 / (1.0 + exp(-z))
         return out
 
     @property
@@ -563,15 +581,21 @@ class Router:
         calibrated = learned is not None and getattr(learned, "calibration_", None) is not None
         move: dict[str, float] = {}
         if calibrated:
-            move = self.move_scores(learned, learned_p, table, district)
+            evidence = self.rule_evidence(table)
+            move = self.move_scores(learned, learned_p, table, district, evidence)
             ranked = sorted(table.items(), key=lambda kv: -kv[1][0])
             order, decision, score_of = self._calibrated_order(table, learned_p, move, getattr(learned, "move_threshold_", 0.5))
             rank_p = learned.rank_proba(norm) if learned is not None and getattr(learned, "ranker_", None) is not None else None  # type: ignore[attr-defined]
-            candidate_score = self.candidate_scores(score_of, table, rank_p)
+            candidate_score = self.candidate_scores(score_of, table, rank_p, evidence)
         else:
             ranked, order, decision = self.decide(table, learned_p, *self.thresholds(learned))
             score_of = {k: max(table.get(k, (0.0, ""))[0], learned_p.get(self.key_kind(k), 0.0)) for k in order}
 
+        names_for: Callable[[str], Sequence[str]]
+        if any(k.startswith("@") for k in table):
+            names_for = lambda key: self._names(key, table, district)  # noqa: E731
+        else:  # no rule named an agency (most complaints): ``_names`` is the kind resolved in the district
+            names_for = self._by_district(district).__getitem__
         agencies: list[str] = []
         scores: dict[str, float] = {}
         kinds_out: list[str] = []
@@ -583,7 +607,7 @@ class Router:
                 continue  # further agencies: likely enough, or named by a strong rule
             if rank > 0 and key == DISTRICT_OFFICE and table[key][1] == _DEFAULT and learned_p.get(key, 0.0) < t.secondary:
                 continue  # the default handler is only listed when it is the primary or something names it
-            names = self._names(key, table, district)
+            names = names_for(key)
             if not names or names[0] in agencies:
                 continue
             agencies.append(names[0])
@@ -597,7 +621,13 @@ class Router:
             reasons.append("no district given")
         elif district is not None and not self.directory.in_bangkok(district) and not self.directory.local(t.outside_bangkok, district):
             reasons.append(f"district {district!r} is not in the directory")
-        n_words = sum(map(_has_letter, tokenize(norm))) if norm else 0
+        # the words with a letter, counted up to what the two tests below can tell apart (exact below that)
+        n_words, enough = 0, max(t.min_words, 2 * t.min_words)
+        for word in tokenize(norm) if norm else ():
+            if _has_letter(word):
+                n_words += 1
+                if n_words >= enough:
+                    break
         if n_words < t.min_words:
             reasons.append(f"vague: {n_words} word(s)")
         top_topic = max(prediction.get("topic_scores", {}).values(), default=None)
@@ -609,15 +639,15 @@ class Router:
 
         candidates: list[dict[str, Any]] = []
         if calibrated or needs_review:
-            pool = sorted((candidate_score if calibrated else score_of).items(), key=lambda kv: -kv[1])
-            names_of: dict[str, list[str]] = {}
+            pool = sorted((candidate_score if calibrated else score_of).items(), key=_BY_SCORE, reverse=True)
+            names_of: dict[str, Sequence[str]] = {}
             listed: set[str] = set()
             for per_kind in (1, 2):  # one agency per kind first, then the next station or branch of each
                 for key, score in pool:
                     if 0 <= t.max_candidates <= len(candidates):  # the rest would be cut off below
                         break
                     if key not in names_of:
-                        names_of[key] = self._names(key, table, district)
+                        names_of[key] = names_for(key)
                     for name in names_of[key][per_kind - 1:per_kind]:
                         if (not calibrated or name not in agencies) and name not in listed:
                             candidates.append({"agency": name, "score": round(score, 4)})
@@ -626,14 +656,14 @@ class Router:
         explanation: dict[str, Any] = {
             "table": [{"kind": self.key_kind(k), "agency": k[1:] if k.startswith("@") else None, "score": round(s, 4),
                        "why": why} for k, (s, why) in ranked],
-            "learned": {k: round(p, 4) for k, p in sorted(learned_p.items(), key=lambda kv: -kv[1])[:3]} if learned else None,
+            "learned": {k: round(p, 4) for k, p in sorted(learned_p.items(), key=_BY_SCORE, reverse=True)[:3]} if learned else None,
             "decision": decision,
             "review_reasons": reasons,
             "district": district,
             "district_source": district_source,
         }
         if calibrated:
-            explanation["move"] = {"calibrated": {k: round(v, 4) for k, v in sorted(move.items(), key=lambda kv: -kv[1])[:3]},
+            explanation["move"] = {"calibrated": {k: round(v, 4) for k, v in sorted(move.items(), key=_BY_SCORE, reverse=True)[:3]},
                                    "threshold": getattr(learned, "move_threshold_", 0.5)}
         if district is None:
             explanation["district_note"] = "no district given or named in the text: the kind's city-wide agency"
@@ -644,19 +674,24 @@ class Router:
         """Concrete agencies for an order key: the agency a rule named, else the kind resolved in the district."""
         if key.startswith("@"):
             return [key[1:]]
+        if len(table) == 1:  # the district office alone (the default): no rule named an agency
+            return list(self._resolved(key, district))
         named = [k[1:] for k in table if k.startswith("@") and self.key_kind(k) == key]
         return named + [n for n in self._resolved(key, district) if n not in named]
 
     def candidate_scores(self, score_of: dict[str, float], table: dict[str, tuple[float, str]],
-                         rank_p: dict[str, float] | None) -> dict[str, float]:
+                         rank_p: dict[str, float] | None,
+                         evidence: dict[str, tuple[float, float]] | None = None) -> dict[str, float]:
         """Scores that rank the reviewer's suggestions: for kinds other than the district office, the
         ranker's probability of the kind among forwarded complaints (0.7) plus a strong rule naming
         it (0.3), or its calibrated probability when that is higher; without a ranker, the calibrated
         probabilities. The district office keeps its score."""
         if rank_p is None:
             return dict(score_of)
-        evidence = self.rule_evidence(table)
-        return {k: (v if k == DISTRICT_OFFICE else max(v, 0.7 * rank_p.get(k, 0.0) + 0.3 * evidence.get(k, (0.0, 0.0))[0]))
+        if evidence is None:
+            evidence = self.rule_evidence(table)
+        rank_of, evidence_of = rank_p.get, evidence.get
+        return {k: (v if k == DISTRICT_OFFICE else max(v, 0.7 * rank_of(k, 0.0) + 0.3 * evidence_of(k, _NO_EVIDENCE)[0]))
                 for k, v in score_of.items()}
 
     def _calibrated_order(self, table: dict[str, tuple[float, str]], learned_p: dict[str, float],
@@ -666,7 +701,7 @@ class Router:
         The primary leaves the district office only when another kind's calibrated probability
         reaches ``threshold``; a kind within ``review_from`` of it is a close call (reviewed).
         """
-        best = max(move.items(), key=lambda kv: kv[1]) if move else None
+        best = max(move.items(), key=_BY_SCORE) if move else None
         score_of = dict(move)
         score_of[DISTRICT_OFFICE] = max(learned_p.get(DISTRICT_OFFICE, 0.0), 1.0 - (best[1] if best else 0.0))
         if best is not None and best[1] >= threshold:
@@ -678,5 +713,5 @@ class Router:
                 why = f"close call: {best[0]} {best[1]:.2f} < {threshold:.2f}, kept at the district office"
             else:
                 why = "kept at the district office" + (f": best other kind {best[0]} {best[1]:.2f}" if best else "")
-        rest = sorted((k for k in score_of if k != lead), key=lambda k: -score_of[k])
+        rest = sorted((k for k in score_of if k != lead), key=score_of.__getitem__, reverse=True)
         return [lead] + rest, why, score_of
