@@ -43,7 +43,7 @@ from triage.store_sessions import private_file
 _SCHEMA = """
     CREATE TABLE IF NOT EXISTS failures (kind TEXT NOT NULL, client TEXT NOT NULL, at REAL NOT NULL);
     CREATE INDEX IF NOT EXISTS failures_client ON failures(kind, client, at);
-    CREATE INDEX IF NOT EXISTS failures_at ON failures(at);
+    CREATE INDEX IF NOT EXISTS failures_aged ON failures(kind, at);
     CREATE TABLE IF NOT EXISTS buckets (client TEXT PRIMARY KEY, tokens REAL NOT NULL, at REAL NOT NULL,
                                         ok INTEGER NOT NULL) WITHOUT ROWID;
 """
