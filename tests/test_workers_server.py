@@ -22,6 +22,7 @@ from api_helpers import H_ADMIN, H_INTAKE, REVIEWER, TEXTS, Server
 from test_review_pages import csrf_of
 
 from triage import registry
+from triage.config import Settings, default_workers
 
 
 class Pinned:
@@ -162,12 +163,29 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def test_default_workers_are_one_per_core_at_most_four(monkeypatch: pytest.MonkeyPatch):
+    cores = len(os.sched_getaffinity(0))
+    assert default_workers() == max(1, min(4, cores))
+    monkeypatch.delenv("TRIAGE_WORKERS", raising=False)
+    assert Settings().workers == default_workers()
+    monkeypatch.setenv("TRIAGE_WORKERS", "1")
+    assert Settings().workers == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(16)))
+    assert default_workers() == 4
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0})
+    assert default_workers() == 1
+
+
 def test_kill_9_of_serve_py_ends_its_workers_and_frees_the_port(tmp_path: Path, small_model_dir: Path):
-    """uvicorn's workers outlived a parent killed with SIGKILL, kept answering and kept the port;
-    each now asks Linux to end it with its parent (``triage.app.die_with_parent``)."""
-    srv = Server(tmp_path / "data", small_model_dir, workers=2)
+    """serve.py without ``--workers`` runs its default number of workers. uvicorn's workers outlived a
+    parent killed with SIGKILL, kept answering and kept the port; each now asks Linux to end it with
+    its parent (``triage.app.die_with_parent``)."""
+    if default_workers() < 2:
+        pytest.skip("one core: serve.py's default is one process, with no workers to outlive it")
+    srv = Server(tmp_path / "data", small_model_dir, workers=None)
     workers = _children(srv.proc.pid)
-    assert len([w for w in workers if "multiprocessing" in Path(f"/proc/{w}/cmdline").read_text()]) >= 2
+    spawned = [w for w in workers if "multiprocessing.spawn" in Path(f"/proc/{w}/cmdline").read_text()]
+    assert len(spawned) == default_workers()
     srv.proc.send_signal(signal.SIGKILL)
     srv.proc.wait()
     srv.log.close()
