@@ -236,6 +236,7 @@ def create_app(settings: Settings) -> FastAPI:
         previous = None
         background: list[Any] = []
         try:
+            limits.open()  # at start-up: a data folder the counters cannot be kept in is said now, not per request
             holder.reload()
             follow_replicas(app.state.store, holder)
             background = start_followup(settings, app.state.store, holder)
@@ -257,6 +258,7 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.wake_delivery = _nothing
             store, app.state.store = app.state.store, None
             store.close()
+            limits.close()
 
     app = TriageService(title="triage", version="1", lifespan=lifespan, default_response_class=FastJSON,
                   description="Triage of Thai citizens' complaints: topic, urgency, agency; cases and review.")

@@ -70,6 +70,10 @@ class LimitsFile:
             raise StorageError(f"cannot open the throttling counters {self.path}: {exc}") from exc
         return db
 
+    def open(self) -> None:
+        """Open the file now (else at first use); StorageError if it cannot be."""
+        self.run(lambda _db: None)
+
     def run(self, work: Any) -> Any:
         """``work(connection)`` under this process's lock; SQLite errors become StorageError."""
         with self._lock:
