@@ -51,12 +51,16 @@ _RETURNING = sqlite3.sqlite_version_info >= (3, 35, 0)
 
 
 class LimitsFile:
-    """The shared counters' SQLite file, opened on first use in each process (thread-safe)."""
+    """The shared counters' SQLite file, opened on first use in each process (thread-safe).
+
+    Two connections, each with its own lock: one for the writes, one for the check before every keyed
+    request, so that check never waits behind this process's writer (which may be sleeping in SQLite's
+    busy handler while another process writes)."""
 
     def __init__(self, path: Path, timeout: float = 10.0) -> None:
         self.path, self.timeout = path, timeout
-        self._db: sqlite3.Connection | None = None
-        self._lock = threading.Lock()
+        self._db: dict[bool, sqlite3.Connection] = {}
+        self._locks = {True: threading.Lock(), False: threading.Lock()}
 
     def _open(self) -> sqlite3.Connection:
         try:
@@ -72,25 +76,29 @@ class LimitsFile:
 
     def open(self) -> None:
         """Open the file now (else at first use); StorageError if it cannot be."""
-        self.run(lambda _db: None)
+        self.run(lambda _db: None, write=True)
+        self.run(lambda _db: None, write=False)
 
-    def run(self, work: Any) -> Any:
-        """``work(connection)`` under this process's lock; SQLite errors become StorageError."""
-        with self._lock:
-            if self._db is None:
-                self._db = self._open()
+    def run(self, work: Any, write: bool = True) -> Any:
+        """``work(connection)`` on the writing (or reading) connection under its lock; SQLite errors
+        become StorageError."""
+        with self._locks[write]:
+            db = self._db.get(write)
+            if db is None:
+                db = self._db[write] = self._open()
             try:
-                return work(self._db)
+                return work(db)
             except sqlite3.Error as exc:
-                if self._db.in_transaction:
-                    self._db.execute("ROLLBACK")
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
                 raise StorageError(f"the throttling counters could not be used: {exc}") from exc
 
     def close(self) -> None:
-        with self._lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
+        for write, lock in self._locks.items():
+            with lock:
+                db = self._db.pop(write, None)
+                if db is not None:
+                    db.close()
 
 
 class FailureLimiter:
@@ -115,7 +123,7 @@ class FailureLimiter:
 
     def retry_after(self, client: str, now: float | None = None) -> int | None:
         at = time.time() if now is None else now
-        wait: int | None = self.file.run(lambda db: self._wait(db, client, at))
+        wait: int | None = self.file.run(lambda db: self._wait(db, client, at), write=False)
         return wait
 
     def fail(self, client: str, now: float | None = None) -> int | None:
