@@ -2,6 +2,7 @@
 
     python bench/topic_errors.py --data ../shared/data                 # per-label analysis + variants on validation
     python bench/topic_errors.py --data ../shared/data --test V1 V2     # the chosen variants on the test months
+    python bench/topic_errors.py --data ../shared/data --chars 0.5:2,4:5:20000   # words + characters (any mode)
 
 The recipe of train.py, rebuilt from its own pieces (``TopicHead``, ``recency_weights``): fitted on the
 tickets before 2022-10, calibrated and thresholded on 2022-10, refitted on both, scored on
@@ -22,8 +23,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 from sklearn.metrics import f1_score
 
+from triage import fastpath
 from triage.data import load_config, load_dataset
 from triage.learners import TOPIC_LEARNERS
 from triage.model import TopicHead, analyze_words, fit_featurizer
@@ -161,6 +164,74 @@ def oof_new_label_scores(C: float, X: Any, Y: np.ndarray, in_valid: np.ndarray, 
     return out
 
 
+def char_vectorizer(spec: str, texts: list[str], seed: int = 0) -> tuple[Any, float]:
+    """A character TF-IDF for a word + character union, and the weight of its block.
+
+    ``spec`` is ``W:LO,HI:MIN_DF:SAMPLE[:MAX_FEATURES]``: char_wb LO-HI-grams counted (vocabulary and idf)
+    on a random SAMPLE of ``texts`` (0: all), then applied to every text by ``fastpath.tfidf_transform``
+    (numpy counting; scikit-learn's fit on 100k texts costs about 85 s here), scaled by W.
+    """
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    w, ng, md, n, *mf = spec.split(":")
+    lo, hi = (int(x) for x in ng.split(","))
+    vec = TfidfVectorizer(analyzer="char_wb", ngram_range=(lo, hi), min_df=int(md), sublinear_tf=True,
+                          dtype=np.float32, max_features=int(mf[0]) if mf else None)
+    rows = np.arange(len(texts))
+    if int(n) and int(n) < len(texts):
+        rows = np.sort(np.random.default_rng(seed).choice(len(texts), int(n), replace=False))
+    vec.fit([texts[i] for i in rows])
+    return vec, float(w)
+
+
+def char_percall(chars: tuple[Any, float], texts: list[str], n: int = 500) -> str:
+    """What the character block adds per complaint at serving time: one text's ``fastpath.tfidf_transform``
+    and its product with 23 label columns, median and p99 over ``n`` texts (one call each)."""
+    vec, _ = chars
+    W = np.random.default_rng(0).standard_normal((len(vec.vocabulary_), 23)).astype(np.float32)
+    took = []
+    for t in texts[:n]:
+        t0 = time.perf_counter()
+        np.asarray(fastpath.tfidf_transform(vec, [t]) @ W)
+        took.append(time.perf_counter() - t0)
+    ms = np.array(took) * 1000
+    return f"character block per complaint: median {np.median(ms):.3f} ms, p99 {np.percentile(ms, 99):.3f} ms ({n} calls)"
+
+
+def with_chars(X: Any, chars: tuple[Any, float] | None, texts: list[str]) -> Any:
+    """X with the character block (``char_vectorizer``) beside it, or X itself without one."""
+    if chars is None:
+        return X
+    vec, w = chars
+    C = fastpath.tfidf_transform(vec, texts)
+    return sparse.hstack([X, C * np.float32(w)], format="csr", dtype=np.float32)
+
+
+def rare_label_scores(X: Any, Y: np.ndarray, w: np.ndarray | None, rare: int, neg: int, C: float,
+                      score_on: list[Any], seed: int = 0) -> dict[int, tuple[np.ndarray, ...]]:
+    """Labels with 5..``rare`` positives refitted on X (word + character columns); with ``neg`` > 0 on every
+    positive and ``neg`` random negatives, weighted up by their sampling rate. Scores on each of ``score_on``."""
+    from sklearn.svm import LinearSVC
+
+    w = np.ones(len(Y)) if w is None else w
+    X = X.astype(np.float64)
+    rng = np.random.default_rng(seed)
+    out = {}
+    for k in range(Y.shape[1]):
+        pos = Y[:, k] == 1
+        if not 5 <= pos.sum() < rare:
+            continue
+        rows, wk = np.ones(len(Y), dtype=bool), w.copy()
+        if neg and (~pos).sum() > neg:
+            keep = rng.choice(np.flatnonzero(~pos), neg, replace=False)
+            rows = pos.copy()
+            rows[keep] = True
+            wk = wk * np.where(pos, 1.0, (~pos).sum() / neg)
+        svc = LinearSVC(C=C, random_state=seed).fit(X[rows], Y[rows, k], sample_weight=wk[rows])
+        out[k] = tuple(np.asarray(M @ np.ravel(svc.coef_) + svc.intercept_[0]) for M in score_on)
+    return out
+
+
 def onset_mask(times: Any, Y: np.ndarray) -> np.ndarray:
     """(rows, labels): True where the row is older than the label's first positive row."""
     t = times.astype(str).to_numpy()
@@ -177,8 +248,13 @@ def main() -> None:
                     "tags: oof, balanced, a learner (svm, logreg, avg, mhuber), lcN (logistic C), awN (avg "
                     "weight), dedup (near-identical training texts once)")
     ap.add_argument("--deciders", nargs="+", default=["platt", "common", "stack:10"])
-    ap.add_argument("--pseudo-fit", default="", help="with --pseudo: fit tags, e.g. dedup or avg (see --fits)")
+    ap.add_argument("--pseudo-fit", default="", help="with --pseudo: fit tags, e.g. dedup or avg (see --fits), CN (LinearSVC C), "
+                    "rareN[:negM][:rcC] (labels with fewer than N training positives refitted on words + characters "
+                    "2-4 (block weight 1, counted on 20,000 texts; ccW/LO,HI/MIN_DF/SAMPLE for another block), "
+                    "on M sampled negatives, at C)")
     ap.add_argument("--min-df", type=int, default=2, help="the word TF-IDF's min_df (train.py: 2)")
+    ap.add_argument("--chars", default="", help="a word + character union: W:LO,HI:MIN_DF:SAMPLE[:MAX_FEATURES] "
+                    "(char_wb n-grams counted on SAMPLE training texts, block scaled by W), e.g. 1:2,4:5:20000")
     ap.add_argument("--test", nargs="*", help="score these (fit/decider, e.g. 0.5:4,2:1/platt) on the test months")
     ap.add_argument("--pseudo", nargs="*", help="deciders to compare on a pseudo-future: fitted before the "
                     "month before validation, calibrated on that month, scored on the validation month")
@@ -206,6 +282,14 @@ def main() -> None:
           f"{len(labels)} labels", flush=True)
     feat, Xtr = fit_featurizer("word", train["norm"].tolist(), analyzed, min_df=a.min_df)
     Xv = feat.transform(valid["norm"].tolist()).tocsr()
+    chars = None
+    if a.chars:
+        t_c = time.perf_counter()
+        chars = char_vectorizer(a.chars, train["norm"].tolist())
+        Xtr, Xv = with_chars(Xtr, chars, train["norm"].tolist()), with_chars(Xv, chars, valid["norm"].tolist())
+        print(f"[{time.perf_counter() - t0:4.0f}s] characters {a.chars}: {len(chars[0].vocabulary_)} columns, "
+              f"{time.perf_counter() - t_c:.1f} s; nnz per row {Xtr.nnz / Xtr.shape[0]:.0f}", flush=True)
+        print("  " + char_percall(chars, valid["norm"].tolist()), flush=True)
     Xr = Xt = None
     halves = np.random.default_rng(1).integers(0, 2, size=len(valid))
     pos = {t: i for i, t in enumerate(recent.loc[in_valid, "norm"])}
@@ -239,6 +323,10 @@ def main() -> None:
         if Xr is None:
             feat2, Xr = fit_featurizer("word", recent["norm"].tolist(), analyzed, min_df=a.min_df)
             Xt = feat2.transform(test["norm"].tolist()).tocsr()
+            if a.chars:
+                chars_r = char_vectorizer(a.chars, recent["norm"].tolist())
+                Xr = with_chars(Xr, chars_r, recent["norm"].tolist())
+                Xt = with_chars(Xt, chars_r, test["norm"].tolist())
         wr = recency_weights(recent["time"], recency)
         wr = np.ones(len(recent)) if wr is None else wr
         new = [k for k in range(len(labels)) if not learned[k] and Yr[in_valid, k].sum() >= 5]
@@ -307,10 +395,34 @@ def pseudo_future(a: Any, t0: float) -> None:
         train = train[kept.to_numpy()]
     calib, scored = frame[(when >= cf) & (when < vf)], frame[when >= vf]
     feat, X = fit_featurizer("word", train["norm"].tolist(), analyzed, min_df=a.min_df)
+    chars = char_vectorizer(a.chars, train["norm"].tolist()) if a.chars else None
+    X = with_chars(X, chars, train["norm"].tolist())
+    if chars is not None:
+        print(f"  characters {a.chars}: {len(chars[0].vocabulary_)} columns, nnz per row {X.nnz / X.shape[0]:.0f}; "
+              + char_percall(chars, calib["norm"].tolist()), flush=True)
     w = recency_weights(train["time"], (4.0, 2.0))
     learner = next((t for t in tags if t in TOPIC_LEARNERS), "svm")
-    head = TopicHead(labels, True, C=0.5, learner=learner).fit(X, _binarize(train["topic"], labels), w)
-    Sc, Ss = (head.decision(feat.transform(p["norm"].tolist()).tocsr()) for p in (calib, scored))
+    C = next((float(t[1:]) for t in tags if t.startswith("C")), 0.5)
+    t_fit = time.perf_counter()
+    head = TopicHead(labels, True, C=C, learner=learner).fit(X, _binarize(train["topic"], labels), w)
+    print(f"[{time.perf_counter() - t0:4.0f}s] fitted in {time.perf_counter() - t_fit:.1f} s", flush=True)
+    Xc_, Xs_ = (with_chars(feat.transform(p["norm"].tolist()).tocsr(), chars, p["norm"].tolist()) for p in (calib, scored))
+    Sc, Ss = head.decision(Xc_), head.decision(Xs_)
+    rare = next((int(t[4:]) for t in tags if t.startswith("rare")), 0)
+    if rare:  # "rareN[:negM][:cwW][:CcX]": labels with fewer than N training positives get a word + character fit
+        spec = next((t[2:].replace("/", ":") for t in tags if t.startswith("cc")), "1:2,4:5:20000")
+        cv = char_vectorizer(spec, train["norm"].tolist())
+        Xu = with_chars(X, cv, train["norm"].tolist())
+        Xcu, Xsu = (with_chars(M, cv, p["norm"].tolist()) for M, p in ((Xc_, calib), (Xs_, scored)))
+        Ytr = _binarize(train["topic"], labels)
+        neg = next((int(t[3:]) for t in tags if t.startswith("neg")), 0)
+        Cr = next((float(t[2:]) for t in tags if t.startswith("rc")), C)
+        t_r = time.perf_counter()
+        done = rare_label_scores(Xu, Ytr, w, rare, neg, Cr, [Xcu, Xsu])
+        for k, (sc, ss) in done.items():
+            Sc[:, k], Ss[:, k] = sc, ss
+        print(f"[{time.perf_counter() - t0:4.0f}s] rare labels (< {rare} positives, negatives {neg or 'all'}): "
+              f"{[labels[k] for k in done]} in {time.perf_counter() - t_r:.1f} s", flush=True)
     Yc, Ys = _binarize(calib["topic"], labels), _binarize(scored["topic"], labels)
     learned = np.array([hasattr(e, "coef_") for e in head.clf_.estimators_])  # type: ignore[union-attr]
     print(f"[{time.perf_counter() - t0:4.0f}s] pseudo-future: train < {cf} ({len(train)}), calibrate {cf} "
