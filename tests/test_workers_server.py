@@ -49,18 +49,24 @@ def _local_port(r: httpx.Response) -> int:
 
 
 def one_on_each_worker(url: str) -> tuple[Pinned, Pinned]:
-    """Two pinned clients that reached different worker processes."""
-    seen: dict[str, Pinned] = {}
+    """Two pinned clients that reached different worker processes, both connections still open (a
+    connection idle for uvicorn's 5 s keep-alive timeout is closed: then the search starts again)."""
     deadline = time.monotonic() + 60
-    while len(seen) < 2:
-        assert time.monotonic() < deadline, "new connections never reached the second worker"
-        p = Pinned(url)
-        if p.worker in seen:
-            p.close()
-        else:
-            seen[p.worker] = p
-    a, b = seen.values()
-    return a, b
+    while True:
+        seen: dict[str, Pinned] = {}
+        while len(seen) < 2:
+            assert time.monotonic() < deadline, "new connections never reached the second worker"
+            p = Pinned(url)
+            if p.worker in seen:
+                p.close()
+            else:
+                seen[p.worker] = p
+        a, b = seen.values()
+        probes = [c.client.get("/v1/model", headers=H_ADMIN) for c in (a, b)]
+        if all(_local_port(r) == c.port and r.json()["loaded_at"] == c.worker for r, c in zip(probes, (a, b))):
+            return a, b
+        a.close()
+        b.close()
 
 
 @pytest.fixture()
@@ -107,6 +113,12 @@ def test_limits_hold_across_two_workers(two_workers: Server):
 
 
 def test_review_sessions_and_a_promoted_model_reach_both_workers(two_workers: Server, tmp_path: Path):
+    # a newly promoted model: a new version folder and `current` pointed at it (saved first, while no
+    # connection is held: the workers go on serving the old one until a reload is asked for)
+    models = tmp_path / "models"
+    model, meta = registry.load(models / "current")
+    model.version = "promoted-in-test"
+    registry.save(model, meta, models, "promoted-in-test")
     a, b = one_on_each_worker(two_workers.url)
     try:
         case_id = a.request("POST", "/v1/triage", json={"text": TEXTS[2]}, headers=H_INTAKE).json()["case_id"]
@@ -124,11 +136,9 @@ def test_review_sessions_and_a_promoted_model_reach_both_workers(two_workers: Se
         r = a.request("GET", f"/review/cases/{case_id}", follow_redirects=False)  # logged out in every worker
         assert r.status_code == 303 and "/review/login" in r.headers["location"]
 
-        # a newly promoted model: a new version folder, `current` pointed at it, a reload asked of one worker
-        models = tmp_path / "models"
-        model, meta = registry.load(models / "current")
-        model.version = "promoted-in-test"
-        registry.save(model, meta, models, "promoted-in-test")
+        assert a.request("POST", "/v1/triage", json={"text": TEXTS[1]}, headers=H_INTAKE).json()["model_version"] \
+            != "promoted-in-test"  # not before the reload
+        # the reload asked of one worker; the other follows
         assert a.request("POST", "/v1/admin/reload", headers=H_ADMIN).json()["version"] == "promoted-in-test"
         deadline = time.monotonic() + 60
         while b.request("GET", "/v1/model", headers=H_ADMIN).json()["version"] != "promoted-in-test":
