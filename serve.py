@@ -9,7 +9,7 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8000)
-    ap.add_argument("--workers", type=int, default=None, help="server processes (default TRIAGE_WORKERS or 1)")
+    ap.add_argument("--workers", type=int, default=None, help="server processes (default TRIAGE_WORKERS, else one per available core, at most 4)")
     ap.add_argument("--dev", action="store_true", help="serve without API keys (every caller is admin)")
     a = ap.parse_args()
     if a.dev:

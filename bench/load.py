@@ -1,15 +1,19 @@
 """Load test of POST /v1/triage on loopback, against a no-model endpoint measured in the same run.
 
-    python bench/load.py [--models models] [--seconds 10] [--clients 1,8] [--workers 1]
+    python bench/load.py [--models models] [--seconds 10] [--clients 1,8] [--workers N] [--noop-workers N[,M]]
 
-Starts two servers on free loopback ports, both uvicorn[standard] (uvloop, httptools) with the
-same number of workers: the no-model baseline (``bench/noop_app.py``: the same FastAPI stack,
-validates the same body into ``ComplaintIn``, answers a fixed JSON) and the real service
-(``serve.py``, a fresh database under a temporary folder, every case stored). Then, for each
+Starts servers on free loopback ports, all uvicorn[standard] (uvloop, httptools): the no-model
+baseline (``bench/noop_app.py``: the same FastAPI stack, validates the same body into
+``ComplaintIn``, answers a fixed JSON) and the real service (``serve.py``, a fresh database under a
+temporary folder, every case stored). The service runs with ``--workers`` processes, or without the
+option, so with serve.py's own default (one per available core, at most 4); the baseline with the
+same number of workers, or with each count of ``--noop-workers`` (``--noop-workers 2,1``: two
+baselines, one with two workers and one with one, both measured in the same run). Then, for each
 concurrency level, the same keep-alive asyncio clients post distinct real complaint texts from the
-shared Traffy data (``TextFeed``: none is sent twice to a server until all have been) to the
-baseline and then to the service, and one line each is printed: requests/s,
-the service's share of the baseline's requests/s, p50/p99 latency, errors (anything but 201) and
+shared Traffy data (``TextFeed``: none is sent twice to a server until all have been) to each
+baseline and then to the service, and one line each is printed: requests/s, the service's share of
+the first baseline's requests/s (then one line with its share of each baseline, each named by its
+worker count), p50/p99 latency, errors (anything but 201) and
 the server's CPU time per request (its processes' user + system time over the level, from /proc:
 on a shared machine steadier than the requests/s) and the resident memory of each worker process
 (and of any process a worker forked). Bounded: each level runs for
@@ -255,53 +259,76 @@ def main() -> int:
     ap.add_argument("--clients", default="1,8")
     ap.add_argument("--seconds", type=float, default=10.0, help="duration of each level")
     ap.add_argument("--max-requests", type=int, default=50_000, help="cap on requests per level")
-    ap.add_argument("--workers", type=int, default=1, help="server processes, for both servers (serve.py --workers)")
+    ap.add_argument("--workers", type=int, default=None,
+                    help="serve.py processes (default: none given, so serve.py's default: one per core, at most 4)")
+    ap.add_argument("--noop-workers", default=None,
+                    help="worker counts of the no-model baselines, comma-separated (default: the service's count)")
     ap.add_argument("--slice-model", action="store_true",
                     help="train a small model on a slice of the data into a temporary folder and use it")
     a = ap.parse_args()
+    sys.path.insert(0, str(REPO))
+    from triage.config import default_workers
+
+    workers = a.workers if a.workers is not None else default_workers()
+    noop_workers = [int(x) for x in a.noop_workers.split(",")] if a.noop_workers else [workers]
     a.models = models_dir(a.models, a.data, a.slice_model)
     texts = complaint_texts(Path(a.data))
     levels = [int(x) for x in a.clients.split(",")]
-    base_port, port = free_port(), free_port()
+    base_ports, port = [free_port() for _ in noop_workers], free_port()
     with tempfile.TemporaryDirectory(prefix="triage-bench-") as tmp:
         env = {**os.environ, "TRIAGE_DATA_DIR": tmp, "TRIAGE_MODELS_DIR": a.models, "TRIAGE_API_KEYS": f"{KEY}:intake",
                "TRIAGE_LOG_LEVEL": "warning", "BENCH_KEY": KEY}
-        base = subprocess.Popen([sys.executable, "-m", "uvicorn", "--app-dir", str(REPO / "bench"), "noop_app:app",
-                                 "--host", "127.0.0.1", "--port", str(base_port), "--workers", str(a.workers),
-                                 "--log-level", "warning", "--no-access-log"], env=env, cwd=REPO)
+        env.pop("TRIAGE_WORKERS", None)
+        bases = [subprocess.Popen([sys.executable, "-m", "uvicorn", "--app-dir", str(REPO / "bench"), "noop_app:app",
+                                   "--host", "127.0.0.1", "--port", str(bp), "--workers", str(nw),
+                                   "--log-level", "warning", "--no-access-log"], env=env, cwd=REPO)
+                 for bp, nw in zip(base_ports, noop_workers, strict=True)]
+        given = ["--workers", str(a.workers)] if a.workers is not None else []
         proc = subprocess.Popen([sys.executable, str(REPO / "serve.py"), "--host", "127.0.0.1", "--port", str(port),
-                                 "--workers", str(a.workers)], env=env, cwd=REPO)
+                                 *given], env=env, cwd=REPO)
+        names = [f"no-model {nw}w" for nw in noop_workers]
         try:
-            wait_ready(base, base_port, "no-model endpoint")
+            for base, bp in zip(bases, base_ports, strict=True):
+                wait_ready(base, bp, "no-model endpoint")
             ready = wait_ready(proc, port, "service")
-            feeds = {base_port: TextFeed(texts), port: TextFeed(texts)}
-            print(f"{a.workers} worker(s) each; service ready in {ready:.1f} s; {len(texts)} distinct real complaint texts; "
-                  f"{os.cpu_count()} CPUs; load average {load()}")
-            for p in (base_port, port):
+            served_by = len(worker_pids(proc.pid)) if workers > 1 else 1
+            feeds = {p: TextFeed(texts) for p in [*base_ports, port]}
+            how = f"--workers {a.workers}" if a.workers is not None else "serve.py's default"
+            print(f"service: {workers} worker(s) ({how}; {served_by} running); no-model endpoint(s): "
+                  f"{', '.join(f'{nw} worker(s)' for nw in noop_workers)}; service ready in {ready:.1f} s; "
+                  f"{len(texts)} distinct real complaint texts; {os.cpu_count()} CPUs; load average {load()}")
+            for p in [*base_ports, port]:
                 run_level(p, feeds[p], 4, 2.0, 500)  # warm-up, not reported
-            print(f"{'server':>8} {'clients':>7} {'requests':>8} {'errors':>6} {'req/s':>7} {'share':>6} {'p50 ms':>7} "
+            print(f"{'server':>11} {'clients':>7} {'requests':>8} {'errors':>6} {'req/s':>7} {'share':>6} {'p50 ms':>7} "
                   f"{'p99 ms':>7} {'CPU ms':>6}  RSS MB per worker")
             for n in levels:
-                cpu0 = cpu_seconds(base.pid)
-                b = run_level(base_port, feeds[base_port], n, a.seconds, a.max_requests)
-                b["cpu_ms"] = 1000 * (cpu_seconds(base.pid) - cpu0) / max(1, b["requests"])
+                measured = []
+                for name, server, bp in zip(names, bases, base_ports, strict=True):
+                    cpu0 = cpu_seconds(server.pid)
+                    b = run_level(bp, feeds[bp], n, a.seconds, a.max_requests)
+                    b["cpu_ms"] = 1000 * (cpu_seconds(server.pid) - cpu0) / max(1, b["requests"])
+                    measured.append((name, b, server.pid))
                 cpu0 = cpu_seconds(proc.pid)
                 r = run_level(port, feeds[port], n, a.seconds, a.max_requests)
                 r["cpu_ms"] = 1000 * (cpu_seconds(proc.pid) - cpu0) / max(1, r["requests"])
-                for name, x, pid in (("no-model", b, base.pid), ("service", r, proc.pid)):
-                    share = f"{x['rps'] / b['rps']:.0%}" if b["rps"] else "-"
+                first = measured[0][1]
+                for name, x, pid in (*measured, ("service", r, proc.pid)):
+                    share = f"{x['rps'] / first['rps']:.0%}" if first["rps"] else "-"
                     rss = memory(pid)
                     kinds = f"  ({', '.join(x['kinds'])})" if x["errors"] else ""
-                    print(f"{name:>8} {n:>7} {x['requests']:>8} {x['errors']:>6} {x['rps']:>7.0f} {share:>6} "
+                    print(f"{name:>11} {n:>7} {x['requests']:>8} {x['errors']:>6} {x['rps']:>7.0f} {share:>6} "
                           f"{x['p50_ms']:>7.1f} {x['p99_ms']:>7.1f} {x['cpu_ms']:>6.2f}  {rss}{kinds}", flush=True)
+                shares = [f"{r['rps'] / b['rps']:.0%} of {name}" if b["rps"] else f"- of {name}"
+                          for name, b, _ in measured]
+                print(f"{'':>11} {n:>7} service ({workers} worker(s)) at {', '.join(shares)}", flush=True)
             db = Path(tmp) / "triage.db"
             print(f"texts sent to the service: {feeds[port].sent}, sent a second time: {feeds[port].repeats}")
             print(f"database {sum(f.stat().st_size for f in Path(tmp).glob('triage.db*')) / 1e6:.1f} MB "
                   f"({db.name} + WAL); load average at the end {load()}")
         finally:
-            for p in (proc, base):
+            for p in (proc, *bases):
                 p.terminate()
-            for p in (proc, base):
+            for p in (proc, *bases):
                 try:
                     p.wait(20)
                 except subprocess.TimeoutExpired:

@@ -93,8 +93,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="triage-profile-") as tmp:
         env = {**os.environ, "TRIAGE_DATA_DIR": tmp, "TRIAGE_MODELS_DIR": a.models,
                "TRIAGE_API_KEYS": f"{load.KEY}:intake", "TRIAGE_LOG_LEVEL": "warning"}
-        proc = subprocess.Popen([sys.executable, str(load.REPO / "serve.py"), "--host", "127.0.0.1", "--port", str(port)],
-                                env=env, cwd=load.REPO)
+        proc = subprocess.Popen([sys.executable, str(load.REPO / "serve.py"), "--host", "127.0.0.1", "--port", str(port),
+                                 "--workers", "1"], env=env, cwd=load.REPO)  # one process to profile
         raw = Path(tmp) / "spy.txt"
         try:
             load.wait_ready(proc, port, "service")

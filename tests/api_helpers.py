@@ -58,14 +58,17 @@ def free_port() -> int:
 class Server:
     """A real ``serve.py`` on a free loopback port with a temp data dir, ready when constructed."""
 
-    def __init__(self, data: Path, models: Path, workers: int = 1, **env_extra: str) -> None:
+    def __init__(self, data: Path, models: Path, workers: int | None = 1, **env_extra: str) -> None:
+        """``workers=None``: no ``--workers`` option, so serve.py's default (one per core, at most 4)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "TRIAGE_DATA_DIR": str(data), "TRIAGE_MODELS_DIR": str(models), "TRIAGE_API_KEYS": KEYS,
                "TRIAGE_LOG_LEVEL": "warning", **env_extra}
         self.log = (data.parent / f"server-{self.port}.log").open("w")
+        env.pop("TRIAGE_WORKERS", None)
+        given = ["--workers", str(workers)] if workers is not None else []
         self.proc = subprocess.Popen([sys.executable, str(REPO / "serve.py"), "--host", "127.0.0.1", "--port",
-                                      str(self.port), "--workers", str(workers)], env=env, cwd=REPO, stdout=self.log,
+                                      str(self.port), *given], env=env, cwd=REPO, stdout=self.log,
                                      stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:

@@ -160,9 +160,12 @@ def test_sighup_and_reload_swap_the_model_without_failing_a_request(server):
     assert server.proc.poll() is None
 
 
-def test_kill_mid_write_leaves_a_consistent_database(tmp_path, small_model_dir):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_kill_mid_write_leaves_a_consistent_database(tmp_path, small_model_dir, workers):
+    """kill -9 of serve.py under load (with two workers, they end with it: ``triage.app.die_with_parent``):
+    every acknowledged case is in the database, which is consistent."""
     data = tmp_path / "data"
-    srv = Server(data, small_model_dir)
+    srv = Server(data, small_model_dir, workers=workers)
     acknowledged: list[int] = []
     stop = threading.Event()
 

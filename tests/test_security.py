@@ -32,7 +32,7 @@ from fastapi.testclient import TestClient
 from triage.app import create_app
 from triage.config import parse_api_keys, parse_key_entries
 from triage.review import COOKIE
-from triage.security import FailureLimiter, has_control, log_safe
+from triage.security import has_control, log_safe
 
 NAMED = "สายไฟหน้าบ้านนายสมชาย ใจดี ขาดห้อยลงมา อันตรายมาก โทร 081-234-5678"
 NAME_PARTS = ("สมชาย", "ใจดี")
@@ -238,15 +238,3 @@ def test_data_folder_is_private_and_the_database_is_owner_only(tmp_path, small_m
                 assert modes[name] == 0o600, (name, oct(modes[name]))
     finally:
         os.umask(old)
-
-
-def test_failure_limiter_counts_per_client_and_forgets_after_the_window():
-    limits = FailureLimiter(limit=3, window=60, max_clients=2)
-    for t in (0, 1, 2):
-        assert limits.retry_after("a", now=t) is None
-        limits.fail("a", now=t)
-    assert limits.retry_after("a", now=3) == 57 and limits.retry_after("b", now=3) is None
-    assert limits.retry_after("a", now=60.5) is None  # the oldest failure aged out
-    limits.fail("b", now=61)
-    limits.fail("c", now=62)  # a third client: the least recently failing one ("a") is forgotten
-    assert "a" not in limits._failures and set(limits._failures) == {"b", "c"}

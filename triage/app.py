@@ -10,12 +10,17 @@ anything unexpected is a JSON 500 that names no input. Request bodies over
 ``TRIAGE_MAX_BODY_BYTES`` are refused with a 413 before they are read, request heads over
 ``TRIAGE_MAX_HEADER_BYTES`` with a 431, and every answer that sets no ``Cache-Control`` of its own
 gets ``no-store`` (``triage.security``). Wrong keys and failed logins are counted per client
-(``app.state.failure_limits``, read through ``triage.deps``). A ``POST /v1/triage`` that is plainly
+(``app.state.failure_limits``, read through ``triage.deps``) in counters shared by all worker processes
+(``triage.limits``). A ``POST /v1/triage`` that is plainly
 fine is answered by ``triage.hotpath`` without FastAPI's per-request machinery, with the same bytes.
 """
 
+import ctypes
 import logging
+import multiprocessing
+import os
 import signal
+import sys
 import threading
 from collections.abc import AsyncIterator
 from contextlib import AbstractContextManager, asynccontextmanager, nullcontext
@@ -37,14 +42,14 @@ from triage.corrections import agency_corrections
 from triage.database import open_store
 from triage.errors import BusyError, LabelError, ThrottledError, TooLargeError, TriageError, http_status
 from triage.hotpath import TriageFastPath
+from triage.limits import FailureLimiter, LimitsFile, RateLimiter
 from triage.outbox import Deliverer
 from triage.public import router as public_router
 from triage.review import router as review_router
-from triage.security import FailureLimiter, HeaderLimit, NoStore
+from triage.security import HeaderLimit, NoStore
 from triage.serving import ModelHolder
 from triage.sla import Every, escalate_overdue
 from triage.store import ReviewStore
-from triage.tracking import RateLimiter
 
 log = logging.getLogger("triage.app")
 
@@ -231,6 +236,7 @@ def create_app(settings: Settings) -> FastAPI:
         previous = None
         background: list[Any] = []
         try:
+            limits.open()  # at start-up: a data folder the counters cannot be kept in is said now, not per request
             holder.reload()
             follow_replicas(app.state.store, holder)
             background = start_followup(settings, app.state.store, holder)
@@ -252,6 +258,7 @@ def create_app(settings: Settings) -> FastAPI:
             app.state.wake_delivery = _nothing
             store, app.state.store = app.state.store, None
             store.close()
+            limits.close()
 
     app = TriageService(title="triage", version="1", lifespan=lifespan, default_response_class=FastJSON,
                   description="Triage of Thai citizens' complaints: topic, urgency, agency; cases and review.")
@@ -259,10 +266,13 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.settings = settings
     app.state.store = None
     app.state.batcher = batcher
-    app.state.failure_limits = {"keys": FailureLimiter(settings.key_failures, settings.failure_window),
-                                "logins": FailureLimiter(settings.login_failures, settings.failure_window)}
+    # throttling counters shared by every worker process on this machine (triage.limits)
+    limits = LimitsFile(settings.data_dir / "limits.db")
+    app.state.failure_limits = {"keys": FailureLimiter(limits, "keys", settings.key_failures, settings.failure_window),
+                                "logins": FailureLimiter(limits, "logins", settings.login_failures,
+                                                         settings.failure_window)}
     app.state.wake_delivery = _nothing
-    app.state.track_limiter = RateLimiter(settings.track_rate_per_minute, settings.track_burst)
+    app.state.track_limiter = RateLimiter(limits, settings.track_rate_per_minute, settings.track_burst)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(NoStore)
     app.add_middleware(HeaderLimit, limit=settings.max_header_bytes)
@@ -282,6 +292,32 @@ def create_app(settings: Settings) -> FastAPI:
     return app
 
 
+_PR_SET_PDEATHSIG = 1
+"""Linux ``prctl`` option: the signal a process gets when its parent ends."""
+
+
+def die_with_parent() -> bool:
+    """In a worker process started by serve.py's parent, ask Linux to SIGKILL this process when the parent
+    ends, however it ends; True if asked. uvicorn's workers otherwise outlive a parent killed with
+    SIGKILL (``kill -9`` of serve.py), go on answering on its port and keep a restarted serve.py from
+    binding it. With the worker killed too, ``kill -9`` of a multi-worker service does what it does to
+    one process: requests not yet answered are lost, every answered one is committed (group commit)."""
+    parent = multiprocessing.parent_process()
+    if parent is None or parent.pid is None or not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+            return False
+    except (OSError, AttributeError):
+        return False
+    if os.getppid() != parent.pid:  # the parent ended before the request took effect
+        os.kill(os.getpid(), signal.SIGKILL)
+    return True
+
+
 def app_from_env() -> FastAPI:
-    """The app built from ``TRIAGE_*`` environment variables: what each uvicorn worker process runs."""
+    """The app built from ``TRIAGE_*`` environment variables: what each uvicorn worker process runs
+    (serve.py with several workers); the worker ends with its parent (``die_with_parent``)."""
+    die_with_parent()
     return create_app(get_settings())

@@ -8,6 +8,7 @@ under ``models/``). A bad value fails at start-up with a message naming it, neve
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
@@ -21,6 +22,21 @@ from triage.security import has_control
 
 AGENCY = AGENCY_ROLE.rstrip(":")
 """``key:agency:<official agency name>`` entries give a key the role ``agency:<name>`` (``triage.auth.AGENCY_ROLE``)."""
+
+
+MAX_DEFAULT_WORKERS = 4
+"""The default worker count is one per core this process may run on, at most this many (each worker
+holds its own copy of the model: about 500 MB)."""
+
+
+def default_workers() -> int:
+    """One server process per core available to this process (its CPU affinity, else the machine's
+    count), at least 1 and at most ``MAX_DEFAULT_WORKERS``: what ``TRIAGE_WORKERS`` defaults to."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # no affinity call on this platform
+        cores = os.cpu_count() or 1
+    return max(1, min(MAX_DEFAULT_WORKERS, cores))
 
 
 class KeyEntry(NamedTuple):
@@ -120,8 +136,9 @@ class Settings(BaseSettings):
     """Where an escalated case goes when no agency is named: the central level."""
     page_limit: int = Field(50, ge=1, le=1000)
     log_level: str = "info"
-    workers: int = Field(1, ge=1, le=16)
-    """Server processes; they share the database, and a reload in one is followed by the others."""
+    workers: int = Field(default_factory=default_workers, ge=1, le=16)
+    """Server processes (default one per available core, at most 4: ``default_workers``); they share the
+    database and the throttling counters (``triage.limits``), and a reload in one is followed by the others."""
     batch_wait_ms: float = Field(2.0, ge=0.0, le=100.0)
     """How long concurrent triage requests may wait for each other to be predicted and stored together."""
     batch_max: int = Field(64, ge=1, le=1000)

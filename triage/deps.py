@@ -18,7 +18,8 @@ from triage.auth import authorize
 from triage.cases import Cases
 from triage.config import Settings
 from triage.errors import StorageError, ThrottledError, UnauthorizedError
-from triage.security import FailureLimiter, log_safe
+from triage.limits import FailureLimiter
+from triage.security import log_safe
 from triage.serving import ModelHolder, Served
 from triage.store import ReviewStore
 
@@ -95,9 +96,11 @@ def check_key(request: Request, settings: Settings, key: str | None, permission:
     try:
         return authorize(settings.keys, key, permission)
     except UnauthorizedError:
-        limiter.fail(client)
+        wait = limiter.fail(client)
         log.warning("refused API key from client %s: unknown key (%s %s)", log_safe(client), request.method,
                     log_safe(request.url.path))
+        if wait is not None:  # another worker counted this client's last allowed failures since the check
+            raise ThrottledError(wait) from None
         raise
 
 

@@ -29,9 +29,10 @@ from starlette.concurrency import run_in_threadpool
 
 from triage.deps import StoreDep
 from triage.errors import ConflictError, NotFoundError
+from triage.limits import RateLimiter
 from triage.schemas import FeedbackIn, TrackOut
 from triage.sla import is_overdue
-from triage.tracking import RateLimiter, looks_like_code, public_view
+from triage.tracking import looks_like_code, public_view
 
 log = logging.getLogger("triage.public")
 

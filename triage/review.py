@@ -11,7 +11,7 @@ the case store (``triage.store_sessions``) named by a random id that travels in 
 hash of it. Every request looks the session up and checks that its key is still configured with
 a role that may read cases (``triage.auth``: reviewer or admin), so a logout, or removing a key
 from ``TRIAGE_API_KEYS``, ends it. Wrong keys and failed logins are throttled per client
-(``triage.deps.check_key``, ``triage.security.FailureLimiter``).
+(``triage.deps.check_key``, ``triage.limits.FailureLimiter``).
 Scripts may send ``X-API-Key`` instead. Intake keys are refused. Every form carries a CSRF token
 tied to the session, and a case form carries the case's version (``updated_at``): saving a form
 that another reviewer or tab has overtaken changes nothing and says so, keeping what was typed.
@@ -393,17 +393,23 @@ def _login(request: Request, form: dict[str, list[str]], settings: Settings) -> 
     keys = settings.keys
     client = client_of(request)
     limiter = failure_limiter(request, "logins")
-    wait = limiter.retry_after(client) if keys else None
-    if wait is not None:
+
+    def throttled(wait: int) -> Response:
         log.warning("review login from client %s refused: too many failed logins", log_safe(client))
         message = throttled_message(wait)
         response = again(http_status(ThrottledError(wait)), message["th"], message["en"])
         response.headers["Retry-After"] = str(wait)
         return response
+
+    wait = limiter.retry_after(client) if keys else None
+    if wait is not None:
+        return throttled(wait)
     key = one(form, "key", 500)
     role = role_for_key(keys, key)
     if role is None:
-        limiter.fail(client)
+        wait = limiter.fail(client)
+        if wait is not None:  # another worker counted this client's last allowed failures since the check
+            return throttled(wait)
         log.warning("review login refused for client %s: unknown key", log_safe(client))
         return again(401, "ไม่รู้จักกุญแจนี้", "Unknown API key.")
     if not may(role, REVIEW_PERMISSION):

@@ -4,9 +4,7 @@ header limits and response caching. Pure where it can be; the ASGI middleware is
 - ``has_control`` / ``log_safe``: people's names (reviewer, actor, login name) with control
   characters are refused at the boundary; anything user-given that is logged goes through
   ``log_safe``, so a value can never start a forged log line or hide text from a terminal.
-- ``FailureLimiter``: per-client counting of failed keys and logins; over the limit, every attempt
-  from that client is refused with 429 and ``Retry-After`` until its failures age out, the right key
-  included, so guessing stops paying.
+- Throttling of failed keys and logins is ``triage.limits.FailureLimiter`` (shared by the worker processes).
 - ``scrub_prediction``: urgency cues, routing phrases and explanation words come from the unmasked
   text; what is shown of them has names masked like the text itself.
 - ``HeaderLimit`` and ``NoStore``: ASGI middleware for request header size (431) and
@@ -15,12 +13,8 @@ header limits and response caching. Pure where it can be; the ASGI middleware is
 
 from __future__ import annotations
 
-import math
 import re
-import threading
-import time
 import unicodedata
-from collections import OrderedDict, deque
 from typing import TYPE_CHECKING, Any
 
 from triage.text import has_titled_name, mask_names_in, name_tokens
@@ -70,52 +64,6 @@ def log_safe(value: object) -> str:
         else:
             out.append(f"\\u{ord(ch):04x}")
     return "".join(out)
-
-
-# -- throttling -----------------------------------------------------------------------------------
-
-class FailureLimiter:
-    """At most ``limit`` failures per client in a sliding ``window`` of seconds.
-
-    ``retry_after(client)`` is None while the client may try, else the whole seconds until its
-    oldest counted failure ages out. Memory is bounded: at most ``max_clients`` clients are
-    tracked, the least recently failing dropped first. Thread-safe (sync routes run in a pool).
-    One per process: with several workers a client gets up to ``limit`` tries in each.
-    """
-
-    def __init__(self, limit: int, window: float = 60.0, max_clients: int = 10_000) -> None:
-        self.limit, self.window, self.max_clients = limit, window, max_clients
-        self._failures: OrderedDict[str, deque[float]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def _recent(self, client: str, now: float) -> deque[float] | None:
-        times = self._failures.get(client)
-        if times is None:
-            return None
-        while times and times[0] <= now - self.window:
-            times.popleft()
-        if not times:
-            del self._failures[client]
-            return None
-        return times
-
-    def retry_after(self, client: str, now: float | None = None) -> int | None:
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            times = self._recent(client, now)
-            if times is None or len(times) < self.limit:
-                return None
-            return max(1, math.ceil(times[-self.limit] + self.window - now))
-
-    def fail(self, client: str, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            times = self._recent(client, now) or deque(maxlen=self.limit)
-            times.append(now)
-            self._failures[client] = times
-            self._failures.move_to_end(client)
-            while len(self._failures) > self.max_clients:
-                self._failures.popitem(last=False)
 
 
 # -- middleware -----------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""What a complainant may see of a case: tracking codes, the public view, and lookup rate limits.
+"""What a complainant may see of a case: tracking codes and the public view (the lookups' rate limit
+is ``triage.limits.RateLimiter``, shared by the worker processes).
 
 Every case gets a tracking code (20 characters from a 31-letter alphabet with no look-alikes,
 about 99 bits from ``secrets``), returned by ``POST /v1/triage`` for the intake system to pass on.
@@ -12,9 +13,6 @@ from __future__ import annotations
 
 import re
 import secrets
-import threading
-import time
-from collections import OrderedDict
 from typing import Any
 
 ALPHABET = "ABCDEFGHJKMNPQRSTUVWXYZ23456789"
@@ -70,31 +68,3 @@ def public_view(case: dict[str, Any], events: list[dict[str, Any]]) -> dict[str,
             "updated_at": steps[-1]["at"] if steps else case["created_at"], "deadline": case.get("deadline"),
             "steps": steps}
 
-
-class RateLimiter:
-    """A token bucket per client: ``rate`` requests a minute on average, ``burst`` at once.
-
-    In memory, per server process (with N worker processes a client gets up to N times the rate);
-    at most ``max_clients`` buckets are kept, the least recently seen are dropped first.
-    """
-
-    def __init__(self, per_minute: float, burst: int, max_clients: int = 100_000) -> None:
-        self.rate = per_minute / 60.0
-        self.burst = float(burst)
-        self.max_clients = max_clients
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def allow(self, client: str, now: float | None = None) -> tuple[bool, float]:
-        """Take one token for ``client``: (allowed, seconds until the next token if refused)."""
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            tokens, last = self._buckets.pop(client, (self.burst, now))
-            tokens = min(self.burst, tokens + (now - last) * self.rate)
-            allowed = tokens >= 1.0
-            if allowed:
-                tokens -= 1.0
-            self._buckets[client] = (tokens, now)
-            while len(self._buckets) > self.max_clients:
-                self._buckets.popitem(last=False)
-        return allowed, 0.0 if allowed else (1.0 - tokens) / self.rate
