@@ -8,7 +8,6 @@ under ``models/``). A bad value fails at start-up with a message naming it, neve
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
@@ -32,11 +31,9 @@ holds its own copy of the model: about 500 MB)."""
 def default_workers() -> int:
     """One server process per core available to this process (its CPU affinity, else the machine's
     count), at least 1 and at most ``MAX_DEFAULT_WORKERS``: what ``TRIAGE_WORKERS`` defaults to."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):  # no affinity call on this platform
-        cores = os.cpu_count() or 1
-    return max(1, min(MAX_DEFAULT_WORKERS, cores))
+    from triage.parallel import default_jobs
+
+    return min(MAX_DEFAULT_WORKERS, default_jobs())
 
 
 class KeyEntry(NamedTuple):

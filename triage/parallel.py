@@ -50,7 +50,7 @@ def default_jobs() -> int:
     """The cores this process may use."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
+    except (AttributeError, OSError):  # no affinity call on this platform
         return max(1, os.cpu_count() or 1)
 
 
